@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+from astropy.table import QTable, Table
+
+from photutils_clusterclf.fileio import atomic_output, fits_header_meta, sha256_file, write_table
+
+
+def test_atomic_output_refuses_existing_and_keeps_it(tmp_path):
+    path = tmp_path / "out.txt"
+    path.write_text("old")
+    with pytest.raises(FileExistsError, match="overwrite"):
+        with atomic_output(path) as tmp:
+            tmp.write_text("new")
+    assert path.read_text() == "old"
+
+
+def test_atomic_output_failure_leaves_nothing(tmp_path):
+    path = tmp_path / "out.txt"
+    path.write_text("old")
+    with pytest.raises(RuntimeError, match="boom"):
+        with atomic_output(path, overwrite=True) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("boom")
+    assert path.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
+
+
+def test_atomic_output_replaces_with_overwrite(tmp_path):
+    path = tmp_path / "out.fits"
+    path.write_text("old")
+    with atomic_output(path, overwrite=True) as tmp:
+        assert tmp.suffix == ".fits" and tmp.parent == tmp_path
+        tmp.write_text("new")
+    assert path.read_text() == "new"
+
+
+def test_write_table_fits_keeps_nested_provenance(tmp_path):
+    t = QTable({"a": np.arange(3)})
+    t.meta["clusterclf"] = {"version": "0.1", "bands": ["F275W", "F336W"],
+                            "normalization": {"name": "asinh", "params": {"border": 3}}}
+    write_table(t, tmp_path / "t.fits")
+    meta = Table.read(tmp_path / "t.fits").meta
+    assert meta["CLUSTERCLF VERSION"] == "0.1"
+    assert meta["CLUSTERCLF BANDS"] == '["F275W", "F336W"]'
+    assert meta["CLUSTERCLF NORMALIZATION PARAMS BORDER"] == 3
+    with pytest.raises(FileExistsError):
+        write_table(t, tmp_path / "t.fits")
+
+
+def test_write_table_ecsv_round_trip_and_bad_extension(tmp_path):
+    t = Table({"a": [1.5, 2.5]})
+    t.meta["clusterclf"] = {"bands": ["F555W"]}
+    write_table(t, tmp_path / "t.ecsv")
+    back = Table.read(tmp_path / "t.ecsv")
+    assert back.meta["clusterclf"]["bands"] == ["F555W"]
+    with pytest.raises(ValueError, match="format"):
+        write_table(t, tmp_path / "t.xyz")
+
+
+def test_fits_header_meta_flattens():
+    flat = fits_header_meta({"a": {"b": 1, "c": [1, 2]}, "d": None})
+    assert flat == {"A B": 1, "A C": "[1, 2]", "D": "null"}
+
+
+def test_sha256_file(tmp_path):
+    p = tmp_path / "f"
+    p.write_bytes(b"abc")
+    assert sha256_file(p) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
