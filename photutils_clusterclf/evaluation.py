@@ -1,0 +1,349 @@
+"""Agreement between two class columns: confusion matrix and per-class accuracy.
+
+`EvaluationReport` measures a classifier against human labels the way the
+cluster-classification papers do (Wei et al. 2020; Pérez et al. 2021):
+per-class recall ("accuracy per class"), precision, F1, the confusion
+matrix, and the overall, macro and two-class accuracies. Since it only
+compares two class columns, it equally measures human-vs-human or
+published-model-vs-human agreement.
+"""
+
+import json
+import math
+
+import numpy as np
+from astropy.table import Table
+
+from .classes import CLASSES, UNCLASSIFIED, fold_classes
+from .fileio import atomic_output
+
+__all__ = ["EvaluationReport", "HUMAN_CONSISTENCY", "WEI2020_RECALL"]
+
+#: Per-class recall of the Wei et al. (2020, MNRAS 493, 3178) networks on
+#: held-out PHANGS-HST galaxies, as quoted in the paper (for comparison).
+WEI2020_RECALL = {1: "70%", 2: "40%", 3: "40-50%", 4: "50-70%"}
+
+#: Agreement between human classifiers on the same candidates (Wei et al.
+#: 2020, section 5): the ceiling a model trained on human labels can reach.
+HUMAN_CONSISTENCY = {1: "70-80%", 2: "40-50%", 3: "40-50%", 4: "60-70%"}
+
+
+def _ratio(num, den):
+    """``num / den`` as float, NaN when ``den`` is 0 (undefined, not zero)."""
+    return float(num) / float(den) if den else math.nan
+
+
+def _json_float(value):
+    """JSON has no NaN: undefined values are written as null."""
+    return None if math.isnan(value) else value
+
+
+class EvaluationReport:
+    """Confusion matrix and accuracy figures of predictions against a truth.
+
+    Both class columns are folded onto the classes 1-4 with
+    `~photutils_clusterclf.classes.fold_classes` (PHANGS human codes 5-19 ->
+    4 by default). Then:
+
+    * rows whose folded truth is not 1-4 (0 / unlabelled / invalid) are
+      excluded and counted in ``n_excluded``;
+    * of the remaining rows, those whose folded prediction is 0 (not
+      classified, e.g. off the image) are excluded too and counted in
+      ``n_unpredicted``: they are not errors of the classifier's
+      morphology judgement, but the count shows how many were lost;
+    * the ``n`` rows left make the 4x4 confusion matrix.
+
+    Metrics that are undefined (precision of a class never predicted,
+    recall of a class absent from the truth) are NaN, written as ``null``
+    in JSON.
+
+    Parameters
+    ----------
+    truth, pred : array-like
+        Reference and predicted class codes, same length (integers, floats,
+        masked arrays or table columns).
+    mapping : dict, optional
+        Code folding passed to `~photutils_clusterclf.classes.fold_classes`
+        for both columns; default `~photutils_clusterclf.classes.PHANGS_FOLD`.
+    truth_name, pred_name : str, optional
+        Names used in printed tables, plots and JSON.
+
+    Attributes
+    ----------
+    n : int
+        Rows in the confusion matrix.
+    n_excluded : int
+        Rows without a truth class 1-4.
+    n_unpredicted : int
+        Rows with a truth class 1-4 but no predicted class.
+    confusion_matrix : `numpy.ndarray`
+        (4, 4) int64 counts; rows are truth classes 1-4, columns predicted
+        classes 1-4.
+    support : dict
+        Class -> number of truth rows of that class.
+    recall, precision, f1 : dict
+        Class (1-4) -> float (NaN where undefined).
+    """
+
+    def __init__(self, truth, pred, *, mapping=None, truth_name="truth",
+                 pred_name="prediction"):
+        truth = fold_classes(truth, mapping=mapping)
+        pred = fold_classes(pred, mapping=mapping)
+        if truth.shape != pred.shape:
+            raise ValueError(f"truth and prediction must have the same length, "
+                             f"got {truth.size} and {pred.size}")
+        labelled = truth != UNCLASSIFIED
+        predicted = pred != UNCLASSIFIED
+        self.truth_name = str(truth_name)
+        self.pred_name = str(pred_name)
+        self.mapping = mapping
+        self.n_excluded = int(np.count_nonzero(~labelled))
+        self.n_unpredicted = int(np.count_nonzero(labelled & ~predicted))
+        keep = labelled & predicted
+        self.n = int(np.count_nonzero(keep))
+        if self.n == 0:
+            raise ValueError(f"no row has both a {self.truth_name} class and a "
+                             f"{self.pred_name} class in 1-4 "
+                             f"({self.n_excluded} without {self.truth_name} class, "
+                             f"{self.n_unpredicted} without {self.pred_name} class)")
+        nc = len(CLASSES)
+        # Classes are 1..4, so class - 1 is the matrix index.
+        flat = (truth[keep].astype(np.int64) - 1) * nc + (pred[keep] - 1)
+        self.confusion_matrix = np.bincount(flat, minlength=nc * nc).reshape(nc, nc)
+        self._truth = truth[keep]
+        self._pred = pred[keep]
+
+    @classmethod
+    def from_table(cls, table, truth_column, pred_column, **kwargs):
+        """Build a report from two columns of a table.
+
+        Parameters
+        ----------
+        table : `~astropy.table.Table`
+            Any table (e.g. a classified catalogue).
+        truth_column, pred_column : str
+            Names of the reference and predicted class columns.
+        **kwargs
+            ``mapping`` (and names) passed to `EvaluationReport`; the names
+            default to the column names.
+
+        Returns
+        -------
+        report : `EvaluationReport`
+        """
+        for name in (truth_column, pred_column):
+            if name not in table.colnames:
+                raise KeyError(f"column {name!r} not in the table; available: "
+                               + ", ".join(table.colnames))
+        kwargs.setdefault("truth_name", truth_column)
+        kwargs.setdefault("pred_name", pred_column)
+        return cls(table[truth_column], table[pred_column], **kwargs)
+
+    # ---- metrics -----------------------------------------------------------
+
+    @property
+    def confusion_matrix_normalized(self):
+        """(4, 4) float: each truth row divided by its total (NaN for empty rows)."""
+        rows = self.confusion_matrix.sum(axis=1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(rows > 0, self.confusion_matrix / np.maximum(rows, 1),
+                            np.nan)
+
+    @property
+    def support(self):
+        """Class -> number of rows with that truth class."""
+        rows = self.confusion_matrix.sum(axis=1)
+        return {c: int(rows[i]) for i, c in enumerate(CLASSES)}
+
+    @property
+    def n_predicted(self):
+        """Class -> number of rows predicted as that class."""
+        cols = self.confusion_matrix.sum(axis=0)
+        return {c: int(cols[i]) for i, c in enumerate(CLASSES)}
+
+    @property
+    def recall(self):
+        """Class -> fraction of that truth class predicted as it ("accuracy")."""
+        cm = self.confusion_matrix
+        return {c: _ratio(cm[i, i], cm[i].sum()) for i, c in enumerate(CLASSES)}
+
+    @property
+    def precision(self):
+        """Class -> fraction of the predictions of that class that are right."""
+        cm = self.confusion_matrix
+        return {c: _ratio(cm[i, i], cm[:, i].sum()) for i, c in enumerate(CLASSES)}
+
+    @property
+    def f1(self):
+        """Class -> harmonic mean of precision and recall.
+
+        0 if both are 0, NaN if either is undefined.
+        """
+        out = {}
+        for c in CLASSES:
+            p, r = self.precision[c], self.recall[c]
+            if math.isnan(p) or math.isnan(r):
+                out[c] = math.nan
+            else:
+                out[c] = 2 * p * r / (p + r) if p + r > 0 else 0.0
+        return out
+
+    @property
+    def overall_accuracy(self):
+        """Fraction of the ``n`` rows whose prediction equals the truth."""
+        return _ratio(np.trace(self.confusion_matrix), self.n)
+
+    @property
+    def macro_recall(self):
+        """Mean of the per-class recalls over the classes present in the truth."""
+        values = [v for v in self.recall.values() if not math.isnan(v)]
+        return float(np.mean(values))
+
+    @property
+    def two_class_accuracy(self):
+        """Agreement on cluster (classes 1-3) versus not a cluster (class 4)."""
+        return _ratio(np.count_nonzero((self._truth == 4) == (self._pred == 4)), self.n)
+
+    @property
+    def cluster12_accuracy(self):
+        """Agreement on classes 1+2 (bona fide clusters) versus classes 3+4."""
+        return _ratio(np.count_nonzero((self._truth <= 2) == (self._pred <= 2)), self.n)
+
+    # ---- output ------------------------------------------------------------
+
+    def to_dict(self):
+        """JSON-ready summary (class keys are the strings ``"1"`` ... ``"4"``).
+
+        Returns
+        -------
+        summary : dict
+            ``truth_name``, ``pred_name``, ``classes``, ``mapping``, ``n``,
+            ``n_excluded``,
+            ``n_unpredicted``, ``overall_accuracy``, ``macro_recall``,
+            ``two_class_accuracy``, ``cluster12_accuracy``, per-class
+            ``support``, ``recall``, ``precision``, ``f1``, and
+            ``confusion_matrix`` / ``confusion_matrix_normalized`` as nested
+            lists (rows truth 1-4, columns prediction 1-4). NaN -> None.
+        """
+        def per_class(values):
+            return {str(c): _json_float(float(values[c])) for c in CLASSES}
+
+        return {
+            "truth_name": self.truth_name,
+            "pred_name": self.pred_name,
+            "classes": list(CLASSES),
+            # None means the default PHANGS folding (codes 5-19 -> 4)
+            "mapping": (None if self.mapping is None
+                        else {str(k): int(v) for k, v in self.mapping.items()}),
+            "n": self.n,
+            "n_excluded": self.n_excluded,
+            "n_unpredicted": self.n_unpredicted,
+            "overall_accuracy": _json_float(self.overall_accuracy),
+            "macro_recall": _json_float(self.macro_recall),
+            "two_class_accuracy": _json_float(self.two_class_accuracy),
+            "cluster12_accuracy": _json_float(self.cluster12_accuracy),
+            "support": {str(c): v for c, v in self.support.items()},
+            "recall": per_class(self.recall),
+            "precision": per_class(self.precision),
+            "f1": per_class(self.f1),
+            "confusion_matrix": self.confusion_matrix.tolist(),
+            "confusion_matrix_normalized": [
+                [_json_float(float(v)) for v in row]
+                for row in self.confusion_matrix_normalized],
+        }
+
+    def write_json(self, path, *, overwrite=False):
+        """Write `to_dict` as JSON, atomically.
+
+        Parameters
+        ----------
+        path : str or `~pathlib.Path`
+            Output file.
+        overwrite : bool, optional
+            Replace an existing file (otherwise `FileExistsError`).
+        """
+        text = json.dumps(self.to_dict(), indent=2, allow_nan=False)
+        with atomic_output(path, overwrite=overwrite) as tmp:
+            tmp.write_text(text + "\n", encoding="utf-8")
+
+    def to_table(self):
+        """Per-class numbers as a `~astropy.table.Table`.
+
+        Returns
+        -------
+        table : `~astropy.table.Table`
+            Columns ``class``, ``n`` (truth rows), ``n_predicted``,
+            ``recall``, ``precision``, ``f1``; the summary figures are in
+            ``table.meta``.
+        """
+        table = Table()
+        table["class"] = np.array(CLASSES, dtype=np.int16)
+        table["n"] = [self.support[c] for c in CLASSES]
+        table["n_predicted"] = [self.n_predicted[c] for c in CLASSES]
+        for name in ("recall", "precision", "f1"):
+            values = getattr(self, name)
+            table[name] = [values[c] for c in CLASSES]
+        summary = self.to_dict()
+        table.meta.update({key: summary[key] for key in (
+            "truth_name", "pred_name", "n", "n_excluded", "n_unpredicted",
+            "overall_accuracy", "macro_recall", "two_class_accuracy",
+            "cluster12_accuracy")})
+        return table
+
+    def format_table(self):
+        """The per-class table and summary lines, as printed by ``str(report)``."""
+        def pct(value):
+            return "   n/a" if math.isnan(value) else f"{100 * value:5.1f}%"
+
+        lines = [f"{self.pred_name} vs {self.truth_name}: {self.n} objects "
+                 f"({self.n_excluded} without {self.truth_name} class, "
+                 f"{self.n_unpredicted} without {self.pred_name} class, excluded)",
+                 "class      n  recall  precision      F1"]
+        recall, precision, f1 = self.recall, self.precision, self.f1
+        for c in CLASSES:
+            lines.append(f"{c:>5d} {self.support[c]:6d}  {pct(recall[c])}"
+                         f"     {pct(precision[c])}  {pct(f1[c])}")
+        lines += [
+            f"overall accuracy            {pct(self.overall_accuracy)}",
+            f"macro recall                {pct(self.macro_recall)}",
+            f"clusters (1-3) vs 4         {pct(self.two_class_accuracy)}",
+            f"classes 1+2 vs 3+4          {pct(self.cluster12_accuracy)}",
+            "confusion matrix (rows: " + self.truth_name + " 1-4, columns: "
+            + self.pred_name + " 1-4):",
+        ]
+        lines += ["  " + " ".join(f"{v:6d}" for v in row)
+                  for row in self.confusion_matrix]
+        return "\n".join(lines)
+
+    def __str__(self):
+        return self.format_table()
+
+    def __repr__(self):
+        return (f"<EvaluationReport {self.pred_name} vs {self.truth_name}: "
+                f"n={self.n}, overall_accuracy={self.overall_accuracy:.3f}>")
+
+    def plot_confusion_matrix(self, ax=None, *, normalize=True, **kwargs):
+        """Plot the confusion matrix.
+
+        See `~photutils_clusterclf.visualization.plot_confusion_matrix`.
+
+        Parameters
+        ----------
+        ax : `~matplotlib.axes.Axes`, optional
+            Where to draw; a new figure by default.
+        normalize : bool, optional
+            Colour and annotate row-normalised fractions (with counts).
+        **kwargs
+            Passed on (``labels``, ``title``, ``cmap``).
+
+        Returns
+        -------
+        ax : `~matplotlib.axes.Axes`
+        """
+        from .visualization import plot_confusion_matrix
+
+        kwargs.setdefault("title", f"{self.pred_name} vs {self.truth_name}")
+        kwargs.setdefault("xlabel", f"{self.pred_name} class")
+        kwargs.setdefault("ylabel", f"{self.truth_name} class")
+        return plot_confusion_matrix(self.confusion_matrix, normalize=normalize,
+                                     ax=ax, **kwargs)

@@ -1,0 +1,350 @@
+"""Network architectures with an N-band stem, and ImageNet transfer learning.
+
+The paper's networks (Wei et al. 2020) are ImageNet-pretrained ResNet18 and
+VGG19-BN; ResNet34 and VGG11-BN come through the same code. The first
+convolution is rebuilt for ``n_bands`` input channels; with ImageNet weights
+it is initialised from the RGB kernels (mean over RGB, times 3/n_bands, so
+that a flat multi-band input gives the same response as a flat RGB one), and
+the classification head is new.
+
+Sensible input sizes (the cutout is resized to the model card's
+``input_size``): all the torchvision networks downsample by 32, so they need
+at least 32 px (VGG's five max-poolings fail below that; ResNet runs but
+ends on a 1 x 1 map); 32-64 px cutouts work without anything special, and
+ImageNet filters are at home from about 64 to 224 px. ``small_cnn`` is not
+from the paper: a tiny network (< 100k parameters) for fast tests and CPU
+demos, for any input of 8 px or more.
+"""
+
+import os
+import socket
+import threading
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+import torchvision
+from torch import nn
+
+__all__ = [
+    "ARCHITECTURES",
+    "MIN_INPUT_SIZE",
+    "build_model",
+    "check_input_size",
+    "imagenet_weights_file",
+]
+
+#: Names accepted by `build_model`.
+ARCHITECTURES = ("resnet18", "vgg19_bn", "resnet34", "vgg11_bn", "small_cnn")
+
+#: Smallest input side (pixels) each architecture handles.
+MIN_INPUT_SIZE = {
+    "resnet18": 32,
+    "resnet34": 32,
+    "vgg19_bn": 32,
+    "vgg11_bn": 32,
+    "small_cnn": 8,
+}
+
+# Per architecture: torchvision weights enum (None: no ImageNet weights),
+# state-dict prefix of the first convolution and of the final linear layer.
+_SPECS = {
+    "resnet18": (torchvision.models.ResNet18_Weights.IMAGENET1K_V1, "conv1", "fc"),
+    "resnet34": (torchvision.models.ResNet34_Weights.IMAGENET1K_V1, "conv1", "fc"),
+    "vgg19_bn": (
+        torchvision.models.VGG19_BN_Weights.IMAGENET1K_V1,
+        "features.0",
+        "classifier.6",
+    ),
+    "vgg11_bn": (
+        torchvision.models.VGG11_BN_Weights.IMAGENET1K_V1,
+        "features.0",
+        "classifier.6",
+    ),
+    "small_cnn": (None, "features.0", "classifier.1"),
+}
+
+_IMAGENET_CLASSES = 1000
+_RGB = 3
+# Seconds allowed for the reachability probe before a download attempt.
+_PROBE_TIMEOUT = 3.0
+
+
+def _check_arch(arch):
+    if arch not in _SPECS:
+        raise ValueError(
+            f"unknown architecture {arch!r}; accepted: {', '.join(ARCHITECTURES)}"
+        )
+
+
+def check_input_size(arch, size):
+    """Raise `ValueError` if ``size`` px inputs are too small for ``arch``.
+
+    Parameters
+    ----------
+    arch : str
+        One of `ARCHITECTURES`.
+    size : int
+        Input side in pixels (the model card's ``input_size``).
+    """
+    _check_arch(arch)
+    if size < MIN_INPUT_SIZE[arch]:
+        raise ValueError(
+            f"input size {size} px is too small for {arch}; it needs at least "
+            f"{MIN_INPUT_SIZE[arch]} px (resize the cutouts, e.g. input_size=64)"
+        )
+
+
+def _small_cnn(n_bands, n_classes):
+    """Four 3x3 conv blocks, global average pooling, linear head (~61k parameters)."""
+    layers = []
+    channels = [n_bands, 16, 32, 64, 64]
+    for i, (c_in, c_out) in enumerate(zip(channels[:-1], channels[1:], strict=True)):
+        layers += [
+            nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+            nn.BatchNorm2d(c_out),
+            nn.ReLU(inplace=True),
+        ]
+        if i < 3:
+            layers.append(nn.MaxPool2d(2))
+    model = nn.Sequential()
+    model.features = nn.Sequential(*layers)
+    model.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    model.classifier = nn.Sequential(
+        nn.Dropout(0.2), nn.Linear(channels[-1], n_classes)
+    )
+    return model
+
+
+def _get_module(model, dotted):
+    for part in dotted.split("."):
+        model = model[int(part)] if part.isdigit() else getattr(model, part)
+    return model
+
+
+def _set_module(model, dotted, new):
+    parent, _, name = dotted.rpartition(".")
+    holder = _get_module(model, parent) if parent else model
+    if name.isdigit():
+        holder[int(name)] = new
+    else:
+        setattr(holder, name, new)
+
+
+def _architecture(arch, n_bands, n_classes):
+    """Randomly initialised ``arch`` with an ``n_bands`` stem and ``n_classes`` head."""
+    if arch == "small_cnn":
+        return _small_cnn(n_bands, n_classes)
+    model = getattr(torchvision.models, arch)(weights=None, num_classes=n_classes)
+    stem_name = _SPECS[arch][1]
+    old = _get_module(model, stem_name)
+    if n_bands != old.in_channels:
+        _set_module(
+            model,
+            stem_name,
+            nn.Conv2d(
+                n_bands,
+                old.out_channels,
+                old.kernel_size,
+                stride=old.stride,
+                padding=old.padding,
+                bias=old.bias is not None,
+            ),
+        )
+    return model
+
+
+def imagenet_weights_file(arch):
+    """Path of the cached torchvision ImageNet weights of ``arch``.
+
+    ``$TORCH_HOME/hub/checkpoints/<file>`` (``torch.hub.get_dir()``), where
+    torchvision itself caches them, e.g. ``resnet18-f37072fd.pth``.
+
+    Raises
+    ------
+    ValueError
+        Unknown architecture, or one without ImageNet weights (``small_cnn``).
+    """
+    _check_arch(arch)
+    enum = _SPECS[arch][0]
+    if enum is None:
+        raise ValueError(
+            f"architecture {arch} has no ImageNet weights; use weights=None or a "
+            "local .pth file"
+        )
+    return (
+        Path(torch.hub.get_dir())
+        / "checkpoints"
+        / os.path.basename(urlparse(enum.url).path)
+    )
+
+
+def _reachable(url):
+    """Whether ``url``'s host answers within a few seconds (never blocks longer).
+
+    The probe runs in a daemon thread because name resolution ignores socket
+    timeouts and can hang on machines without network.
+    """
+    parsed = urlparse(url)
+    result = []
+
+    def probe():
+        try:
+            socket.create_connection(
+                (parsed.hostname, parsed.port or 443), timeout=_PROBE_TIMEOUT
+            ).close()
+            result.append(True)
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(_PROBE_TIMEOUT + 0.5)
+    return bool(result)
+
+
+def _imagenet_state_dict(arch):
+    """ImageNet state dict of ``arch`` from the cache, else downloaded into it."""
+    path = imagenet_weights_file(arch)
+    if path.is_file():
+        return _read_state_dict(path)
+    enum = _SPECS[arch][0]
+    if os.environ.get("CLUSTERCLF_OFFLINE", "") not in ("", "0"):
+        reason = "CLUSTERCLF_OFFLINE is set"
+    elif not _reachable(enum.url):
+        reason = f"{urlparse(enum.url).hostname} is unreachable"
+    else:
+        try:
+            return enum.get_state_dict(progress=False, check_hash=True)
+        except Exception as exc:  # any network / hash failure is reported in one line
+            reason = (
+                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            )
+    raise FileNotFoundError(
+        f"ImageNet weights for {arch} not found at {path} and could not be downloaded "
+        f"({reason}); copy {path.name} there (or set $TORCH_HOME), pass weights=None "
+        "to start from random weights, or weights='<path to .pth>'"
+    )
+
+
+def _read_state_dict(path):
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt / not a torch file: say which file
+        raise ValueError(
+            f"cannot read weights file {path}: {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from None
+    if not isinstance(state, dict) or not all(
+        isinstance(v, torch.Tensor) for v in state.values()
+    ):
+        raise ValueError(
+            f"weights file {path} does not hold a state dict (name -> tensor); "
+            "a clusterclf checkpoint is loaded with load_checkpoint or "
+            "ClusterClassifier.load"
+        )
+    return state
+
+
+def _adapt_imagenet(state, arch, n_bands):
+    """Turn a 3-channel, 1000-class ImageNet state dict into our stem; drop its head.
+
+    The stem kernel becomes the mean over RGB repeated over the bands times
+    3 / n_bands (DESIGN 8), so a flat image gives the same activations.
+    """
+    _, stem, head = _SPECS[arch]
+    state = {k: v for k, v in state.items() if not k.startswith(head + ".")}
+    w = state[stem + ".weight"]
+    state[stem + ".weight"] = w.mean(dim=1, keepdim=True).repeat(1, n_bands, 1, 1) * (
+        _RGB / n_bands
+    )
+    return state
+
+
+def _load_weights(model, state, arch, n_bands, n_classes, source):
+    """Load ``state`` into ``model``: ImageNet-shaped (adapted) or ours (as is)."""
+    _, stem, head = _SPECS[arch]
+    stem_w, head_w = state.get(stem + ".weight"), state.get(head + ".weight")
+    if stem_w is None or head_w is None:
+        raise ValueError(
+            f"weights {source} do not fit {arch}: no {stem}.weight / {head}.weight"
+        )
+    is_ours = stem_w.shape[1] == n_bands and head_w.shape[0] == n_classes
+    is_imagenet = stem_w.shape[1] == _RGB and head_w.shape[0] == _IMAGENET_CLASSES
+    if not is_ours and not is_imagenet:
+        raise ValueError(
+            f"weights {source} have a {stem_w.shape[1]}-channel stem and a "
+            f"{head_w.shape[0]}-class head; expected {n_bands} and {n_classes}, "
+            f"or ImageNet's {_RGB} and {_IMAGENET_CLASSES}"
+        )
+    if is_ours:
+        model.load_state_dict(state, strict=True)
+        return
+    missing, unexpected = model.load_state_dict(
+        _adapt_imagenet(state, arch, n_bands), strict=False
+    )
+    # Only the fresh head may be missing; anything else means the wrong architecture.
+    missing = [k for k in missing if not k.startswith(head + ".")]
+    if missing or unexpected:
+        raise ValueError(
+            f"weights {source} do not fit {arch}: missing {missing[:3]}, "
+            f"unexpected {unexpected[:3]}"
+        )
+
+
+def build_model(arch, *, n_bands=5, n_classes=4, weights=None):
+    """Build a classification network for ``n_bands``-band cutouts.
+
+    Parameters
+    ----------
+    arch : str
+        One of `ARCHITECTURES`.
+    n_bands : int, optional
+        Input channels (photometric bands).
+    n_classes : int, optional
+        Outputs (logits).
+    weights : None, "imagenet", str or `~pathlib.Path`, optional
+        `None`: random initialisation (seed with `torch.manual_seed`).
+        ``"imagenet"``: torchvision's ImageNet weights from
+        `imagenet_weights_file` (downloaded there if missing and the network
+        is reachable; ``CLUSTERCLF_OFFLINE=1`` never tries), stem adapted to
+        ``n_bands``, new randomly initialised head. A path: a ``.pth`` state
+        dict, either torchvision ImageNet-shaped (adapted the same way) or
+        already of this ``arch``/``n_bands``/``n_classes`` (loaded as is).
+
+    Returns
+    -------
+    `torch.nn.Module`
+        The network on the CPU in training mode; input (N, n_bands, H, W),
+        output (N, n_classes) logits.
+
+    Raises
+    ------
+    ValueError
+        Unknown architecture, bad sizes, or weights that do not fit.
+    FileNotFoundError
+        ImageNet weights neither cached nor downloadable, or a missing path.
+    """
+    _check_arch(arch)
+    for name, value in (("n_bands", n_bands), ("n_classes", n_classes)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    model = _architecture(arch, n_bands, n_classes)
+    if weights is None:
+        return model
+    if isinstance(weights, str) and weights == "imagenet":
+        state, source = _imagenet_state_dict(arch), f"ImageNet {arch}"
+    elif isinstance(weights, (str, os.PathLike)):
+        path = Path(weights)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"weights file {path} does not exist; pass weights=None, "
+                "'imagenet' or the path of a .pth state dict"
+            )
+        state, source = _read_state_dict(path), str(path)
+    else:
+        raise TypeError(
+            f"weights must be None, 'imagenet' or a path, got {type(weights).__name__}"
+        )
+    _load_weights(model, state, arch, n_bands, n_classes, source)
+    return model

@@ -1,0 +1,374 @@
+"""Normalisation of cutouts and the geometric transforms applied to them.
+
+`Normalization` turns raw multi-band cutouts (flux units, any background
+level, NaN where there is no data) into the finite, O(1) values a network
+sees. Its name and parameters are stored in the model card, so
+classification always preprocesses exactly as training did.
+
+`dihedral` gives the 8 rotations/flips of the square (test-time
+augmentation, training augmentation), `resize` brings cutouts to the
+network's input size, and `random_augment` is the training-time
+augmentation of *raw* cutouts.
+
+Order of operations (training and classification alike)::
+
+    raw cutouts (N, B, S, S) --[random_augment, training only]--> raw
+        --[Normalization]--> normalised --[resize]--> network
+
+Augmentation acts on raw cutouts because a flux jitter or an interpolated
+shift is physical only on fluxes, not on asinh-stretched values.
+"""
+
+import warnings
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "DIHEDRAL_TRANSFORMS",
+    "NORMALIZATIONS",
+    "Normalization",
+    "dihedral",
+    "random_augment",
+    "resize",
+]
+
+#: Number of elements of the dihedral group of the square (4 rotations x flip).
+DIHEDRAL_TRANSFORMS = 8
+
+#: Normalisation names and their default parameters.
+NORMALIZATIONS = {
+    "asinh": {"border": 3, "softening": 3.0, "min_scale": 1e-6, "peak_fraction": 1e-3},
+}
+
+# 1.4826 * MAD is the standard deviation of a Gaussian.
+_MAD_TO_SIGMA = 1.4826
+# The robust peak is the k-th brightest pixel, so that one hot pixel or
+# cosmic ray does not set the scale of an otherwise empty cutout.
+_PEAK_RANK = 3
+
+
+def _border_mask(size_y, size_x, border):
+    """Boolean (size_y, size_x) mask of the pixels within ``border`` of an edge."""
+    mask = np.ones((size_y, size_x), dtype=bool)
+    if size_y > 2 * border and size_x > 2 * border:
+        mask[border:-border, border:-border] = False
+    return mask
+
+
+def _nanmedian_last(values):
+    """Median over the last axis ignoring NaN; NaN where a row is all NaN.
+
+    Sort-based (NaN sorts last), so it stays vectorised for millions of rows
+    where `numpy.nanmedian` falls back to slow masked-array code.
+    """
+    ordered = np.sort(values, axis=-1)
+    count = np.sum(~np.isnan(values), axis=-1)
+    lo = np.clip((count - 1) // 2, 0, None)[..., None]
+    hi = np.clip(count // 2, 0, None)[..., None]
+    med = 0.5 * (
+        np.take_along_axis(ordered, lo, -1) + np.take_along_axis(ordered, hi, -1)
+    )
+    med = med[..., 0]
+    med[count == 0] = np.nan
+    return med
+
+
+class Normalization:
+    """Per-cutout, per-band normalisation, reproducible from its `to_dict`.
+
+    ``"asinh"`` (the only one so far), for each cutout and band:
+
+    - background ``bkg`` = median of the pixels within ``border`` pixels of
+      the cutout edge (NaN ignored);
+    - scale = 1.4826 x median absolute deviation of those border pixels,
+      floored by ``min_scale`` and by ``peak_fraction`` times the robust
+      peak (third-brightest pixel above ``bkg``), so that noise-free or
+      empty cutouts do not blow up;
+    - output = ``asinh((x - bkg) / (softening * scale))``, and NaN pixels
+      (no data) become 0, i.e. background, after the stretch.
+
+    Each cutout and band is normalised on its own: the result for a row
+    does not depend on the other rows of the batch.
+
+    Parameters
+    ----------
+    name : str, optional
+        Normalisation name, one of `NORMALIZATIONS`.
+    params : dict, optional
+        Parameters overriding the defaults of ``name``
+        (``"asinh"``: ``border`` int >= 1, ``softening`` > 0,
+        ``min_scale`` > 0, ``peak_fraction`` in [0, 1)).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> norm = Normalization("asinh", {"softening": 2.0})
+    >>> out = norm(np.zeros((2, 5, 16, 16), dtype=np.float32))
+    >>> out.shape, out.dtype, float(abs(out).max())
+    ((2, 5, 16, 16), dtype('float32'), 0.0)
+    >>> Normalization.from_dict(norm.to_dict()) == norm
+    True
+    """
+
+    def __init__(self, name="asinh", params=None):
+        if name not in NORMALIZATIONS:
+            raise ValueError(
+                f"unknown normalization {name!r}; accepted: "
+                + ", ".join(sorted(NORMALIZATIONS))
+            )
+        defaults = NORMALIZATIONS[name]
+        params = dict(params or {})
+        unknown = sorted(set(params) - set(defaults))
+        if unknown:
+            raise ValueError(
+                f"unknown parameter(s) {', '.join(unknown)} for normalization "
+                f"{name!r}; accepted: {', '.join(defaults)}"
+            )
+        merged = {**defaults, **params}
+        self.name = name
+        self.params = self._check_asinh(merged)
+
+    @staticmethod
+    def _check_asinh(params):
+        """Validate and convert the asinh parameters to plain Python types."""
+        border, soft = params["border"], params["softening"]
+        min_scale, frac = params["min_scale"], params["peak_fraction"]
+        if isinstance(border, bool) or not float(border).is_integer() or border < 1:
+            raise ValueError(
+                "normalization parameter border must be an integer >= 1, "
+                f"got {border!r}"
+            )
+        for key, value in (("softening", soft), ("min_scale", min_scale)):
+            if not (np.isfinite(value) and value > 0):
+                raise ValueError(
+                    f"normalization parameter {key} must be a finite number > 0, "
+                    f"got {value!r}"
+                )
+        if not 0 <= frac < 1:
+            raise ValueError(
+                f"normalization parameter peak_fraction must be in [0, 1), got {frac!r}"
+            )
+        # Plain int/float so the card survives weights_only checkpoint loading.
+        return {
+            "border": int(border),
+            "softening": float(soft),
+            "min_scale": float(min_scale),
+            "peak_fraction": float(frac),
+        }
+
+    def __call__(self, data):
+        """Normalise cutouts.
+
+        Parameters
+        ----------
+        data : array-like, shape (..., S_y, S_x)
+            Raw cutouts, typically (N, B, S, S); NaN marks missing data.
+
+        Returns
+        -------
+        out : `numpy.ndarray`
+            Native-endian float32 of the same shape, all finite.
+        """
+        x = np.asarray(data, dtype=np.float32)
+        if x.ndim < 2:
+            raise ValueError(
+                "cutouts must have at least 2 dimensions (..., S, S), "
+                f"got shape {x.shape}"
+            )
+        p = self.params
+        border = x[..., _border_mask(*x.shape[-2:], p["border"])]
+        with warnings.catch_warnings():
+            warnings.simplefilter(
+                "ignore", RuntimeWarning
+            )  # all-NaN rows are handled below
+            bkg = _nanmedian_last(border)
+            scale = _MAD_TO_SIGMA * _nanmedian_last(np.abs(border - bkg[..., None]))
+        bkg = np.nan_to_num(bkg, nan=0.0)
+        flat = x.reshape(*x.shape[:-2], -1) - bkg[..., None]
+        rank = min(_PEAK_RANK, flat.shape[-1])
+        peak = np.partition(np.where(np.isnan(flat), -np.inf, flat), -rank, axis=-1)[
+            ..., -rank
+        ]
+        peak = np.where(np.isfinite(peak), np.clip(peak, 0, None), 0)
+        scale = np.fmax(np.nan_to_num(scale, nan=0.0), p["peak_fraction"] * peak)
+        scale = np.fmax(scale, np.float32(p["min_scale"])) * np.float32(p["softening"])
+        flat /= scale[..., None]
+        out = np.arcsinh(flat, out=flat)
+        # NaN (no data) is background after the stretch; +-inf input is no data too.
+        np.copyto(out, 0, where=~np.isfinite(out))
+        return out.reshape(x.shape)
+
+    def to_dict(self):
+        """Plain-dict form for the model card: ``{"name": ..., "params": {...}}``."""
+        return {"name": self.name, "params": dict(self.params)}
+
+    @classmethod
+    def from_dict(cls, d):
+        """Rebuild a normalisation from `to_dict` output.
+
+        Raises
+        ------
+        ValueError
+            If ``d`` is not such a dict, names an unknown normalisation or has
+            bad parameters.
+        """
+        if (
+            not isinstance(d, dict)
+            or "name" not in d
+            or not set(d) <= {"name", "params"}
+        ):
+            raise ValueError(
+                f"normalization must be a dict with keys 'name' and 'params', got {d!r}"
+            )
+        return cls(d["name"], d.get("params"))
+
+    def __eq__(self, other):
+        if not isinstance(other, Normalization):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    def __repr__(self):
+        return f"Normalization({self.name!r}, {self.params!r})"
+
+
+def _check_k(k):
+    if isinstance(k, bool) or int(k) != k or not 0 <= k < DIHEDRAL_TRANSFORMS:
+        raise ValueError(f"dihedral transform index must be an integer 0..7, got {k!r}")
+    return int(k)
+
+
+def dihedral(x, k):
+    """Apply one of the 8 symmetries of the square to the last two dimensions.
+
+    Parameters
+    ----------
+    x : `torch.Tensor`
+        At least 2-D; the last two dimensions are the image (y, x).
+    k : int
+        0..7: rotation by ``90 * (k % 4)`` degrees, followed by a left-right
+        flip if ``k >= 4``. ``k = 0`` is the identity.
+
+    Returns
+    -------
+    `torch.Tensor`
+        The transformed tensor (a new tensor, or ``x`` itself for ``k = 0``).
+    """
+    k = _check_k(k)
+    y = torch.rot90(x, k % 4, dims=(-2, -1)) if k % 4 else x
+    return y.flip(-1) if k >= 4 else y
+
+
+def resize(x, size):
+    """Resize square cutouts to ``size`` x ``size`` pixels (bilinear).
+
+    Parameters
+    ----------
+    x : `torch.Tensor`, shape (N, B, S_y, S_x)
+        Cutouts (floating point).
+    size : int
+        Output side in pixels.
+
+    Returns
+    -------
+    `torch.Tensor`, shape (N, B, size, size)
+        ``x`` itself when it already has that size. Bilinear with
+        ``align_corners=False``; antialiased when shrinking, so that
+        downsizing averages instead of skipping pixels.
+    """
+    if isinstance(size, bool) or int(size) != size or size < 1:
+        raise ValueError(f"size must be a positive integer, got {size!r}")
+    if x.ndim != 4:
+        raise ValueError(
+            f"resize expects a (N, B, S, S) tensor, got shape {tuple(x.shape)}"
+        )
+    size = int(size)
+    if tuple(x.shape[-2:]) == (size, size):
+        return x
+    shrink = size < max(x.shape[-2:])
+    return F.interpolate(
+        x, size=(size, size), mode="bilinear", align_corners=False, antialias=shrink
+    )
+
+
+def random_augment(x, generator=None, *, max_shift=0.5, flux_jitter=0.1):
+    """Random training augmentation of *raw* cutouts (normalise afterwards).
+
+    Per sample: one of the 8 dihedral transforms, a sub-pixel translation of
+    up to ``max_shift`` pixels in x and y (bilinear interpolation with
+    reflection at the edges), and per sample and band a multiplicative flux
+    factor uniform in ``[1 - flux_jitter, 1 + flux_jitter]``.
+
+    NaN pixels (no data) are first replaced by the border median of their
+    cutout and band, because interpolation would spread NaN; after
+    normalisation they are background, as NaN would have been.
+
+    Note that `Normalization` ``"asinh"`` divides each band by its own
+    noise scale, so a per-band flux factor mostly cancels there; it matters
+    only through the absolute floors of the scale (faint, noise-free data).
+
+    Parameters
+    ----------
+    x : `torch.Tensor`, shape (N, B, S, S)
+        Raw float cutouts.
+    generator : `torch.Generator`, optional
+        Source of randomness; the same generator state gives the same output.
+        `None` uses torch's global generator.
+    max_shift : float, optional
+        Largest shift in pixels along each axis (>= 0).
+    flux_jitter : float, optional
+        Half-width of the flux factor interval, in [0, 1).
+
+    Returns
+    -------
+    `torch.Tensor`
+        Augmented raw cutouts, float32, same shape and device, no NaN.
+    """
+    if x.ndim != 4 or x.shape[-1] != x.shape[-2]:
+        raise ValueError(
+            "random_augment expects square (N, B, S, S) cutouts, "
+            f"got shape {tuple(x.shape)}"
+        )
+    if not max_shift >= 0:
+        raise ValueError(f"max_shift must be >= 0 pixels, got {max_shift!r}")
+    if not 0 <= flux_jitter < 1:
+        raise ValueError(f"flux_jitter must be in [0, 1), got {flux_jitter!r}")
+    n, n_bands, size, _ = x.shape
+    x = x.to(torch.float32)
+    gen_device = generator.device if generator is not None else torch.device("cpu")
+
+    def uniform(*shape):
+        # Drawn on the generator's device then moved, so results do not
+        # depend on where x lives.
+        return torch.rand(*shape, generator=generator, device=gen_device).to(x.device)
+
+    ks = torch.randint(
+        0, DIHEDRAL_TRANSFORMS, (n,), generator=generator, device=gen_device
+    )
+    shifts = (2 * uniform(n, 2) - 1) * max_shift
+    factors = 1 + (2 * uniform(n, n_bands) - 1) * flux_jitter
+
+    border = x[
+        ..., torch.from_numpy(_border_mask(size, size, min(3, size // 2))).to(x.device)
+    ]
+    fill = torch.nan_to_num(torch.nanmedian(border, dim=-1).values, nan=0.0)
+    x = torch.where(torch.isnan(x), fill[..., None, None], x)
+
+    out = torch.empty_like(x)
+    ks = ks.to(x.device)
+    for k in range(DIHEDRAL_TRANSFORMS):
+        idx = torch.nonzero(ks == k).flatten()
+        if idx.numel():
+            out[idx] = dihedral(x[idx], k)
+
+    if max_shift > 0:
+        # Affine grid in normalised coordinates: one pixel is 2 / size.
+        theta = torch.zeros(n, 2, 3, device=x.device)
+        theta[:, 0, 0] = theta[:, 1, 1] = 1
+        theta[:, :, 2] = shifts * (2.0 / size)
+        grid = F.affine_grid(theta, list(out.shape), align_corners=False)
+        out = F.grid_sample(
+            out, grid, mode="bilinear", padding_mode="reflection", align_corners=False
+        )
+    return out * factors[..., None, None]
