@@ -1,0 +1,252 @@
+"""Classified candidates as DS9 regions: one coloured circle per object.
+
+Reading positions from region files is done by
+`~photutils_clusterclf.positions.resolve_positions` (which accepts a DS9
+file path or `~regions.Regions`); this module goes the other way.
+"""
+
+import warnings
+
+import astropy.units as u
+import numpy as np
+from astropy.utils.exceptions import AstropyUserWarning
+from astropy.wcs.utils import proj_plane_pixel_scales, wcs_to_celestial_frame
+from regions import (
+    CirclePixelRegion,
+    CircleSkyRegion,
+    PixCoord,
+    RegionMeta,
+    Regions,
+    RegionVisual,
+)
+
+from .classes import CLASSES, DEFAULT_COLORS, UNCLASSIFIED, fold_classes
+from .fileio import atomic_output
+from .positions import (
+    _column_values,
+    _find_column,
+    _find_sky,
+    _reference_wcs,
+    _table_skycoord,
+    resolve_positions,
+)
+
+__all__ = ["class_regions", "write_class_regions"]
+
+#: DS9 colour of rows without a class (only drawn with include_unclassified).
+UNCLASSIFIED_COLOR = "white"
+
+
+def class_regions(table, *, column="class_ml", prob_columns=None, colors=None,
+                  radius=5.0, frame="pixel", wcs=None, origin=None, use="auto",
+                  columns=None, include_unclassified=False):
+    """One coloured, labelled circle region per classified row of a table.
+
+    Parameters
+    ----------
+    table : `~astropy.table.Table`
+        Table with a class column and positions (any columns accepted by
+        `~photutils_clusterclf.positions.resolve_positions`).
+    column : str, optional
+        Class column: ``"class_ml"`` (default output), a PHANGS-style
+        ``"PHANGS_CLUSTER_CLASS_ML_VGG"``, or a human class column. Codes
+        are folded with `~photutils_clusterclf.classes.fold_classes`
+        (PHANGS 5-19 -> 4), and the label shows the folded class.
+    prob_columns : sequence of 4 str or dict, optional
+        Probability columns of classes 1-4 (dict: class -> column). By
+        default the columns written with ``column`` by the classifier are
+        used if all four exist: ``<stem>prob_class1..4`` for a
+        ``<stem>class_ml`` column, ``<column>_PROB1..4`` for a PHANGS-style
+        one; otherwise the ``<column>_qual`` column (any case, e.g.
+        ``class_ml_qual`` or ``PHANGS_CLUSTER_CLASS_ML_VGG_QUAL``; with
+        ``aggregate="mode"`` the vote fraction) if present. The label is
+        ``"<class> <probability of that class>"``, e.g. ``"1 0.87"``, or
+        the class alone if no probability is known.
+    colors : dict, optional
+        Class -> DS9 colour, overriding
+        `~photutils_clusterclf.classes.DEFAULT_COLORS` (class 0, drawn only
+        with ``include_unclassified``, defaults to white).
+    radius : float or `~astropy.units.Quantity`, optional
+        Circle radius: a number or ``u.pix`` quantity is in pixels, an
+        angle is on the sky. Converting between the two needs a WCS.
+    frame : {"pixel", "sky"}, optional
+        Pixel regions (0-based in memory; the DS9 writer adds 1) or sky
+        regions. Sky regions come from the table's sky columns if it has
+        some (and ``use`` is not ``"pixel"``), else from the pixel positions
+        through ``wcs``; plain RA/Dec columns are taken in the WCS's frame
+        (ICRS without a WCS).
+    wcs : `~astropy.wcs.WCS` or `~photutils_clusterclf.images.MultiBandImage`, optional
+        Celestial WCS of the pixel grid (for a MultiBandImage, that of its
+        reference band).
+    origin, use, columns : optional
+        Passed to `~photutils_clusterclf.positions.resolve_positions` for
+        pixel positions.
+    include_unclassified : bool, optional
+        Also draw rows with class 0 (not classified). They are skipped by
+        default: skipping only concerns the display, the table keeps all
+        its rows.
+
+    Returns
+    -------
+    regions : `~regions.Regions`
+        `~regions.CirclePixelRegion` or `~regions.CircleSkyRegion` objects
+        in table order, with ``visual["color"]`` and ``meta["text"]``.
+        Rows without a valid position are left out with a warning.
+
+    Examples
+    --------
+    >>> from astropy.table import QTable
+    >>> from photutils_clusterclf.regions_io import class_regions
+    >>> t = QTable({"PHANGS_X": [10.0, 20.0, 30.0], "PHANGS_Y": [5.0, 8.0, 9.0],
+    ...             "class_ml": [1, 0, 3], "class_ml_qual": [0.87, 0.0, 0.61]})
+    >>> print(class_regions(t).serialize(format="ds9"))  # DS9 files are 1-based
+    # Region file format: DS9 astropy/regions
+    image
+    circle(11.00000000,6.00000000,5.00000000) # text={1 0.87} color=red
+    circle(31.00000000,10.00000000,5.00000000) # text={3 0.61} color=blue
+    <BLANKLINE>
+    """
+    if frame not in ("pixel", "sky"):
+        raise ValueError(f"frame must be 'pixel' or 'sky', not {frame!r}")
+    ref_wcs = _reference_wcs(wcs)
+    classes = fold_classes(_class_column(table, column))
+    probs = _class_probabilities(table, column, classes, prob_columns)
+    palette = {UNCLASSIFIED: UNCLASSIFIED_COLOR, **DEFAULT_COLORS, **(colors or {})}
+
+    if frame == "sky":
+        centres = _sky_centres(table, ref_wcs, origin, use, columns)
+        sph = centres.spherical
+        valid = np.isfinite(sph.lon.deg) & np.isfinite(sph.lat.deg)
+        size = _radius(radius, "sky", ref_wcs)
+    else:
+        pos = resolve_positions(table, ref_wcs, origin=origin, use=use, columns=columns)
+        valid = pos.valid
+        size = _radius(radius, "pixel", ref_wcs)
+
+    keep = (np.ones(len(table), bool) if include_unclassified
+            else classes != UNCLASSIFIED)
+    dropped = np.count_nonzero(keep & ~valid)
+    if dropped:
+        warnings.warn(f"{dropped} row(s) with a class have no valid position and get "
+                      "no region", AstropyUserWarning)
+    out = []
+    for i in np.flatnonzero(keep & valid):
+        cls = int(classes[i])
+        text = f"{cls}" if not np.isfinite(probs[i]) else f"{cls} {probs[i]:.2f}"
+        meta = RegionMeta({"text": text})
+        visual = RegionVisual({"color": palette.get(cls, UNCLASSIFIED_COLOR)})
+        if frame == "sky":
+            out.append(CircleSkyRegion(centres[i], size, meta=meta, visual=visual))
+        else:
+            out.append(CirclePixelRegion(PixCoord(pos.x[i], pos.y[i]), size,
+                                         meta=meta, visual=visual))
+    return Regions(out)
+
+
+def write_class_regions(table, path, *, overwrite=False, **kwargs):
+    """Write `class_regions` of a table to a DS9 region file, atomically.
+
+    Parameters
+    ----------
+    table : `~astropy.table.Table`
+        Classified table.
+    path : str or `~pathlib.Path`
+        Output DS9 file (``.reg``).
+    overwrite : bool, optional
+        Replace an existing file (otherwise `FileExistsError`).
+    **kwargs
+        Options of `class_regions`.
+
+    Returns
+    -------
+    regions : `~regions.Regions`
+        The regions written.
+    """
+    regs = class_regions(table, **kwargs)
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        regs.write(tmp, format="ds9")
+    return regs
+
+
+def _class_column(table, column):
+    name = _find_column(table, column)
+    if name is None:
+        classish = [c for c in table.colnames if "class" in c.lower()]
+        raise KeyError(f"class column {column!r} not in the table; pass column= one of "
+                       f"{', '.join(classish) or '(no column has class in its name)'}")
+    return table[name]
+
+
+def _default_prob_columns(table, column):
+    """Class -> probability column written with ``column``, or None.
+
+    Only columns of the same run are used: ``<stem>prob_class<k>`` for a
+    ``<stem>class_ml`` column (default style, any prefix), or
+    ``<column>_PROB<k>`` (PHANGS style).
+    """
+    patterns = [f"{column}_prob{{k}}"]
+    if column.lower().endswith("class_ml"):
+        patterns.insert(0, column[: -len("class_ml")] + "prob_class{k}")
+    for pattern in patterns:
+        names = {k: _find_column(table, pattern.format(k=k)) for k in CLASSES}
+        if None not in names.values():
+            return names
+    return None
+
+
+def _class_probabilities(table, column, classes, prob_columns):
+    """Probability of each row's class (NaN where unknown), float64."""
+    probs = np.full(len(table), np.nan)
+    if prob_columns is None:
+        names = _default_prob_columns(table, column)
+        if names is None:
+            qual = _find_column(table, f"{column}_qual")
+            if qual is not None:
+                probs[:] = _column_values(table[qual], qual)
+            return probs
+    else:
+        names = dict(prob_columns) if isinstance(prob_columns, dict) \
+            else dict(zip(CLASSES, prob_columns))
+        if sorted(names) != list(CLASSES):
+            raise ValueError("prob_columns must name one column for each of the "
+                             f"classes 1-4, not {prob_columns!r}")
+        missing = [n for n in names.values() if _find_column(table, n) is None]
+        if missing:
+            raise KeyError(f"probability columns {', '.join(missing)} not in the table")
+        names = {k: _find_column(table, n) for k, n in names.items()}
+    for k, name in names.items():
+        rows = classes == k
+        probs[rows] = _column_values(table[name], name)[rows]
+    return probs
+
+
+def _sky_centres(table, ref_wcs, origin, use, columns):
+    """Sky positions of the rows: the sky columns, or pixel columns through the WCS."""
+    sky = _find_sky(table) if (use != "pixel" and columns is None) else None
+    if sky is not None:
+        frame = wcs_to_celestial_frame(ref_wcs) if ref_wcs is not None else None
+        return _table_skycoord(table, sky, frame).reshape(-1)
+    if ref_wcs is None:
+        raise ValueError("frame='sky' needs sky columns in the table or a wcs= to "
+                         "convert its pixel positions")
+    pos = resolve_positions(table, ref_wcs, origin=origin, use=use, columns=columns)
+    return ref_wcs.pixel_to_world(pos.x, pos.y)
+
+
+def _radius(radius, frame, ref_wcs):
+    """The radius as pixels (float) or an angle (Quantity) for ``frame``."""
+    quantity = radius if isinstance(radius, u.Quantity) else radius * u.pix
+    angular = quantity.unit.physical_type == "angle"
+    if not angular and quantity.unit != u.pix:
+        raise ValueError(f"radius has wrong units ({quantity.unit}): use pixels or "
+                         "an angle")
+    if angular == (frame == "sky"):
+        return quantity if angular else float(quantity.value)
+    if ref_wcs is None:
+        raise ValueError(f"a radius of {radius} for {frame} regions needs wcs= to "
+                         "convert it")
+    # mean pixel scale of the celestial axes, in degrees per pixel
+    scale = np.mean(proj_plane_pixel_scales(ref_wcs)) * u.deg / u.pix
+    if angular:
+        return float((quantity / scale).to_value(u.pix))
+    return (quantity * scale).to(u.arcsec)
