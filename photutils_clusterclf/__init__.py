@@ -34,3 +34,26 @@ __citation__ = __bibtex__ = """\
       version = {0.1.0},
 }
 """
+
+from .catalogs import read_catalog, read_legus_catalog, read_phangs_catalog  # noqa: E402
+from .classifier import ClusterClassifier  # noqa: E402
+from .cutouts import CutoutBatch, extract_cutouts  # noqa: E402
+from .evaluation import EvaluationReport  # noqa: E402
+from .images import MultiBandImage  # noqa: E402
+from .models import build_model  # noqa: E402
+from .positions import resolve_positions  # noqa: E402
+from .regions_io import class_regions  # noqa: E402
+
+__all__ = [
+    "ClusterClassifier",
+    "CutoutBatch",
+    "EvaluationReport",
+    "MultiBandImage",
+    "build_model",
+    "class_regions",
+    "extract_cutouts",
+    "read_catalog",
+    "read_legus_catalog",
+    "read_phangs_catalog",
+    "resolve_positions",
+]

@@ -1,0 +1,162 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from astropy.io import fits
+from astropy.table import Table
+from regions import Regions
+
+from photutils_clusterclf import ClusterClassifier, build_model
+from photutils_clusterclf.cli import main
+
+from test_classifier import BANDS, make_wcs
+
+
+def write_field(directory, shape=(80, 90), target="ngc0000", big_endian=True):
+    """PHANGS-named band files and a PHANGS-like catalogue."""
+    directory.mkdir(exist_ok=True)
+    rng = np.random.default_rng(3)
+    header = make_wcs(shape).to_header()
+    for band in BANDS:
+        data = rng.normal(0, 1, shape).astype(">f4" if big_endian else "<f4")
+        name = f"hlsp_phangs-hst_hst_wfc3-uvis_{target}_{band.lower()}_v1_exp-drc-sci.fits"
+        fits.PrimaryHDU(data, header=header).writeto(directory / name)
+    cat = Table({"ID_PHANGS_CLUSTER": [1, 2, 3, 4],
+                 "PHANGS_X": [20.0, 40.0, 60.0, 300.0],
+                 "PHANGS_Y": [20.0, 50.0, 10.0, 5.0],
+                 "PHANGS_CLUSTER_CLASS_HUMAN": [1, 2, 9, 0]})
+    cat_path = directory / f"hlsp_phangs-cat_hst_uvis_{target}_multi_v1_obs-candidates.fits"
+    cat.write(cat_path)
+    return cat_path
+
+
+@pytest.fixture
+def model_path(tmp_path):
+    torch.manual_seed(0)
+    model = build_model("small_cnn", n_bands=5, n_classes=4)
+    clf = ClusterClassifier.from_model(model, arch="small_cnn", bands=BANDS, cutout_size=16)
+    path = tmp_path / "model.pt"
+    clf.save(path)
+    return path
+
+
+def run(argv, capsys):
+    status = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_classify_end_to_end(tmp_path, model_path, capsys):
+    cat = write_field(tmp_path / "field")
+    out = tmp_path / "out.fits"
+    reg = tmp_path / "out.reg"
+    status, stdout, err = run(["classify", "--model", model_path, "--catalog", cat,
+                               "--images-dir", tmp_path / "field", "--out", out,
+                               "--regions", reg, "--quiet"], capsys)
+    assert status == 0, err
+    table = Table.read(out)
+    assert len(table) == 4 and list(table["ID_PHANGS_CLUSTER"]) == [1, 2, 3, 4]
+    assert table["class_ml"][3] == 0 and table["class_ml_flags"][3] & 4
+    assert np.all(table["class_ml"][:3] > 0)
+    regions = Regions.read(reg, format="ds9")
+    assert len(regions) == 3
+    assert "classified 3 of 4" in stdout
+
+
+def test_classify_images_by_band_and_ecsv_phangs_style(tmp_path, model_path, capsys):
+    cat = write_field(tmp_path / "field", big_endian=False)
+    files = sorted((tmp_path / "field").glob("hlsp_phangs-hst_*.fits"))
+    pairs = [f"{f.name.split('_')[5].upper()}={f}" for f in files]
+    out = tmp_path / "out.ecsv"
+    status, _, err = run(["classify", "--model", model_path, "--catalog", cat, "--images",
+                          *pairs, "--out", out, "--column-style", "phangs", "--quiet"], capsys)
+    assert status == 0, err
+    table = Table.read(out)
+    assert "PHANGS_CLUSTER_CLASS_ML_SMALLCNN_QUAL" in table.colnames
+    assert table.meta["clusterclf"]["bands"] == list(BANDS)
+
+
+def test_existing_output_is_refused_and_untouched(tmp_path, model_path, capsys):
+    cat = write_field(tmp_path / "field")
+    out = tmp_path / "out.fits"
+    out.write_text("precious")
+    status, _, err = run(["classify", "--model", model_path, "--catalog", cat,
+                          "--images-dir", tmp_path / "field", "--out", out, "--quiet"], capsys)
+    assert status == 2 and "--overwrite" in err and len(err.strip().splitlines()) == 1
+    assert out.read_text() == "precious"
+    status, _, err = run(["classify", "--model", model_path, "--catalog", cat,
+                          "--images-dir", tmp_path / "field", "--out", out, "--quiet",
+                          "--overwrite"], capsys)
+    assert status == 0, err
+    assert len(Table.read(out)) == 4
+
+
+@pytest.mark.parametrize("case", ["missing_model", "missing_catalog", "unknown_band",
+                                  "no_position_columns", "band_mismatch", "bad_pair"])
+def test_bad_input_exits_2_with_one_line(tmp_path, model_path, capsys, case):
+    cat = write_field(tmp_path / "field")
+    images = ["--images-dir", tmp_path / "field"]
+    model = model_path
+    if case == "missing_model":
+        model = tmp_path / "nope.pt"
+    elif case == "missing_catalog":
+        cat = tmp_path / "nope.fits"
+    elif case == "unknown_band":
+        images = ["--images", f"F999X={tmp_path / 'field' / 'x.fits'}"]
+    elif case == "no_position_columns":
+        cat = tmp_path / "nopos.fits"
+        Table({"a": [1, 2]}).write(cat)
+    elif case == "band_mismatch":
+        f = next((tmp_path / "field").glob("*f275w*"))
+        f.rename(tmp_path / f.name)
+    elif case == "bad_pair":
+        images = ["--images", "F555W"]
+    out = tmp_path / "out.fits"
+    status, _, err = run(["classify", "--model", model, "--catalog", cat, *images,
+                          "--out", out, "--quiet"], capsys)
+    assert status == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("clusterclf classify: error:")
+    assert not out.exists()
+    assert not list(tmp_path.glob(".out.fits*"))
+
+
+def test_regions_and_evaluate_commands(tmp_path, model_path, capsys):
+    cat = write_field(tmp_path / "field")
+    out = tmp_path / "out.fits"
+    assert run(["classify", "--model", model_path, "--catalog", cat, "--images-dir",
+                tmp_path / "field", "--out", out, "--quiet"], capsys)[0] == 0
+    reg = tmp_path / "c.reg"
+    status, _, err = run(["regions", "--catalog", out, "--out", reg], capsys)
+    assert status == 0, err
+    assert len(Regions.read(reg, format="ds9")) == 3
+    report = tmp_path / "r.json"
+    status, stdout, err = run(["evaluate", "--catalog", out, "--truth-column",
+                               "PHANGS_CLUSTER_CLASS_HUMAN", "--pred-column", "class_ml",
+                               "--json", report, "--plot", tmp_path / "cm.png"], capsys)
+    assert status == 0, err
+    data = json.loads(report.read_text())
+    # Truth codes 1, 2, 9 (folds to 4) are scored; the unlabelled row is excluded.
+    assert data["n"] == 3 and data["n_excluded"] == 1
+    assert (tmp_path / "cm.png").stat().st_size > 1000
+
+
+def test_cite_and_version(capsys):
+    status, out, _ = run(["--cite"], capsys)
+    assert status == 0 and "10.1093/mnras/staa325" in out and "@software" in out
+
+
+def test_console_script_help():
+    result = subprocess.run([sys.executable, "-m", "photutils_clusterclf.cli", "classify",
+                             "--help"], capture_output=True, text=True, check=True)
+    assert "--column-style" in result.stdout and "--overwrite" in result.stdout
+
+
+def test_argparse_errors_are_one_line(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["classify", "--model"])
+    assert exc.value.code == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
