@@ -26,6 +26,7 @@ __all__ = [
     "LEGUS_MAG_SENTINEL",
     "PHANGS_FOLDED_COLUMN",
     "PHANGS_HUMAN_COLUMN",
+    "read_candidates",
     "read_catalog",
     "read_legus_catalog",
     "read_phangs_catalog",
@@ -304,3 +305,25 @@ def _existing(path):
     if not path.is_file():
         raise FileNotFoundError(f"catalogue file {path} does not exist")
     return path
+
+
+def read_candidates(path):
+    """Candidates from a file: a catalogue table, or a DS9 region file as its path.
+
+    Region files are returned as the path itself, which
+    `~photutils_clusterclf.positions.resolve_positions` reads; everything
+    else goes through `read_catalog`.
+
+    Parameters
+    ----------
+    path : str or `~pathlib.Path`
+        Catalogue (FITS, ECSV, CSV, LEGUS ``.tab``) or DS9 ``.reg`` file.
+
+    Returns
+    -------
+    source : `~astropy.table.QTable` or str
+    """
+    path = _existing(path)
+    if path.suffix.lower() in (".reg", ".ds9"):
+        return str(path)
+    return read_catalog(path)

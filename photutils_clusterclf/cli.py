@@ -36,16 +36,6 @@ def _band_files(pairs):
     return files
 
 
-def _load_source(path):
-    """A catalogue file as a table, or a DS9 region file as itself."""
-    from .catalogs import read_catalog
-    if not Path(path).exists():
-        raise FileNotFoundError(f"catalogue file {path} does not exist")
-    if str(path).lower().endswith(".reg"):
-        return str(path)
-    return read_catalog(path)
-
-
 def classify_files(model, catalog, images, out, *, regions=None, overwrite=False,
                    sha256=None, device="auto", progress_bar=True, **classify_kwargs):
     """Classify a catalogue file with images on disk; write the catalogue (and DS9 file).
@@ -81,6 +71,7 @@ def classify_files(model, catalog, images, out, *, regions=None, overwrite=False
     table : `~astropy.table.QTable`
         The classified catalogue, as written.
     """
+    from .catalogs import read_candidates
     from .classifier import ClusterClassifier
     from .fileio import check_writable, write_table
     from .images import MultiBandImage
@@ -89,7 +80,7 @@ def classify_files(model, catalog, images, out, *, regions=None, overwrite=False
     if regions:
         check_writable(regions, overwrite=overwrite)
     clf = ClusterClassifier.load(model, device=device, sha256=sha256)
-    table = clf.classify(_load_source(catalog), MultiBandImage.from_fits(images),
+    table = clf.classify(read_candidates(catalog), MultiBandImage.from_fits(images),
                          progress_bar=progress_bar, **classify_kwargs)
     write_table(table, out, overwrite=overwrite)
     if regions:

@@ -171,9 +171,9 @@ def output_paths(job, out_dir=None, *, regions=True):
 def _load_source(catalog):
     """Catalogue files are read here; DS9 files and in-memory sources pass through."""
     if isinstance(catalog, (str, Path)):
-        from .cli import _load_source as load_file
+        from .catalogs import read_candidates
 
-        return load_file(catalog)
+        return read_candidates(catalog)
     return catalog
 
 
