@@ -6,7 +6,7 @@ magnitudes and classes of a real catalogue; `noisy_labels` draws human-like
 noisy labels; `plot_field` draws an RGB view and a per-class gallery.
 """
 
-from .figures import plot_field, rgb_image
+from .figures import plot_field
 from .labels import HUMAN_LABEL_NOISE, label_noise_matrix, noisy_labels
 from .render import eff_core_radius
 from .simulate import (ACS_BANDS, BAND_SPECS, DEFAULT_CLASS_MIX, PIXEL_SCALE,
@@ -15,4 +15,4 @@ from .simulate import (ACS_BANDS, BAND_SPECS, DEFAULT_CLASS_MIX, PIXEL_SCALE,
 __all__ = ["ACS_BANDS", "BAND_SPECS", "DEFAULT_CLASS_MIX", "HUMAN_LABEL_NOISE",
            "PIXEL_SCALE", "SimulatedField", "WFC3_BANDS", "eff_core_radius",
            "label_noise_matrix", "mock_from_catalog", "noisy_labels", "plot_field",
-           "rgb_image", "simulate_field"]
+           "simulate_field"]
