@@ -97,19 +97,19 @@ def read_phangs_catalog(path):
     `~photutils_clusterclf.classes.fold_classes`) into a new column
     ``PHANGS_CLUSTER_CLASS_HUMAN_FOLDED`` placed after the original:
 
-    ========  =====================================================  ======
-    code      PHANGS meaning                                         folded
-    ========  =====================================================  ======
-    0         not classified                                         0
-    1         symmetric, centrally concentrated cluster              1
-    2         asymmetric / elongated, centrally concentrated cluster 2
-    3         compact association (multiple peaks)                   3
-    4         not a cluster (star, artefact, ...)                    4
-    5-19      specific non-clusters (5 star pair, 6 saturated star,  4
+    ========  =========================================================  ======
+    code      PHANGS meaning                                             folded
+    ========  =========================================================  ======
+    0         not classified                                             0
+    1         symmetric, centrally concentrated cluster                  1
+    2         asymmetric / elongated, centrally concentrated cluster     2
+    3         compact association (multiple peaks)                       3
+    4         not a cluster (star, artefact, ...)                        4
+    5-19      specific non-clusters (5 star pair, 6 saturated star,      4
               8 diffraction spike, 9 background galaxy, 12 edge,
               13 triple, ... )
-    other     invalid / masked / NaN                                 0
-    ========  =====================================================  ======
+    other     invalid / masked / NaN                                     0
+    ========  =========================================================  ======
 
     Parameters
     ----------

@@ -6,6 +6,7 @@ them atomically (temporary file, then rename).
 """
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -170,8 +171,10 @@ def _cmd_train(args):
                            n_models=args.n_models, seed=args.seed, device=args.device,
                            checkpoint_dir=args.checkpoint_dir, resume=args.resume,
                            progress_bar=not args.quiet)
-    sha = clf.save(args.out, overwrite=args.overwrite)
-    print(f"wrote {args.out} (sha256 {sha})")
+    # Under torchrun every rank ends with the same weights; one writes them.
+    if int(os.environ.get("RANK", "0")) == 0:
+        sha = clf.save(args.out, overwrite=args.overwrite)
+        print(f"wrote {args.out} (sha256 {sha})")
 
 
 def _cmd_demo(args):

@@ -61,3 +61,24 @@ def test_train_then_classify_a_held_out_galaxy(tmp_path, capsys):
                  "--pred-column", "class_ml", "--json", str(report)]) == 0
     data = json.loads(report.read_text())
     assert data["n"] == 60 and np.array(data["confusion_matrix"]).sum() == 60
+
+
+@pytest.mark.slow
+def test_train_command_under_torchrun_two_cpu_processes(tmp_path):
+    import os
+    import subprocess
+    import sys
+    galaxies = [simulate(tmp_path, f"g{i}", 40 + i, 8.0, n=30) for i in range(2)]
+    model = tmp_path / "ddp.pt"
+    argv = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+            "--nproc-per-node", "2", "-m", "photutils_clusterclf.cli", "train",
+            "--label-column", "PHANGS_CLUSTER_CLASS_HUMAN", "--out", str(model),
+            "--arch", "small_cnn", "--weights", "none", "--cutout-size", "16",
+            "--epochs", "1", "--quiet"]
+    for cat, images in galaxies:
+        argv += ["--galaxy", f"{cat}={images}"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("wrote") == 1  # rank 0 alone writes the model
+    assert ClusterClassifier.load(model).card.training["world_size"] == 2
