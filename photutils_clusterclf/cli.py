@@ -6,6 +6,7 @@ them atomically (temporary file, then rename).
 """
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -74,7 +75,7 @@ def classify_files(model, catalog, images, out, *, regions=None, overwrite=False
     """
     from .catalogs import read_candidates
     from .classifier import ClusterClassifier
-    from .fileio import check_writable, write_table
+    from .fileio import atomic_output, check_writable, write_table
     from .images import MultiBandImage
     from .regions_io import write_class_regions
     check_writable(out, overwrite=overwrite)
@@ -83,10 +84,15 @@ def classify_files(model, catalog, images, out, *, regions=None, overwrite=False
     clf = ClusterClassifier.load(model, device=device, sha256=sha256)
     table = clf.classify(read_candidates(catalog), MultiBandImage.from_fits(images),
                          progress_bar=progress_bar, **classify_kwargs)
-    write_table(table, out, overwrite=overwrite)
-    if regions:
-        names = clf.column_names(column_style=classify_kwargs.get("column_style", "default"))
-        write_class_regions(table, regions, column=names["class"], overwrite=overwrite)
+    # Both files are renamed into place only once both are complete.
+    with contextlib.ExitStack() as stack:
+        tmp_out = stack.enter_context(atomic_output(out, overwrite=overwrite))
+        write_table(table, tmp_out)
+        if regions:
+            tmp_regions = stack.enter_context(atomic_output(regions, overwrite=overwrite))
+            names = clf.column_names(
+                column_style=classify_kwargs.get("column_style", "default"))
+            write_class_regions(table, tmp_regions, column=names["class"])
     return table
 
 
@@ -134,11 +140,13 @@ def _cmd_evaluate(args):
 def _cmd_simulate(args):
     from .datasets import simulate_field
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     field = simulate_field(shape=tuple(args.shape), n_candidates=args.n_candidates,
                            distance_mpc=args.distance_mpc, seed=args.seed,
                            target=args.target,
                            label_noise=None if args.label_noise == "none" else args.label_noise)
+    # Created only now, so that bad options or an interrupted simulation
+    # leave nothing behind.
+    out.mkdir(parents=True, exist_ok=True)
     paths = field.write(out, overwrite=args.overwrite)
     print(f"wrote {len(paths)} files to {out}")
 

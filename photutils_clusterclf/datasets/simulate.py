@@ -6,6 +6,7 @@ comes from one `numpy.random.Generator` seeded by ``seed``, so the same
 seed gives identical arrays and byte-identical files.
 """
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -516,7 +517,6 @@ def _add_noise(model, spec, rng):
     counts /= np.float32(spec.exptime)
     counts -= np.float32(spec.sky)
     return counts
-    return images
 
 
 def _concentration_index(image, x, y):
@@ -919,11 +919,14 @@ class SimulatedField:
         paths = {key: directory / name for key, name in self.filenames().items()}
         for path in paths.values():
             check_writable(path, overwrite=overwrite)
-        for band in self.bands:
-            hdu = fits.PrimaryHDU(np.asarray(self.images[band], dtype=np.float32),
-                                  header=self.header(band))
-            with atomic_output(paths[band], overwrite=overwrite) as tmp:
-                hdu.writeto(tmp)
-        with atomic_output(paths["catalog"], overwrite=overwrite) as tmp:
-            self.catalog.write(tmp, format="fits")
+        # All files are written to temporaries first and renamed together at
+        # the end, so an interrupted write leaves the directory as it was.
+        with contextlib.ExitStack() as stack:
+            tmps = {key: stack.enter_context(atomic_output(path, overwrite=overwrite))
+                    for key, path in paths.items()}
+            for band in self.bands:
+                hdu = fits.PrimaryHDU(np.asarray(self.images[band], dtype=np.float32),
+                                      header=self.header(band))
+                hdu.writeto(tmps[band])
+            self.catalog.write(tmps["catalog"], format="fits")
         return paths
