@@ -7,6 +7,7 @@ exactly as training did.
 """
 
 import concurrent.futures
+import copy
 import datetime
 import warnings
 
@@ -64,6 +65,23 @@ def resolve_device(device="auto"):
 def default_batch_size(device):
     """Batch size that keeps a device busy without exhausting its memory."""
     return 512 if resolve_device(device).type == "cuda" else 128
+
+
+def _inference_module(model):
+    """An inference copy of an eval-mode network: batch norm folded, channels-last.
+
+    Folding batch normalisation into the preceding convolutions removes a
+    memory-bound pass per layer, and channels-last (NHWC) is the layout
+    oneDNN and cuDNN convolutions run fastest in; together they change the
+    probabilities by about 1e-5 (benchmarks/bench_inference_options.py).
+    """
+    from torch.fx.experimental.optimization import fuse
+    try:
+        runner = fuse(model)  # a copy: the given model keeps its layers for saving
+    except Exception:  # noqa: BLE001 - fx cannot trace every custom network;
+        # folding is only an optimisation, the network itself is still fine.
+        runner = copy.deepcopy(model)
+    return runner.to(memory_format=torch.channels_last)
 
 
 def prepare_batch(raw, normalization, input_size):
@@ -172,6 +190,12 @@ class ClusterClassifier:
         self.sha256 = sha256
         self.normalization = Normalization.from_dict(card.normalization)
         self.models = [m.to(self.device).eval() for m in models]
+        # What actually runs: optimised copies; `models` stay as given for saving.
+        self._runners = [_inference_module(m) for m in self.models]
+        #: ``None`` (float32) or ``torch.bfloat16`` / ``torch.float16``: autocast
+        #: of the forward pass, used on CUDA only (probabilities then differ by
+        #: up to about 1e-2 from float32; see benchmarks/RESULTS.md).
+        self.autocast_dtype = None
 
     @classmethod
     def load(cls, path, *, device="auto", sha256=None):
@@ -261,12 +285,17 @@ class ClusterClassifier:
     def _member_probs(self, inputs, *, tta):
         """``(M, n, 4)`` softmax probabilities for a prepared CPU batch."""
         transforms = range(DIHEDRAL_TRANSFORMS) if tta else (0,)
-        x = inputs.to(self.device, non_blocking=True)
+        cuda = self.device.type == "cuda"
+        # Asynchronous only from pinned memory (what `_stream` hands over on CUDA).
+        x = inputs.to(self.device, non_blocking=cuda and inputs.is_pinned())
         # One forward pass over all transforms: bigger batches run faster.
         x = torch.cat([dihedral(x, k) for k in transforms]) if tta else x
+        x = x.contiguous(memory_format=torch.channels_last)
+        amp = torch.autocast("cuda", dtype=self.autocast_dtype or torch.float16,
+                             enabled=cuda and self.autocast_dtype is not None)
         out = []
-        with torch.inference_mode():
-            for model in self.models:
+        with torch.inference_mode(), amp:
+            for model in self._runners:
                 p = torch.softmax(model(x).float(), dim=1)
                 out.append(p.reshape(len(transforms), -1, p.shape[1]).mean(dim=0))
         return torch.stack(out).cpu().numpy()
@@ -340,40 +369,63 @@ class ClusterClassifier:
                                        progress_bar=progress_bar)
         return members.mean(axis=0)
 
-    def _stream(self, images, x, y, *, tta, batch_size, progress_bar):
-        """Cut out, prepare and classify in chunks; yields (slice, flags, member probs).
+    def _prepared_batches(self, images, x, y, flags, batch_size):
+        """Yield ``(rows, inputs, n_scanned)`` for full batches of classifiable rows.
 
-        The next chunk's cutouts are extracted and normalised in a background
-        thread while the networks run on the current one; memory is bounded
-        by the chunk size, whatever the catalogue length.
+        Rows are cut out in chunks; the classifiable ones are buffered until
+        a whole batch is ready, so that catalogues with many unclassifiable
+        rows (off the footprint, NaN positions) still run the network on
+        full batches. ``flags`` is filled in as rows are scanned. Memory is
+        bounded by the chunk size, whatever the catalogue length.
         """
-        size = self.card.cutout_size
+        chunk = max(batch_size, 2048)
+        rows_buffer, data_buffer = [], []
 
-        def prepare(sl):
-            batch = extract_cutouts(images, x[sl], y[sl], size=size, bands=self.bands)
-            ok = batch.classifiable
-            inputs = None
-            if ok.any():
-                inputs = prepare_batch(batch.data[ok], self.normalization,
-                                       self.card.input_size)
-                if self.device.type == "cuda":
-                    inputs = inputs.pin_memory()
-            return sl, batch.flags, ok, inputs
+        def take(count):
+            rows = np.concatenate(rows_buffer)
+            data = np.concatenate(data_buffer)
+            rows_buffer[:] = [rows[count:]]
+            data_buffer[:] = [data[count:]]
+            inputs = prepare_batch(data[:count], self.normalization, self.card.input_size)
+            if self.device.type == "cuda":
+                inputs = inputs.pin_memory()  # lets the copy to the GPU overlap
+            return rows[:count], inputs
 
-        slices = [slice(s, min(s + batch_size, len(x))) for s in range(0, len(x), batch_size)]
+        buffered = 0
+        for start in range(0, len(x), chunk):
+            sl = slice(start, min(start + chunk, len(x)))
+            batch = extract_cutouts(images, x[sl], y[sl], size=self.card.cutout_size,
+                                    bands=self.bands)
+            flags[sl] = batch.flags
+            ok = np.flatnonzero(batch.classifiable)
+            rows_buffer.append(ok + start)
+            data_buffer.append(batch.data[ok])
+            buffered += ok.size
+            while buffered >= batch_size:
+                rows, inputs = take(batch_size)
+                buffered -= batch_size
+                yield rows, inputs, sl.stop
+        if buffered:
+            rows, inputs = take(buffered)
+            yield rows, inputs, len(x)
+
+    def _stream(self, images, x, y, flags, *, tta, batch_size, progress_bar):
+        """Yield ``(rows, member_probs)`` batch by batch.
+
+        The next batch is cut out and normalised in a background thread
+        while the networks run on the current one.
+        """
+        batches = self._prepared_batches(images, x, y, flags, batch_size)
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool, \
                 tqdm(total=len(x), disable=not progress_bar, unit="obj",
                      desc="classify") as bar:
-            pending = pool.submit(prepare, slices[0]) if slices else None
-            for i in range(len(slices)):
-                sl, flags, ok, inputs = pending.result()
-                if i + 1 < len(slices):
-                    pending = pool.submit(prepare, slices[i + 1])
-                probs = None
-                if inputs is not None:
-                    probs = self._member_probs(inputs, tta=tta)
-                yield sl, flags, ok, probs
-                bar.update(sl.stop - sl.start)
+            pending = pool.submit(next, batches, None)
+            while (item := pending.result()) is not None:
+                pending = pool.submit(next, batches, None)
+                rows, inputs, n_scanned = item
+                yield rows, self._member_probs(inputs, tta=tta)
+                bar.update(n_scanned - bar.n)
+            bar.update(len(x) - bar.n)
 
     def classify(self, source, images, *, origin=None, use="auto", tta=False,
                  aggregate="mean", column_style="default", prefix="", tag=None,
@@ -435,13 +487,11 @@ class ClusterClassifier:
         member_probs = np.zeros((self.n_members, n, len(CLASSES)), dtype=np.float32)
         flags = np.zeros(n, dtype=np.int16)
         classified = np.zeros(n, dtype=bool)
-        for sl, batch_flags, ok, probs in self._stream(
-                images, positions.x, positions.y, tta=tta, batch_size=batch_size,
-                progress_bar=progress_bar and n > batch_size):
-            flags[sl] = batch_flags
-            classified[sl] = ok
-            if probs is not None:
-                member_probs[:, np.arange(sl.start, sl.stop)[ok]] = probs
+        for rows, probs in self._stream(images, positions.x, positions.y, flags, tta=tta,
+                                        batch_size=batch_size,
+                                        progress_bar=progress_bar and n > batch_size):
+            member_probs[:, rows] = probs
+            classified[rows] = True
 
         probs, classes, quality = aggregate_members(member_probs, aggregate=aggregate)
         classes[~classified] = UNCLASSIFIED

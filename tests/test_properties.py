@@ -482,12 +482,6 @@ def test_classify_reproducible_in_a_fresh_process(saved_model, tmp_path):
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: classify chunks the catalogue by batch_size "
-    "rows and runs the network on the classifiable rows of each chunk, so a "
-    "sparse catalogue gets forward passes of ~1 object instead of batch_size",
-)
 def test_forward_batches_are_full_for_sparse_catalogues(clf, monkeypatch):
     n, on = 2000, np.arange(0, 2000, 100)  # 1 % of the rows on the image
     x = np.full(n, 1e4)

@@ -1,0 +1,176 @@
+"""End-to-end classification throughput against the network alone.
+
+Simulates (once, cached in ``benchmarks/_data/``) a square 5-band field
+with ``--n-candidates`` candidates written as PHANGS-named FITS files, and
+a randomly initialised classifier of the package's default configuration
+(resnet18, 32 px cutouts, 32 px input). Then it times, with the same model
+and batch size:
+
+(a) the network's forward pass alone on pre-made normalised batches
+    (``ClusterClassifier._member_probs``, what `classify` calls per batch);
+(b) ``clusterclf classify`` end to end, in-process through
+    `photutils_clusterclf.cli.classify_files`: FITS images (memory-mapped)
+    and catalogue on disk -> classified FITS catalogue and DS9 file on disk.
+
+Each is timed ``--repeat`` times and the best kept. The last line is
+``end_to_end_over_model_only=<ratio of throughputs>`` (target >= 0.7).
+
+Run::
+
+    python benchmarks/bench_classify.py                      # 8000^2 px, 100,000 candidates
+    python benchmarks/bench_classify.py --size 2000 --n-candidates 5000   # smoke run
+"""
+
+import argparse
+import json
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+DATA = Path(__file__).resolve().parent / "_data"
+BANDS = ("F275W", "F336W", "F438W", "F555W", "F814W")
+#: The package's default configuration (demo.py / cli.py ``train`` defaults).
+ARCH, CUTOUT_SIZE, INPUT_SIZE = "resnet18", 32, 32
+
+
+def field_files(size, n_candidates, *, seed=1):
+    """PHANGS-named FITS files of a simulated field, simulated once and cached.
+
+    The cache directory is keyed by ``size``, ``n_candidates`` and ``seed``;
+    a ``done.json`` marker (with the simulation time) is written last, so an
+    interrupted simulation is redone.
+
+    Returns
+    -------
+    paths : dict
+        Band -> image path, and ``"catalog"`` -> catalogue path.
+    info : dict
+        ``{"simulate_s": seconds, "cached": bool}``.
+    """
+    from photutils_clusterclf.datasets import simulate_field
+
+    directory = DATA / f"field_{size}px_{n_candidates}cand_seed{seed}"
+    marker = directory / "done.json"
+    if marker.exists():
+        info = json.loads(marker.read_text())
+        return {k: Path(v) for k, v in info["paths"].items()}, {**info, "cached": True}
+    directory.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    field = simulate_field(shape=(size, size), n_candidates=n_candidates, seed=seed)
+    simulated = time.perf_counter() - start
+    paths = field.write(directory, overwrite=True)
+    info = {"simulate_s": simulated, "write_s": time.perf_counter() - start - simulated,
+            "paths": {k: str(v) for k, v in paths.items()}}
+    marker.write_text(json.dumps(info, indent=1))
+    return paths, {**info, "cached": False}
+
+
+def model_file(*, arch=ARCH, cutout_size=CUTOUT_SIZE, input_size=INPUT_SIZE, seed=0):
+    """Checkpoint of a randomly initialised classifier (timing only), cached."""
+    from photutils_clusterclf import ClusterClassifier, build_model
+
+    path = DATA / f"model_{arch}_c{cutout_size}_i{input_size}_seed{seed}.pt"
+    if not path.exists():
+        DATA.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(seed)
+        model = build_model(arch, n_bands=len(BANDS), n_classes=4)
+        ClusterClassifier.from_model(model, arch=arch, bands=BANDS, cutout_size=cutout_size,
+                                     input_size=input_size, device="cpu").save(path)
+    return path
+
+
+def peak_rss_mb():
+    """Peak resident set size of this process so far, in MB (Linux ru_maxrss is kB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def best_of(fn, repeat):
+    """Smallest wall time of ``repeat`` calls of ``fn``."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main(argv=None):
+    """Run the benchmark; returns the end-to-end / model-only throughput ratio."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=8000, help="field side in pixels")
+    parser.add_argument("--n-candidates", type=int, default=100_000)
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="objects per forward pass (default: the package default)")
+    parser.add_argument("--repeat", type=int, default=3, help="best of this many runs")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--num-threads", type=int, default=None,
+                        help="torch threads (default: torch's default, one per core)")
+    args = parser.parse_args(argv)
+    if args.num_threads:
+        torch.set_num_threads(args.num_threads)
+
+    from photutils_clusterclf import ClusterClassifier
+    from photutils_clusterclf.classifier import default_batch_size, prepare_batch
+    from photutils_clusterclf.cli import classify_files
+    from photutils_clusterclf.cutouts import extract_cutouts
+    from photutils_clusterclf.images import MultiBandImage
+
+    paths, info = field_files(args.size, args.n_candidates)
+    print(f"field {args.size}x{args.size} px, {args.n_candidates} candidates: "
+          + ("cached" if info["cached"] else
+             f"simulated in {info['simulate_s']:.0f} s, written in {info['write_s']:.0f} s"))
+    model = model_file()
+    clf = ClusterClassifier.load(model, device=args.device)
+    batch_size = args.batch_size or default_batch_size(clf.device)
+    n = args.n_candidates
+    print(f"model {ARCH} cutout {CUTOUT_SIZE} input {INPUT_SIZE}, device {clf.device}, "
+          f"batch {batch_size}, torch threads {torch.get_num_threads()}")
+
+    # (a) the network alone on pre-made normalised batches (real cutouts of
+    # the field, prepared outside the timing).
+    images = MultiBandImage.from_fits({b: paths[b] for b in BANDS})
+    from photutils_clusterclf.catalogs import read_catalog
+    cat = read_catalog(paths["catalog"])
+    n_model = min(n, 20 * batch_size)
+    raw = extract_cutouts(images, np.asarray(cat["PHANGS_X"][:n_model]),
+                          np.asarray(cat["PHANGS_Y"][:n_model]), size=CUTOUT_SIZE,
+                          bands=clf.bands).data
+    batches = [prepare_batch(raw[s:s + batch_size], clf.normalization, INPUT_SIZE)
+               for s in range(0, n_model, batch_size)]
+    del raw, images
+    clf._member_probs(batches[0], tta=False)  # warm-up
+
+    def model_only():
+        for batch in batches:
+            clf._member_probs(batch, tta=False)
+
+    t_model = best_of(model_only, args.repeat)
+    model_rate = n_model / t_model
+
+    # (b) end to end through the CLI code path.
+    with tempfile.TemporaryDirectory(dir=DATA) as tmp:
+        def end_to_end():
+            classify_files(model, paths["catalog"], {b: paths[b] for b in BANDS},
+                           Path(tmp) / "out.fits", regions=Path(tmp) / "out.reg",
+                           overwrite=True, device=args.device, progress_bar=False,
+                           batch_size=batch_size)
+
+        t_e2e = best_of(end_to_end, args.repeat)
+    e2e_rate = n / t_e2e
+    ratio = e2e_rate / model_rate
+    print(f"model_only: {model_rate:,.0f} objects/s ({n_model} objects in {t_model:.2f} s, "
+          f"best of {args.repeat})")
+    print(f"end_to_end: {e2e_rate:,.0f} objects/s ({n} objects in {t_e2e:.2f} s, "
+          f"best of {args.repeat})")
+    print(f"peak_rss_mb={peak_rss_mb():.0f}")
+    print(f"end_to_end_over_model_only={ratio:.3f}")
+    return ratio
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() else 1)
