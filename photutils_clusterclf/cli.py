@@ -173,16 +173,31 @@ def _cmd_train(args):
                                              cutout_size=args.cutout_size,
                                              origin=args.origin,
                                              progress_bar=not args.quiet)
-    weights = None if args.weights == "none" else args.weights
-    clf = train_classifier(training_set, arch=args.arch, weights=weights,
-                           input_size=args.input_size, epochs=args.epochs,
-                           n_models=args.n_models, seed=args.seed, device=args.device,
+    # Options left out on the command line keep train_classifier's defaults.
+    options = {name: getattr(args, name) for name in _TRAIN_OPTIONS
+               if getattr(args, name) is not None}
+    if options.get("weights") == "none":
+        options["weights"] = None
+    clf = train_classifier(training_set, device=args.device,
                            checkpoint_dir=args.checkpoint_dir, resume=args.resume,
-                           progress_bar=not args.quiet)
+                           progress_bar=not args.quiet, **options)
     # Under torchrun every rank ends with the same weights; one writes them.
     if int(os.environ.get("RANK", "0")) == 0:
         sha = clf.save(args.out, overwrite=args.overwrite)
         print(f"wrote {args.out} (sha256 {sha})")
+
+
+#: clusterclf train options passed to train_classifier when given.
+_TRAIN_OPTIONS = ("arch", "weights", "input_size", "epochs", "n_models", "seed")
+
+
+def _train_defaults():
+    """train_classifier's defaults, shown in --help without repeating them here."""
+    import inspect
+
+    from .training import train_classifier
+    parameters = inspect.signature(train_classifier).parameters
+    return {name: parameters[name].default for name in _TRAIN_OPTIONS}
 
 
 def _cmd_demo(args):
@@ -245,13 +260,19 @@ def _build_parser():
                    help="a labelled catalogue and its directory of band files (repeatable)")
     p.add_argument("--label-column", required=True)
     p.add_argument("--out", required=True, help="checkpoint file to write (.pt)")
-    p.add_argument("--arch", default="resnet18")
-    p.add_argument("--weights", default="imagenet", help="imagenet (default), none or a .pth path")
-    p.add_argument("--cutout-size", type=int, default=DEFAULT_CUTOUT_SIZE)
-    p.add_argument("--input-size", type=int, default=None)
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--n-models", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
+    defaults = _train_defaults()
+    p.add_argument("--arch", help=f"network (default {defaults['arch']}; also resnet34, "
+                   "vgg11_bn, vgg19_bn, small_cnn)")
+    p.add_argument("--weights", help=f"imagenet, none or a .pth path "
+                   f"(default {defaults['weights']})")
+    p.add_argument("--cutout-size", type=int, default=DEFAULT_CUTOUT_SIZE,
+                   help=f"cutout side in pixels (default {DEFAULT_CUTOUT_SIZE})")
+    p.add_argument("--input-size", type=int,
+                   help="network input side; cutouts are resized to it (default: cutout size)")
+    p.add_argument("--epochs", type=int, help=f"at most this many (default {defaults['epochs']})")
+    p.add_argument("--n-models", type=int,
+                   help=f"ensemble members (default {defaults['n_models']})")
+    p.add_argument("--seed", type=int, help=f"random seed (default {defaults['seed']})")
     p.add_argument("--origin", type=int, choices=(0, 1), default=None)
     p.add_argument("--checkpoint-dir", default=None, help="write a resumable state each epoch")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir")
