@@ -40,12 +40,12 @@ class DemoConfig:
 
 
 DEMO_CONFIGS = {
-    "full": DemoConfig(name="full", shape=(1400, 1400), n_candidates=500,
+    "full": DemoConfig(name="full", shape=(2048, 2048), n_candidates=800,
                        train_distances_mpc=(6.0, 11.0, 17.0), heldout_distance_mpc=14.0,
-                       arch="resnet18", cutout_size=32, input_size=32, epochs=12),
-    "quick": DemoConfig(name="quick", shape=(800, 800), n_candidates=220,
+                       arch="resnet18", cutout_size=32, input_size=32, epochs=25),
+    "quick": DemoConfig(name="quick", shape=(1200, 1200), n_candidates=400,
                         train_distances_mpc=(6.0, 11.0, 17.0), heldout_distance_mpc=14.0,
-                        arch="resnet18", cutout_size=32, input_size=32, epochs=4),
+                        arch="resnet18", cutout_size=32, input_size=32, epochs=10),
 }
 
 

@@ -1,5 +1,7 @@
 import json
 
+import numpy as np
+
 import pytest
 from astropy.table import Table
 from regions import Regions
@@ -29,8 +31,11 @@ def test_quick_demo_end_to_end(tmp_path, capsys):
     assert (table["class_ml"] > 0).sum() == len(Regions.read(out / "heldout_classes.reg"))
     report = json.loads((out / "report.json").read_text())
     assert report["true_classes"]["n"] > 0
-    # The trained model beats chance on the true classes of a galaxy it never saw.
-    assert report["true_classes"]["overall_accuracy"] > 0.4
+    # The trained model beats always answering the commonest class (class 4,
+    # about 31 % of the held-out candidates) on a galaxy it never saw.
+    truth = np.asarray(report["true_classes"]["confusion_matrix"]).sum(axis=1)
+    baseline = truth.max() / truth.sum()
+    assert report["true_classes"]["overall_accuracy"] > baseline + 0.05
 
     # A second run reuses the model.
     before = (out / "model.pt").stat().st_mtime_ns
