@@ -429,7 +429,8 @@ def _from_table(table, ref_wcs, origin, use, columns):
         if used_origin is None:
             hint = " (or use='sky')" if sky is not None else ""
             raise ValueError(f"pixel columns {xname}/{yname} have no known origin: "
-                             f"{_ORIGIN_HELP}{hint}")
+                             f"{_ORIGIN_HELP}{hint}; on the command line "
+                             "--origin 0 or 1")
         raise ValueError(f"table.meta['origin'] is {used_origin!r}; it must be 0 or 1")
     x = _column_values(table[xname], xname, "pixel") - used_origin
     y = _column_values(table[yname], yname, "pixel") - used_origin
