@@ -14,7 +14,6 @@ from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.table import MaskedColumn, QTable, Table
 from astropy.utils.exceptions import AstropyUserWarning
-from astropy.wcs import WCS
 
 from photutils_clusterclf import ClusterClassifier, MultiBandImage, build_model
 from photutils_clusterclf.checkpoint import FORMAT_VERSION, CheckpointError
@@ -27,32 +26,14 @@ from photutils_clusterclf.cutouts import (
 )
 from photutils_clusterclf.fileio import sha256_file
 
-BANDS = ("F275W", "F336W", "F438W", "F555W", "F814W")
+from helpers import BANDS, NEW_COLUMNS, make_wcs
+
 SHAPE = (40, 50)
 CUTOUT = 9
-NEW_COLUMNS = [
-    "class_ml",
-    "class_ml_qual",
-    "prob_class1",
-    "prob_class2",
-    "prob_class3",
-    "prob_class4",
-    "class_ml_flags",
-]
 NEW_DTYPES = ["int16", "float32", "float32", "float32", "float32", "float32", "int16"]
 
 
 # -- helpers shared with test_interrupts.py ------------------------------------------
-
-
-def make_wcs(shape=SHAPE):
-    """A small north-up TAN WCS at the PHANGS pixel scale."""
-    wcs = WCS(naxis=2)
-    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
-    wcs.wcs.crval = [65.0, -54.9]
-    wcs.wcs.crpix = [shape[1] / 2, shape[0] / 2]
-    wcs.wcs.cdelt = [-0.03962 / 3600, 0.03962 / 3600]
-    return wcs
 
 
 def make_arrays(shape=SHAPE, seed=0, bands=BANDS):
@@ -130,7 +111,7 @@ def clf():
 
 @pytest.fixture(scope="module")
 def images():
-    return MultiBandImage.from_arrays(make_arrays(), wcs=make_wcs())
+    return MultiBandImage.from_arrays(make_arrays(), wcs=make_wcs(SHAPE))
 
 
 @pytest.fixture
@@ -322,7 +303,7 @@ def test_no_position_columns(clf, images, field, capsys):
 
 def test_pixel_and_sky_disagree(clf, images):
     x, y = np.array([10.0, 25.0, 40.0]), np.array([10.0, 20.0, 30.0])
-    sky = make_wcs().pixel_to_world(x, y)
+    sky = make_wcs(SHAPE).pixel_to_world(x, y)
     table = Table(
         {
             "PHANGS_X": x + 3.0,
@@ -351,7 +332,7 @@ def test_pixel_and_sky_disagree(clf, images):
 
 def test_pixel_and_sky_agree_no_warning(clf, images, recwarn):
     x, y = np.array([10.0, 25.0]), np.array([10.0, 20.0])
-    sky = make_wcs().pixel_to_world(x, y)
+    sky = make_wcs(SHAPE).pixel_to_world(x, y)
     table = Table(
         {
             "PHANGS_X": x,
@@ -440,7 +421,7 @@ def test_empty_catalogue(clf, images, field, capsys):
     assert status == 0, err
     assert "classified 0 of 0" in stdout
     written = Table.read(field["out"])
-    assert len(written) == 0 and written.colnames[-7:] == NEW_COLUMNS
+    assert len(written) == 0 and written.colnames[-7:] == list(NEW_COLUMNS)
     assert regions.exists()
 
 

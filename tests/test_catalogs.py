@@ -1,7 +1,5 @@
 """Tests of the PHANGS / LEGUS catalogue readers."""
 
-from pathlib import Path
-
 import astropy.units as u
 import numpy as np
 import pytest
@@ -12,15 +10,12 @@ from photutils_clusterclf.catalogs import (
     read_phangs_catalog)
 from photutils_clusterclf.classes import PHANGS_FOLD
 
-LEGUS_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "legus"
-NGC1566 = (LEGUS_DIR
-           / "hlsp_legus_hst_wfc3_ngc1566_multiband_v1_padagb-mwext-avgapcor.tab")
-STARCNET = LEGUS_DIR / "starcnet_ngc1566_predictions.csv"
+from helpers import NGC1566_CATALOG, STARCNET_PREDICTIONS
 
 
 @pytest.fixture(scope="module")
 def ngc1566():
-    return read_legus_catalog(NGC1566)
+    return read_legus_catalog(NGC1566_CATALOG)
 
 
 def test_legus_real_file_counts(ngc1566):
@@ -37,7 +32,7 @@ def test_legus_real_file_counts(ngc1566):
 
 
 def test_legus_real_file_columns_match_raw_text(ngc1566):
-    raw = np.loadtxt(NGC1566)
+    raw = np.loadtxt(NGC1566_CATALOG)
     assert np.array_equal(ngc1566["id"], raw[:, 0].astype(int))
     assert np.array_equal(ngc1566["x"], raw[:, 1])  # kept 1-based, unchanged
     assert ngc1566["ra"].unit == u.deg and ngc1566["dec"].unit == u.deg
@@ -62,7 +57,7 @@ def test_legus_positions_against_starcnet(ngc1566):
     and the CSV cannot tell the origin apart; the LEGUS documentation
     (1-based, IRAF/DS9) is what ``meta["origin"] = 1`` records.
     """
-    starcnet = Table.read(STARCNET, format="ascii.csv")
+    starcnet = Table.read(STARCNET_PREDICTIONS, format="ascii.csv")
     assert np.array_equal(starcnet["Id"], ngc1566["id"])
     assert np.array_equal(np.floor(ngc1566["x"]), starcnet["X"])
     assert np.array_equal(np.floor(ngc1566["y"]), starcnet["Y"])

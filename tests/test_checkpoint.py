@@ -19,7 +19,7 @@ from photutils_clusterclf.fileio import sha256_file
 from photutils_clusterclf.models import build_model
 from photutils_clusterclf.preprocessing import Normalization
 
-BANDS = ("F275W", "F336W", "F438W", "F555W", "F814W")
+from helpers import BANDS
 
 
 def _card(**kw):

@@ -3,25 +3,13 @@ import pytest
 import torch
 from astropy.coordinates import SkyCoord
 from astropy.table import QTable, Table
-from astropy.wcs import WCS
 
 from photutils_clusterclf import ClusterClassifier, MultiBandImage, build_model
 from photutils_clusterclf.classifier import aggregate_members, resolve_device
 from photutils_clusterclf.cutouts import (FLAG_INVALID_POSITION, FLAG_NO_OVERLAP,
                                           FLAG_PARTIAL, extract_cutouts)
 
-BANDS = ("F275W", "F336W", "F438W", "F555W", "F814W")
-NEW_COLUMNS = ["class_ml", "class_ml_qual", "prob_class1", "prob_class2", "prob_class3",
-               "prob_class4", "class_ml_flags"]
-
-
-def make_wcs(shape):
-    wcs = WCS(naxis=2)
-    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
-    wcs.wcs.crval = [65.0, -54.9]
-    wcs.wcs.crpix = [shape[1] / 2, shape[0] / 2]
-    wcs.wcs.cdelt = [-0.03962 / 3600, 0.03962 / 3600]
-    return wcs
+from helpers import BANDS, NEW_COLUMNS, make_wcs
 
 
 def make_images(shape=(90, 110), seed=1):
@@ -66,7 +54,7 @@ def test_classify_adds_exactly_the_columns_and_keeps_rows(images, clf):
     before = cat.copy()
     out = clf.classify(cat, images, progress_bar=False)
     assert isinstance(out, QTable)
-    assert out.colnames == cat.colnames + NEW_COLUMNS
+    assert out.colnames == cat.colnames + list(NEW_COLUMNS)
     assert list(out["ID"]) == [1, 2, 3, 4, 5, 6]
     assert cat.colnames == before.colnames  # caller's table untouched
     assert out["class_ml"].dtype == np.int16 and out["class_ml_flags"].dtype == np.int16
@@ -164,7 +152,7 @@ def test_provenance_in_meta(images, clf):
 
 def test_empty_catalog_gives_empty_columns(images, clf):
     out = clf.classify(catalog()[:0], images, progress_bar=False)
-    assert len(out) == 0 and out.colnames[-7:] == NEW_COLUMNS
+    assert len(out) == 0 and out.colnames[-7:] == list(NEW_COLUMNS)
 
 
 def test_missing_band_is_a_clear_error(images, clf):

@@ -12,7 +12,7 @@ from regions import Regions
 from photutils_clusterclf import ClusterClassifier, build_model
 from photutils_clusterclf.cli import main
 
-from test_classifier import BANDS, make_wcs
+from helpers import BANDS, make_wcs
 
 
 def write_field(directory, shape=(80, 90), target="ngc0000", big_endian=True):

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 from astropy.io import fits
-from astropy.wcs import WCS
 
 from photutils_clusterclf.cutouts import (
     FLAG_INVALID_POSITION,
@@ -18,16 +17,13 @@ from photutils_clusterclf.cutouts import (
 )
 from photutils_clusterclf.images import MultiBandImage
 
+import helpers
+
 SHAPE = (40, 50)
 
 
 def make_wcs(crpix=(20.0, 15.0), scale_deg=1.1e-5):
-    wcs = WCS(naxis=2)
-    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
-    wcs.wcs.crval = [24.17, 15.78]
-    wcs.wcs.crpix = list(crpix)
-    wcs.wcs.cdelt = [-scale_deg, scale_deg]
-    return wcs
+    return helpers.make_wcs(crpix=crpix, crval=(24.17, 15.78), scale_arcsec=scale_deg * 3600)
 
 
 def field(offset=0.0, shape=SHAPE):

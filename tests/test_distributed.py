@@ -5,7 +5,6 @@ import pytest
 import torch
 from astropy.io import fits
 from astropy.table import Table
-from astropy.wcs import WCS
 
 from photutils_clusterclf import distributed as dist
 from photutils_clusterclf.checkpoint import CheckpointError
@@ -20,19 +19,11 @@ from photutils_clusterclf.distributed import (
 from photutils_clusterclf.images import MultiBandImage
 from photutils_clusterclf.models import build_model
 
-BANDS = ("F275W", "F336W", "F438W", "F555W", "F814W")
+from helpers import BANDS, make_wcs
+
 SHAPE = (64, 64)
 N_CANDIDATES = 12
 PROB_COLUMNS = [f"prob_class{k}" for k in (1, 2, 3, 4)]
-
-
-def _wcs(seed):
-    wcs = WCS(naxis=2)
-    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
-    wcs.wcs.crval = [24.17 + seed * 0.01, 15.78]
-    wcs.wcs.crpix = [SHAPE[1] / 2, SHAPE[0] / 2]
-    wcs.wcs.cdelt = [-1.1e-5, 1.1e-5]
-    return wcs
 
 
 def _write_galaxy(directory, name, seed):
@@ -44,7 +35,8 @@ def _write_galaxy(directory, name, seed):
     x = np.concatenate([rng.uniform(8, SHAPE[1] - 8, N_CANDIDATES - 2), [1.0, 70.0]])
     y = np.concatenate([rng.uniform(8, SHAPE[0] - 8, N_CANDIDATES - 2), [30.0, 30.0]])
     yy, xx = np.mgrid[: SHAPE[0], : SHAPE[1]]
-    header = _wcs(seed).to_header()
+    header = make_wcs(SHAPE, crval=(24.17 + seed * 0.01, 15.78),
+                      scale_arcsec=1.1e-5 * 3600).to_header()
     for band in BANDS:
         data = rng.normal(0.0, 0.05, SHAPE)
         for xc, yc, flux in zip(x, y, rng.uniform(1, 20, len(x)), strict=True):

@@ -2,8 +2,6 @@
 
 import json
 import math
-from pathlib import Path
-
 import numpy as np
 import pytest
 from astropy.table import Table, join
@@ -12,10 +10,7 @@ from photutils_clusterclf.catalogs import read_legus_catalog
 from photutils_clusterclf.evaluation import (
     HUMAN_CONSISTENCY, WEI2020_RECALL, EvaluationReport)
 
-LEGUS_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "legus"
-NGC1566 = (LEGUS_DIR
-           / "hlsp_legus_hst_wfc3_ngc1566_multiband_v1_padagb-mwext-avgapcor.tab")
-STARCNET = LEGUS_DIR / "starcnet_ngc1566_predictions.csv"
+from helpers import NGC1566_CATALOG, STARCNET_PREDICTIONS
 
 # truth 0 and 20 are excluded; truth 7 folds to 4; prediction 0 is unpredicted
 TRUTH = np.array([1, 1, 1, 2, 2, 3, 3, 3, 4, 4, 7, 0, 20, 2])
@@ -132,8 +127,8 @@ def test_paper_constants():
 
 @pytest.fixture(scope="module")
 def ngc1566():
-    legus = read_legus_catalog(NGC1566)
-    starcnet = Table.read(STARCNET, format="ascii.csv")
+    legus = read_legus_catalog(NGC1566_CATALOG)
+    starcnet = Table.read(STARCNET_PREDICTIONS, format="ascii.csv")
     starcnet.rename_column("Id", "id")
     return join(legus, starcnet["id", "Prediction"], keys="id")
 

@@ -11,16 +11,13 @@ from photutils_clusterclf.images import (
     phangs_band_files,
 )
 
+import helpers
+
 PHANGS_NAME = "hlsp_phangs-hst_hst_{instr}_ngc628mosaic_{filt}_v1_exp-drc-sci.fits"
 
 
 def make_wcs(crpix=(10.0, 8.0), scale_deg=1.1e-5, crval=(24.17, 15.78)):
-    wcs = WCS(naxis=2)
-    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
-    wcs.wcs.crval = list(crval)
-    wcs.wcs.crpix = list(crpix)
-    wcs.wcs.cdelt = [-scale_deg, scale_deg]
-    return wcs
+    return helpers.make_wcs(crpix=crpix, crval=crval, scale_arcsec=scale_deg * 3600)
 
 
 def write_image(path, data, *, wcs=None, header=None, extension=False):

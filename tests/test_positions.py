@@ -1,7 +1,6 @@
 """Tests of photutils_clusterclf.positions."""
 
 import warnings
-from pathlib import Path
 
 import astropy.units as u
 import numpy as np
@@ -9,7 +8,6 @@ import pytest
 from astropy.coordinates import SkyCoord
 from astropy.table import MaskedColumn, QTable, Table
 from astropy.utils.exceptions import AstropyUserWarning
-from astropy.wcs import WCS
 from regions import (
     CirclePixelRegion,
     CircleSkyRegion,
@@ -29,22 +27,15 @@ from photutils_clusterclf.positions import (
     resolve_positions,
 )
 
+import helpers
+
 SHAPE = (60, 80)
-LEGUS_FILE = (Path(__file__).parents[1].parent / "shared" / "data" / "legus"
-              / "hlsp_legus_hst_wfc3_ngc1566_multiband_v1_padagb-mwext-avgapcor.tab")
 
 
 def make_wcs(*, crpix=(40.0, 30.0), scale=0.0396, crval=(150.1, 2.2), radesys="ICRS",
              rot=0.0):
-    w = WCS(naxis=2)
-    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
-    w.wcs.crval = list(crval)
-    w.wcs.crpix = list(crpix)
-    c, s = np.cos(np.radians(rot)), np.sin(np.radians(rot))
-    d = scale / 3600.0
-    w.wcs.cd = [[-d * c, d * s], [d * s, d * c]]
-    w.wcs.radesys = radesys
-    return w
+    return helpers.make_wcs(crpix=crpix, crval=crval, scale_arcsec=scale,
+                            rotation_deg=rot, radesys=radesys)
 
 
 @pytest.fixture
@@ -119,7 +110,7 @@ def test_bad_origin_values(xy):
 
 def test_legus_file_is_one_based():
     """Real LEGUS rows: 1-based x/y in the file become 0-based."""
-    data = np.loadtxt(LEGUS_FILE, usecols=(1, 2), max_rows=50)
+    data = np.loadtxt(helpers.NGC1566_CATALOG, usecols=(1, 2), max_rows=50)
     t = Table({"x": data[:, 0], "y": data[:, 1]}, meta={"origin": 1})
     pos = resolve_positions(t)
     np.testing.assert_allclose(pos.x, data[:, 0] - 1)

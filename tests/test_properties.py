@@ -35,18 +35,10 @@ from photutils_clusterclf.cutouts import (
     extract_cutouts,
 )
 
-BANDS = ("F275W", "F336W", "F438W", "F555W", "F814W")
+from helpers import BANDS, NEW_COLUMNS
+
 CUTOUT = 9
 NAN_THRESHOLD = 0.25
-NEW_COLUMNS = (
-    "class_ml",
-    "class_ml_qual",
-    "prob_class1",
-    "prob_class2",
-    "prob_class3",
-    "prob_class4",
-    "class_ml_flags",
-)
 
 SETTINGS = settings(
     max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow]

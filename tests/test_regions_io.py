@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 from astropy.table import MaskedColumn, QTable, Table
 from astropy.utils.exceptions import AstropyUserWarning
-from astropy.wcs import WCS
 from regions import CirclePixelRegion, CircleSkyRegion, Regions
 
 from photutils_clusterclf.classes import DEFAULT_COLORS
@@ -13,22 +12,15 @@ from photutils_clusterclf.images import MultiBandImage
 from photutils_clusterclf.positions import resolve_positions
 from photutils_clusterclf.regions_io import class_regions, write_class_regions
 
+from helpers import make_wcs
+
 PIXSCALE = 0.0396  # arcsec / px
-
-
-def make_wcs(radesys="ICRS"):
-    w = WCS(naxis=2)
-    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
-    w.wcs.crval = [150.1, 2.2]
-    w.wcs.crpix = [40.0, 30.0]
-    w.wcs.cdelt = [-PIXSCALE / 3600, PIXSCALE / 3600]
-    w.wcs.radesys = radesys
-    return w
 
 
 @pytest.fixture
 def wcs():
-    return make_wcs()
+    return make_wcs(crpix=(40.0, 30.0), crval=(150.1, 2.2), scale_arcsec=PIXSCALE,
+                    radesys="ICRS")
 
 
 @pytest.fixture

@@ -1,7 +1,5 @@
 """Tests of the field simulator: they measure the simulated images, not the parameters."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from astropy.io import fits
@@ -15,8 +13,7 @@ from photutils_clusterclf.datasets import (HUMAN_LABEL_NOISE, eff_core_radius,
                                            simulate_field)
 from photutils_clusterclf.datasets.render import render_eff
 
-LEGUS = (Path(__file__).parents[1].parent / "shared" / "data" / "legus"
-         / "hlsp_legus_hst_wfc3_ngc1566_multiband_v1_padagb-mwext-avgapcor.tab")
+from helpers import NGC1566_CATALOG
 
 
 @pytest.fixture(scope="module")
@@ -256,7 +253,7 @@ def test_bad_options_raise():
 
 
 def _read_legus():
-    data = np.loadtxt(LEGUS)
+    data = np.loadtxt(NGC1566_CATALOG)
     names = {"x": 1, "y": 2, "mag_f275w": 5, "mag_f336w": 7, "mag_f438w": 9,
              "mag_f555w": 11, "mag_f814w": 13, "class": 33}
     return Table({name: data[:, col] for name, col in names.items()})

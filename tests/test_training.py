@@ -11,7 +11,8 @@ from photutils_clusterclf.images import MultiBandImage
 from photutils_clusterclf.preprocessing import Normalization
 from photutils_clusterclf.training import TrainingSet, train_classifier
 
-BANDS = ("F275W", "F336W", "F438W", "F555W", "F814W")
+from helpers import BANDS
+
 SIZE = 16
 
 

@@ -12,7 +12,8 @@ import torch
 
 from photutils_clusterclf.training import TrainingSet, train_classifier
 
-from test_training import BANDS, make_arrays
+from helpers import BANDS
+from test_training import make_arrays
 
 OPTIONS = dict(arch="small_cnn", weights=None, epochs=2, batch_size=16, lr=1e-3, augment=True,
                progress_bar=False, device="cpu")

@@ -1,0 +1,56 @@
+"""Constants and builders shared by the test modules.
+
+Imported as ``from helpers import ...``: pytest's default ("prepend") import mode
+puts this directory on ``sys.path``.
+"""
+
+from pathlib import Path
+
+import numpy as np
+from astropy.wcs import WCS
+
+BANDS = ("F275W", "F336W", "F438W", "F555W", "F814W")
+
+# The columns ClusterClassifier.classify appends to a catalogue, in order.
+NEW_COLUMNS = (
+    "class_ml",
+    "class_ml_qual",
+    "prob_class1",
+    "prob_class2",
+    "prob_class3",
+    "prob_class4",
+    "class_ml_flags",
+)
+
+# The LEGUS NGC 1566 files live in shared/ beside the repository.
+LEGUS_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "legus"
+NGC1566_CATALOG = (
+    LEGUS_DIR / "hlsp_legus_hst_wfc3_ngc1566_multiband_v1_padagb-mwext-avgapcor.tab"
+)
+STARCNET_PREDICTIONS = LEGUS_DIR / "starcnet_ngc1566_predictions.csv"
+
+
+def make_wcs(shape=None, *, crpix=None, crval=(65.0, -54.9), scale_arcsec=0.03962,
+             rotation_deg=0.0, radesys=None):
+    """A TAN WCS with RA increasing to the left (east left, north up when unrotated).
+
+    ``crpix`` defaults to the centre of ``shape`` (``x = shape[1] / 2``,
+    ``y = shape[0] / 2``) when that is given, else to ``(1, 1)``. A non-zero
+    ``rotation_deg`` is written as a CD matrix, otherwise CDELT is used;
+    ``radesys`` is set only when given.
+    """
+    if crpix is None:
+        crpix = (1.0, 1.0) if shape is None else (shape[1] / 2, shape[0] / 2)
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    wcs.wcs.crval = list(crval)
+    wcs.wcs.crpix = list(crpix)
+    scale = scale_arcsec / 3600
+    if rotation_deg:
+        c, s = np.cos(np.radians(rotation_deg)), np.sin(np.radians(rotation_deg))
+        wcs.wcs.cd = [[-scale * c, scale * s], [scale * s, scale * c]]
+    else:
+        wcs.wcs.cdelt = [-scale, scale]
+    if radesys is not None:
+        wcs.wcs.radesys = radesys
+    return wcs
