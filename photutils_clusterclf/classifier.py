@@ -379,35 +379,28 @@ class ClusterClassifier:
         bounded by the chunk size, whatever the catalogue length.
         """
         chunk = max(batch_size, 2048)
-        rows_buffer, data_buffer = [], []
-
-        def take(count):
-            rows = np.concatenate(rows_buffer)
-            data = np.concatenate(data_buffer)
-            rows_buffer[:] = [rows[count:]]
-            data_buffer[:] = [data[count:]]
-            inputs = prepare_batch(data[:count], self.normalization, self.card.input_size)
-            if self.device.type == "cuda":
-                inputs = inputs.pin_memory()  # lets the copy to the GPU overlap
-            return rows[:count], inputs
-
-        buffered = 0
+        rows = np.empty(0, dtype=np.intp)
+        data = None
         for start in range(0, len(x), chunk):
             sl = slice(start, min(start + chunk, len(x)))
             batch = extract_cutouts(images, x[sl], y[sl], size=self.card.cutout_size,
                                     bands=self.bands)
             flags[sl] = batch.flags
             ok = np.flatnonzero(batch.classifiable)
-            rows_buffer.append(ok + start)
-            data_buffer.append(batch.data[ok])
-            buffered += ok.size
-            while buffered >= batch_size:
-                rows, inputs = take(batch_size)
-                buffered -= batch_size
-                yield rows, inputs, sl.stop
-        if buffered:
-            rows, inputs = take(buffered)
-            yield rows, inputs, len(x)
+            # Rows left over from the previous chunk, then this chunk's.
+            rows = np.concatenate([rows, ok + start])
+            data = batch.data[ok] if data is None else np.concatenate([data, batch.data[ok]])
+            n_full = len(rows) - len(rows) % batch_size
+            for i in range(0, n_full, batch_size):
+                yield rows[i:i + batch_size], self._inputs(data[i:i + batch_size]), sl.stop
+            rows, data = rows[n_full:], data[n_full:]
+        if len(rows):
+            yield rows, self._inputs(data), len(x)
+
+    def _inputs(self, raw):
+        """Network input for raw cutouts, pinned on CUDA so the copy to the GPU overlaps."""
+        inputs = prepare_batch(raw, self.normalization, self.card.input_size)
+        return inputs.pin_memory() if self.device.type == "cuda" else inputs
 
     def _stream(self, images, x, y, flags, *, tta, batch_size, progress_bar):
         """Yield ``(rows, member_probs)`` batch by batch.
@@ -531,6 +524,35 @@ class ClusterClassifier:
             probs = {f"prob{k}": f"{base}_PROB{k}" for k in CLASSES}
             return {"class": base, "qual": f"{base}_QUAL", **probs, "flags": f"{base}_FLAGS"}
         raise ValueError(f"column_style={column_style!r} is not one of {COLUMN_STYLES}")
+
+    def region_options(self, source, *, origin=None, use="auto", column_style="default",
+                       prefix="", tag=None, **classify_options):
+        """Options of `~photutils_clusterclf.regions_io.class_regions` for a classified table.
+
+        They draw the class column that `classify` wrote for ``source``, at
+        the positions it used: a source table's own pixel columns follow
+        ``origin`` and ``use``, whereas the tables built from regions,
+        `~astropy.coordinates.SkyCoord` or arrays hold 0-based positions.
+
+        Parameters
+        ----------
+        source : object
+            The ``source`` given to `classify`.
+        origin, use, column_style, prefix, tag : optional
+            As given to `classify`.
+        **classify_options
+            Other options of `classify`; they do not change the regions.
+
+        Returns
+        -------
+        options : dict
+            ``column``, ``origin`` and ``use``.
+        """
+        from_table = isinstance(source, Table)
+        names = self.column_names(column_style=column_style, prefix=prefix, tag=tag)
+        return {"column": names["class"],
+                "origin": origin if from_table else None,
+                "use": use if from_table else "auto"}
 
     @property
     def phangs_tag(self):

@@ -6,7 +6,6 @@ them atomically (temporary file, then rename).
 """
 
 import argparse
-import contextlib
 import os
 import sys
 from pathlib import Path
@@ -56,7 +55,8 @@ def classify_files(model, catalog, images, out, *, regions=None, overwrite=False
     out : str or `~pathlib.Path`
         Output catalogue, ``.fits`` or ``.ecsv``.
     regions : str or `~pathlib.Path`, optional
-        Also write a DS9 region file of the predicted classes.
+        Also write a DS9 region file of the predicted classes; it and the
+        catalogue are renamed into place only once both are complete.
     overwrite : bool, optional
         Replace existing outputs.
     sha256 : str, optional
@@ -75,24 +75,17 @@ def classify_files(model, catalog, images, out, *, regions=None, overwrite=False
     """
     from .catalogs import read_candidates
     from .classifier import ClusterClassifier
-    from .fileio import atomic_output, check_writable, write_table
+    from .fileio import check_writable, write_classified
     from .images import MultiBandImage
-    from .regions_io import write_class_regions
     check_writable(out, overwrite=overwrite)
     if regions:
         check_writable(regions, overwrite=overwrite)
     clf = ClusterClassifier.load(model, device=device, sha256=sha256)
-    table = clf.classify(read_candidates(catalog), MultiBandImage.from_fits(images),
-                         progress_bar=progress_bar, **classify_kwargs)
-    # Both files are renamed into place only once both are complete.
-    with contextlib.ExitStack() as stack:
-        tmp_out = stack.enter_context(atomic_output(out, overwrite=overwrite))
-        write_table(table, tmp_out)
-        if regions:
-            tmp_regions = stack.enter_context(atomic_output(regions, overwrite=overwrite))
-            names = clf.column_names(
-                column_style=classify_kwargs.get("column_style", "default"))
-            write_class_regions(table, tmp_regions, column=names["class"])
+    source = read_candidates(catalog)
+    with MultiBandImage.from_fits(images) as opened:
+        table = clf.classify(source, opened, progress_bar=progress_bar, **classify_kwargs)
+    write_classified(table, out, regions or None, overwrite=overwrite,
+                     **clf.region_options(source, **classify_kwargs))
     return table
 
 

@@ -27,6 +27,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .images import MultiBandImage, normalize_band_name
+from .positions import band_pixel_positions
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -100,16 +101,19 @@ class CutoutBatch:
         return len(self.flags)
 
 
-def _check_size(size):
+def _positive_int(value, message):
+    """``value`` as an int; `ValueError` ``"<message>, got <value>"`` if not >= 1."""
     if (
-        isinstance(size, (bool, np.bool_))
-        or not isinstance(size, (int, np.integer))
-        or size < 1
+        isinstance(value, (bool, np.bool_))
+        or not isinstance(value, (int, np.integer))
+        or value < 1
     ):
-        raise ValueError(
-            f"size must be a positive integer number of pixels, got {size!r}"
-        )
-    return int(size)
+        raise ValueError(f"{message}, got {value!r}")
+    return int(value)
+
+
+def _check_size(size):
+    return _positive_int(size, "size must be a positive integer number of pixels")
 
 
 def _check_images(images):
@@ -157,15 +161,17 @@ def _as_coordinates(x, y):
     return coords
 
 
-def _band_positions(images, x, y, bands):
-    """Per-band 0-based pixel positions of the reference-grid positions ``x``, ``y``."""
-    if all(images.same_grid(band) for band in bands):
-        return {band: (x, y) for band in bands}
-    # Imported here: positions.py builds on images.py, not the other way round.
-    from .positions import band_pixel_positions
+def _prepare(images, x, y, bands):
+    """Checked ``(images, bands, valid, positions)`` for a cutout request.
 
-    positions = band_pixel_positions(images, x, y)
-    return {band: positions[band] for band in bands}
+    ``valid`` marks finite reference positions; ``positions`` maps each of
+    ``bands`` to its ``(x, y)`` pixel positions (WCS conversion done once).
+    """
+    images = _check_images(images)
+    bands = _check_bands(images, bands)
+    x, y = _as_coordinates(x, y)
+    valid = np.isfinite(x) & np.isfinite(y)
+    return images, bands, valid, band_pixel_positions(images, x, y, bands=bands)
 
 
 def _start(coord, n_pix, size):
@@ -186,15 +192,13 @@ def _inspect(block, nan_counts, no_coverage):
     # A finite sum means no NaN/inf (one fast pass); count exactly only
     # where it is not.
     suspect = np.flatnonzero(~np.isfinite(block.reshape(n, -1).sum(axis=1)))
+    nan_counts[:] = 0
     if suspect.size:
         sub = block[suspect]
         bad = ~np.isfinite(sub)
         sub[bad] = np.nan
         block[suspect] = sub
-        nan_counts[:] = 0
         nan_counts[suspect] = bad.reshape(suspect.size, -1).sum(axis=1)
-    else:
-        nan_counts[:] = 0
     centre = block[:, size // 2, size // 2]
     no_coverage[:] = np.isnan(centre)
     # An all-zero (or zero and NaN) cutout is outside a drizzled footprint;
@@ -259,11 +263,8 @@ def _gather_band(data, x0, y0, size, out, flags, valid, nan_threshold):
         on_image = ((iy >= 0) & (iy < ny))[:, :, None] & ((ix >= 0) & (ix < nx))[
             :, None, :
         ]
-        block = np.asarray(
-            data[
-                np.clip(iy, 0, ny - 1)[:, :, None], np.clip(ix, 0, nx - 1)[:, None, :]
-            ],
-            dtype=np.float32,
+        block = _native_float32(
+            data[np.clip(iy, 0, ny - 1)[:, :, None], np.clip(ix, 0, nx - 1)[:, None, :]]
         )
         block[~on_image] = np.nan
         finish(rows, block)
@@ -330,11 +331,7 @@ def extract_cutouts(
     """
     size = _check_size(size)
     nan_threshold = _check_nan_threshold(nan_threshold)
-    images = _check_images(images)
-    bands = _check_bands(images, bands)
-    x, y = _as_coordinates(x, y)
-    valid = np.isfinite(x) & np.isfinite(y)
-    positions = _band_positions(images, x, y, bands)
+    images, bands, valid, positions = _prepare(images, x, y, bands)
     return _extract(images, positions, valid, bands, size, nan_threshold)
 
 
@@ -368,18 +365,9 @@ def iter_cutout_batches(
     """
     size = _check_size(size)
     nan_threshold = _check_nan_threshold(nan_threshold)
-    if (
-        isinstance(batch_size, (bool, np.bool_))
-        or not isinstance(batch_size, (int, np.integer))
-        or batch_size < 1
-    ):
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    images = _check_images(images)
-    bands = _check_bands(images, bands)
-    x, y = _as_coordinates(x, y)
-    valid = np.isfinite(x) & np.isfinite(y)
-    positions = _band_positions(images, x, y, bands)
-    for start in range(0, x.size, int(batch_size)):
-        part = slice(start, min(start + int(batch_size), x.size))
+    batch_size = _positive_int(batch_size, "batch_size must be a positive integer")
+    images, bands, valid, positions = _prepare(images, x, y, bands)
+    for start in range(0, valid.size, batch_size):
+        part = slice(start, min(start + batch_size, valid.size))
         sub = {band: (bx[part], by[part]) for band, (bx, by) in positions.items()}
         yield part, _extract(images, sub, valid[part], bands, size, nan_threshold)

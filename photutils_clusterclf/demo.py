@@ -157,7 +157,6 @@ def run_demo(out_dir="clusterclf-demo", *, quick=False, retrain=False, device="a
     paths : dict
         Name -> path of every file written.
     """
-    from .catalogs import read_phangs_catalog
     from .cli import classify_files
     from .evaluation import EvaluationReport
     from .fileio import atomic_output, write_table
@@ -196,10 +195,10 @@ def run_demo(out_dir="clusterclf-demo", *, quick=False, retrain=False, device="a
                            progress_bar=progress_bar)
     write_table(table, paths["catalog_ecsv"], overwrite=True)
 
-    truth = read_phangs_catalog(catalog_path)
-    report_human = EvaluationReport(truth["PHANGS_CLUSTER_CLASS_HUMAN"], table["class_ml"],
+    # The classified table keeps the catalogue's columns, labels included.
+    report_human = EvaluationReport(table["PHANGS_CLUSTER_CLASS_HUMAN"], table["class_ml"],
                                     truth_name="human-like labels", pred_name="class_ml")
-    report_true = EvaluationReport(truth["CLASS_TRUE"], table["class_ml"],
+    report_true = EvaluationReport(table["CLASS_TRUE"], table["class_ml"],
                                    truth_name="true class", pred_name="class_ml")
     _save_confusion_figure(report_human, report_true, paths["confusion_matrix"])
     save_overlay(heldout.to_multiband_image(), table, paths["overlay"], overwrite=True)

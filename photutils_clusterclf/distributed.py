@@ -26,14 +26,12 @@ import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
-from astropy.table import Table
 from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint
 from .classifier import ClusterClassifier
-from .fileio import check_writable, sha256_file, write_table
+from .fileio import check_writable, write_classified
 from .images import MultiBandImage
-from .regions_io import write_class_regions
 
 __all__ = [
     "ClassifyManyError",
@@ -200,7 +198,8 @@ def classify_galaxy(
     overwrite : bool, optional
         Replace existing outputs.
     regions : bool, optional
-        Also write the DS9 region file.
+        Also write the DS9 region file; both files are renamed into place
+        only once both are complete (`~photutils_clusterclf.fileio.write_classified`).
     classify_kwargs : dict, optional
         Options of `ClusterClassifier.classify` (see `CLASSIFY_OPTIONS`).
 
@@ -229,23 +228,14 @@ def classify_galaxy(
         )
     catalog_path, regions_path = output_paths(job, out_dir, regions=regions)
     if catalog_path is not None:
-        write_table(table, catalog_path, overwrite=overwrite)
-    if regions_path is not None:
-        style = {
-            k: classify_kwargs[k]
-            for k in ("column_style", "prefix", "tag")
-            if k in classify_kwargs
-        }
-        # Only a source table's own pixel columns follow job.origin; tables built
-        # from regions, SkyCoord or arrays hold 0-based x/y described by their meta.
-        from_table = isinstance(source, Table)
-        write_class_regions(
+        write_classified(
             table,
+            catalog_path,
             regions_path,
             overwrite=overwrite,
-            column=classifier.column_names(**style)["class"],
-            origin=job.origin if from_table else None,
-            use=job.use if from_table else "auto",
+            **classifier.region_options(
+                source, origin=job.origin, use=job.use, **classify_kwargs
+            ),
         )
     return table
 
@@ -456,9 +446,9 @@ def _run_dask(client, jobs, model, device, options, progress_bar):
     model = _absolute(model)
     if not model.is_file():
         raise FileNotFoundError(f"checkpoint file {model} does not exist")
-    sha256 = sha256_file(model)
-    # Validate the checkpoint here once, rather than failing every task alike.
-    load_checkpoint(model, sha256=sha256)
+    # Validate the checkpoint here once, rather than failing every task alike;
+    # the SHA-256 it reports is the one every worker checks.
+    sha256 = load_checkpoint(model).sha256
     portable = [_portable(job) for job in jobs]
     run = uuid.uuid4().hex[:8]  # keys unique across runs sharing a scheduler
     futures = {
@@ -625,27 +615,20 @@ def run_manifest(
         written.
     """
     jobs = read_manifest(manifest)
-    if scheduler is None:
+    with contextlib.ExitStack() as stack:
+        client = None
+        if scheduler is not None:
+            from distributed import Client
+
+            client = stack.enter_context(Client(scheduler))
         results = classify_many(
             jobs,
             model,
+            client=client,
             out_dir=out_dir,
             overwrite=overwrite,
             device=device,
             progress_bar=progress_bar,
         )
-    else:
-        from distributed import Client
-
-        with Client(scheduler) as client:
-            results = classify_many(
-                jobs,
-                model,
-                client=client,
-                out_dir=out_dir,
-                overwrite=overwrite,
-                device=device,
-                progress_bar=progress_bar,
-            )
     print(f"classified {len(results)} galaxies; wrote {out_dir}")
     return results

@@ -110,8 +110,6 @@ class EvaluationReport:
         # Classes are 1..4, so class - 1 is the matrix index.
         flat = (truth[keep].astype(np.int64) - 1) * nc + (pred[keep] - 1)
         self.confusion_matrix = np.bincount(flat, minlength=nc * nc).reshape(nc, nc)
-        self._truth = truth[keep]
-        self._pred = pred[keep]
 
     @classmethod
     def from_table(cls, table, truth_column, pred_column, **kwargs):
@@ -179,9 +177,10 @@ class EvaluationReport:
 
         0 if both are 0, NaN if either is undefined.
         """
+        precision, recall = self.precision, self.recall
         out = {}
         for c in CLASSES:
-            p, r = self.precision[c], self.recall[c]
+            p, r = precision[c], recall[c]
             if math.isnan(p) or math.isnan(r):
                 out[c] = math.nan
             else:
@@ -202,12 +201,14 @@ class EvaluationReport:
     @property
     def two_class_accuracy(self):
         """Agreement on cluster (classes 1-3) versus not a cluster (class 4)."""
-        return _ratio(np.count_nonzero((self._truth == 4) == (self._pred == 4)), self.n)
+        cm = self.confusion_matrix
+        return _ratio(cm[:3, :3].sum() + cm[3, 3], self.n)
 
     @property
     def cluster12_accuracy(self):
         """Agreement on classes 1+2 (bona fide clusters) versus classes 3+4."""
-        return _ratio(np.count_nonzero((self._truth <= 2) == (self._pred <= 2)), self.n)
+        cm = self.confusion_matrix
+        return _ratio(cm[:2, :2].sum() + cm[2:, 2:].sum(), self.n)
 
     # ---- output ------------------------------------------------------------
 
@@ -278,8 +279,9 @@ class EvaluationReport:
         """
         table = Table()
         table["class"] = np.array(CLASSES, dtype=np.int16)
-        table["n"] = [self.support[c] for c in CLASSES]
-        table["n_predicted"] = [self.n_predicted[c] for c in CLASSES]
+        support, n_predicted = self.support, self.n_predicted
+        table["n"] = [support[c] for c in CLASSES]
+        table["n_predicted"] = [n_predicted[c] for c in CLASSES]
         for name in ("recall", "precision", "f1"):
             values = getattr(self, name)
             table[name] = [values[c] for c in CLASSES]
@@ -300,8 +302,9 @@ class EvaluationReport:
                  f"{self.n_unpredicted} without {self.pred_name} class, excluded)",
                  "class      n  recall  precision      F1"]
         recall, precision, f1 = self.recall, self.precision, self.f1
+        support = self.support
         for c in CLASSES:
-            lines.append(f"{c:>5d} {self.support[c]:6d}  {pct(recall[c])}"
+            lines.append(f"{c:>5d} {support[c]:6d}  {pct(recall[c])}"
                          f"     {pct(precision[c])}  {pct(f1[c])}")
         lines += [
             f"overall accuracy            {pct(self.overall_accuracy)}",

@@ -116,32 +116,18 @@ def _small_cnn(n_bands, n_classes):
     return model
 
 
-def _get_module(model, dotted):
-    for part in dotted.split("."):
-        model = model[int(part)] if part.isdigit() else getattr(model, part)
-    return model
-
-
-def _set_module(model, dotted, new):
-    parent, _, name = dotted.rpartition(".")
-    holder = _get_module(model, parent) if parent else model
-    if name.isdigit():
-        holder[int(name)] = new
-    else:
-        setattr(holder, name, new)
-
-
 def _architecture(arch, n_bands, n_classes):
     """Randomly initialised ``arch`` with an ``n_bands`` stem and ``n_classes`` head."""
     if arch == "small_cnn":
         return _small_cnn(n_bands, n_classes)
     model = getattr(torchvision.models, arch)(weights=None, num_classes=n_classes)
-    stem_name = _SPECS[arch][1]
-    old = _get_module(model, stem_name)
+    parent, _, name = _SPECS[arch][1].rpartition(".")
+    holder = model.get_submodule(parent)  # "" is the model itself
+    old = getattr(holder, name)
     if n_bands != old.in_channels:
-        _set_module(
-            model,
-            stem_name,
+        setattr(
+            holder,
+            name,
             nn.Conv2d(
                 n_bands,
                 old.out_channels,

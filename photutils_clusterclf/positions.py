@@ -198,7 +198,7 @@ def resolve_positions(source, images=None, *, origin=None, use="auto", columns=N
     return _from_array(source, origin)
 
 
-def band_pixel_positions(images, x, y):
+def band_pixel_positions(images, x, y, *, bands=None):
     """0-based pixel positions in every band of a multi-band image.
 
     Parameters
@@ -207,6 +207,9 @@ def band_pixel_positions(images, x, y):
         The images; ``x`` and ``y`` refer to its reference band's grid.
     x, y : array-like
         0-based pixel positions on the reference grid; NaN allowed.
+    bands : sequence of str, optional
+        Only these bands (names as in ``images.bands``), in this order;
+        default all bands of ``images``. Other bands are not converted.
 
     Returns
     -------
@@ -231,7 +234,7 @@ def band_pixel_positions(images, x, y):
     valid = np.isfinite(x) & np.isfinite(y)
     sky = None
     out = {}
-    for band in images.bands:
+    for band in images.bands if bands is None else bands:
         if images.same_grid(band):
             out[band] = (x, y)
             continue

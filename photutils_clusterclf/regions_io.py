@@ -210,10 +210,11 @@ def _class_probabilities(table, column, classes, prob_columns):
         if sorted(names) != list(CLASSES):
             raise ValueError("prob_columns must name one column for each of the "
                              f"classes 1-4, not {prob_columns!r}")
-        missing = [n for n in names.values() if _find_column(table, n) is None]
+        found = {k: _find_column(table, n) for k, n in names.items()}
+        missing = [names[k] for k, name in found.items() if name is None]
         if missing:
             raise KeyError(f"probability columns {', '.join(missing)} not in the table")
-        names = {k: _find_column(table, n) for k, n in names.items()}
+        names = found
     for k, name in names.items():
         rows = classes == k
         probs[rows] = _column_values(table[name], name)[rows]

@@ -333,16 +333,14 @@ class _Distributed:
     """Rank, world size and device of this process; initialises the process group if needed."""
 
     def __init__(self, device):
-        env_world = int(os.environ.get("WORLD_SIZE", "1"))
+        device = resolve_device(device)
         self.owns_group = False
-        if env_world > 1 and not dist.is_initialized():
-            device = resolve_device(device)
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
             self.owns_group = True
         self.active = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
         self.world = dist.get_world_size() if self.active else 1
         self.rank = dist.get_rank() if self.active else 0
-        device = resolve_device(device)
         if self.active and device.type == "cuda" and device.index is None:
             # One GPU per process, as torchrun lays them out.
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
@@ -412,11 +410,10 @@ def _validation_split(training_set, val_galaxy, val_fraction, seed):
 
 def _class_weights(labels, class_balance):
     """Per-class loss weights: inverse frequency (mean 1 over the objects) or ones."""
-    counts = np.array([np.count_nonzero(labels == c) for c in CLASSES], dtype=np.float64)
     if class_balance != "weighted":
         return np.ones(len(CLASSES))
-    weights = np.where(counts > 0, counts.sum() / (np.count_nonzero(counts) * np.maximum(counts, 1)), 0)
-    return weights
+    counts = np.array([np.count_nonzero(labels == c) for c in CLASSES], dtype=np.float64)
+    return np.where(counts > 0, counts.sum() / (np.count_nonzero(counts) * np.maximum(counts, 1)), 0)
 
 
 def _epoch_order(train_idx, labels, class_balance, generator):
@@ -463,12 +460,30 @@ def _recalls(confusion):
     return recall, (float(np.mean(present)) if present else None)
 
 
+def _validation_batches(ts, val_idx, ctx, normalization, input_size, batch_size):
+    """This rank's share of the validation set, preprocessed once for all epochs and members.
+
+    Returns
+    -------
+    list of tuple of `torch.Tensor`
+        ``(inputs, targets)`` chunks of ``2 * batch_size`` rows: network inputs
+        on the CPU and 0-based classes.
+    """
+    shard = val_idx[ctx.rank::ctx.world]
+    step = 2 * batch_size
+    return [(prepare_batch(ts.cutouts[idx], normalization, input_size),
+             torch.from_numpy(ts.labels[idx] - 1))
+            for idx in (shard[start:start + step] for start in range(0, shard.size, step))]
+
+
 class _Trainer:
     """Trains one ensemble member; holds everything a checkpoint must restore."""
 
-    def __init__(self, ts, opts, member, ctx, split, weights, normalization):
+    def __init__(self, ts, opts, member, ctx, split, val_batches, weights, normalization):
         self.ts, self.opts, self.member, self.ctx = ts, opts, member, ctx
         self.train_idx, self.val_idx = split
+        self.val_batches = val_batches
+        self.targets = torch.from_numpy(ts.labels - 1)
         self.seed = opts["seed"] + member
         self.normalization = normalization
         self.input_size = opts["input_size"]
@@ -488,6 +503,7 @@ class _Trainer:
         self.generator = torch.Generator().manual_seed(self.seed)
         self.class_weights = torch.as_tensor(
             _class_weights(ts.labels[self.train_idx], opts["class_balance"]), dtype=torch.float32)
+        self.device_class_weights = self.class_weights.to(ctx.device)
         self.epoch = 0
         self.best = {"epoch": 0, "score": None, "state": _cpu_state(self.model)}
         self.bad_epochs = 0
@@ -554,7 +570,7 @@ class _Trainer:
         # decoupled weight decay is scaled by lr too).
         self.optimizer.param_groups[0]["lr"] = 0.0 if frozen else self.optimizer.param_groups[1]["lr"]
         self.network.train()
-        labels = torch.from_numpy(self.ts.labels) - 1
+        labels, w = self.targets, self.device_class_weights
         order = _epoch_order(self.train_idx, self.ts.labels, opts["class_balance"], self.generator)
         total = torch.zeros(1, dtype=torch.float64)
         batches = _batches(order, opts["batch_size"])
@@ -568,7 +584,6 @@ class _Trainer:
             share = np.array_split(np.arange(batch.size), ctx.world)[ctx.rank]
             x = prepare_batch(raw[share], self.normalization, self.input_size).to(ctx.device)
             y = labels[batch[share]].to(ctx.device)
-            w = self.class_weights.to(ctx.device)
             denom = self.class_weights[labels[batch]].sum()
             logits = self.network(x)
             # Sum over this rank's share / global weight sum, times the world
@@ -601,12 +616,7 @@ class _Trainer:
         k = len(CLASSES)
         self.module.eval()
         stats = torch.zeros(k * k + 1, dtype=torch.float64)  # confusion matrix, loss sum
-        shard = self.val_idx[ctx.rank::ctx.world]
-        step = 2 * self.opts["batch_size"]
-        for start in range(0, shard.size, step):
-            idx = shard[start:start + step]
-            x = prepare_batch(self.ts.cutouts[idx], self.normalization, self.input_size)
-            y = torch.from_numpy(self.ts.labels[idx] - 1)
+        for x, y in self.val_batches:
             logits = self.module(x.to(ctx.device)).float().cpu()
             stats[:k * k] += _confusion(logits, y).flatten().double()
             stats[-1] += F.cross_entropy(logits, y, reduction="sum").double()
@@ -624,13 +634,12 @@ class _Trainer:
         if self.val_idx.size:
             record["val_loss"], record["val_recall"], macro = self.validate()
             record["val_macro_recall"] = macro
-            score = macro
-            if self.best["score"] is None or score > self.best["score"]:
-                self.best = {"epoch": self.epoch, "score": score, "state": _cpu_state(self.module)}
+            if self.best["score"] is None or macro > self.best["score"]:
+                self.best = {"epoch": self.epoch, "score": macro, "state": _cpu_state(self.module)}
                 self.bad_epochs = 0
             else:
                 self.bad_epochs += 1
-            self.scheduler.step(score)
+            self.scheduler.step(macro)
             patience = self.opts["patience"]
             self.stopped = patience is not None and self.bad_epochs >= patience
         else:
@@ -792,9 +801,11 @@ def train_classifier(training_set, *, arch="resnet18", weights="imagenet",
     members, models = [], []
     try:
         with _reproducible(ctx.device):
+            val_batches = _validation_batches(training_set, val_idx, ctx, normalization,
+                                              input_size, opts["batch_size"])
             for member in range(n_models):
-                trainer = _Trainer(training_set, opts, member, ctx, (train_idx, val_idx), weights,
-                                   normalization)
+                trainer = _Trainer(training_set, opts, member, ctx, (train_idx, val_idx),
+                                   val_batches, weights, normalization)
                 path = None if checkpoint_dir is None else Path(checkpoint_dir) / f"member{member}.pt"
                 if resume and path.is_file():
                     trainer.restore(torch.load(path, map_location="cpu", weights_only=True), path)
@@ -834,10 +845,10 @@ def train_classifier(training_set, *, arch="resnet18", weights="imagenet",
         "device": str(ctx.device),
         "members": [{"seed": t.seed, "best_epoch": t.best["epoch"], "epochs_run": t.epoch,
                      "stopped_early": t.stopped,
-                     "best_val_macro_recall": t.best["score"] if val_idx.size else None,
+                     "best_val_macro_recall": t.best["score"],
                      "log": t.log} for t in members],
     }
-    macro = [t.best["score"] for t in members if val_idx.size and t.best["score"] is not None]
+    macro = [t.best["score"] for t in members if t.best["score"] is not None]
     training["metrics"] = {"val_macro_recall_mean": float(np.mean(macro)) if macro else None,
                            "val_macro_recall_std": float(np.std(macro)) if macro else None}
     card = ModelCard(arch=arch, bands=tuple(training_set.bands), cutout_size=training_set.size,

@@ -237,16 +237,13 @@ def _rgb_view(images, *, bands, stretch, region, max_size):
     # Striding (not block averaging) keeps memory bounded on memmapped
     # mosaics: only the sampled pixels are read.
     step = max(1, math.ceil(max(x1 - x0, y1 - y0) / max_size))
-    channels = []
-    for band in bands:
-        data = np.asarray(images[band][y0:y1:step, x0:x1:step], dtype=float)
-        channels.append(data)
+    channels = [np.asarray(images[band][y0:y1:step, x0:x1:step], dtype=float)
+                for band in bands]
     if stretch == "lupton":
         from astropy.visualization import make_lupton_rgb
-        scales = [max(np.nanpercentile(c, 99.5) - np.nanmedian(c), 1e-30)
-                  for c in channels]
-        channels = [np.nan_to_num(c - np.nanmedian(c)) / s
-                    for c, s in zip(channels, scales)]
+        medians = [np.nanmedian(c) for c in channels]
+        channels = [np.nan_to_num(c - m) / max(np.nanpercentile(c, 99.5) - m, 1e-30)
+                    for c, m in zip(channels, medians)]
         rgb = make_lupton_rgb(*channels, stretch=0.5, Q=8) / 255.0
     elif stretch in ("asinh", "linear"):
         rgb = np.stack([_stretch_band(c, stretch) for c in channels], axis=-1)

@@ -21,8 +21,8 @@ from scipy import ndimage
 from scipy.signal import fftconvolve
 from scipy.spatial import cKDTree
 
-from ..classes import CLASSES
-from ..fileio import atomic_output, check_writable
+from ..classes import CLASSES, fold_classes
+from ..fileio import atomic_output
 from .labels import label_noise_matrix, noisy_labels
 from .render import PSFTable, add_stamp, render_eff, render_sersic
 
@@ -353,6 +353,11 @@ def _diffuse_maps(shape, ctx, factor=16):
     return disk, arms
 
 
+def _placement_weight(disk, arms):
+    """Where candidates and field stars are drawn: disk light plus (3x) the arms."""
+    return disk / disk.max() + 3.0 * arms / max(arms.max(), 1e-30)
+
+
 def _upsample(low, shape):
     return ndimage.zoom(low, (shape[0] / low.shape[0], shape[1] / low.shape[1]),
                         order=1).astype(np.float32)[:shape[0], :shape[1]]
@@ -590,7 +595,7 @@ def _build(shape, objects, xs, ys, ctx, *, distance_mpc, label_noise, target,
     diffuse = {band: np.float32(disk_rates[b]) * disk_up + np.float32(arm_rates[b]) * arms_up
                for b, band in enumerate(bands)}
     del disk_up, arms_up
-    weight = disk / disk.max() + 3.0 * arms / max(arms.max(), 1e-30)
+    weight = _placement_weight(disk, arms)
     totals = np.array([o.total_flux(len(bands)) for o in objects]).reshape(-1, len(bands))
     with np.errstate(divide="ignore"):
         mags = np.where(totals > 0, ctx.zeropoints - 2.5 * np.log10(
@@ -684,8 +689,7 @@ def simulate_field(*, shape=(2048, 2048), n_candidates=800, distance_mpc=10.0,
     disk, arms = _diffuse_maps(shape, ctx)
     classes = rng.permutation(np.repeat(CLASSES, counts))
     objects = [_make_object(ctx, int(c)) for c in classes]
-    weight = disk / disk.max() + 3.0 * arms / max(arms.max(), 1e-30)
-    xs, ys = _place(objects, shape, weight, rng)
+    xs, ys = _place(objects, shape, _placement_weight(disk, arms), rng)
     return _build(shape, objects, xs, ys, ctx, distance_mpc=distance_mpc,
                   label_noise=label_noise, target=target,
                   field_star_density=field_star_density, noise=noise, center=center,
@@ -755,8 +759,6 @@ def mock_from_catalog(table, *, origin=None, x_column=None, y_column=None, mag_c
     field : `SimulatedField`
         Its catalogue also has ``SOURCE_ROW``, the row index in ``table``.
     """
-    from ..classes import fold_classes
-
     _check_common((100, 100), distance_mpc, field_star_density)
     x_col = _find_column(table, x_column, ["x", "X", "PHANGS_X", "x_centroid", "xcentroid"],
                          "x pixel")
@@ -917,10 +919,9 @@ class SimulatedField:
         if not directory.is_dir():
             raise FileNotFoundError(f"output directory {directory} does not exist")
         paths = {key: directory / name for key, name in self.filenames().items()}
-        for path in paths.values():
-            check_writable(path, overwrite=overwrite)
-        # All files are written to temporaries first and renamed together at
-        # the end, so an interrupted write leaves the directory as it was.
+        # Entering every atomic_output checks every path before anything is
+        # written; all files go to temporaries first and are renamed together
+        # at the end, so an interrupted write leaves the directory as it was.
         with contextlib.ExitStack() as stack:
             tmps = {key: stack.enter_context(atomic_output(path, overwrite=overwrite))
                     for key, path in paths.items()}
