@@ -12,7 +12,7 @@ Run from the repository root::
 
     python benchmarks/legus_agreement.py [DATA_DIR]
 
-``DATA_DIR`` defaults to ``../shared/data/legus`` next to the repository.
+``DATA_DIR`` defaults to the repository's ``tests/data/legus``.
 """
 
 import sys
@@ -38,7 +38,7 @@ def load(data_dir):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    default = Path(__file__).resolve().parents[2] / "shared" / "data" / "legus"
+    default = Path(__file__).resolve().parents[1] / "tests" / "data" / "legus"
     table = load(argv[0] if argv else default)
     print(f"NGC 1566: {len(table)} candidates with StarcNet predictions\n")
     for truth, pred in (("class_human_mode", "starcnet"), ("class", "starcnet"),

@@ -22,8 +22,8 @@ NEW_COLUMNS = (
     "class_ml_flags",
 )
 
-# The LEGUS NGC 1566 files live in shared/ beside the repository.
-LEGUS_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "legus"
+# The real LEGUS NGC 1566 files (provenance and licence in their README).
+LEGUS_DIR = Path(__file__).resolve().parent / "data" / "legus"
 NGC1566_CATALOG = (
     LEGUS_DIR / "hlsp_legus_hst_wfc3_ngc1566_multiband_v1_padagb-mwext-avgapcor.tab"
 )

@@ -13,7 +13,6 @@ import photutils_clusterclf
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
-DATA = ROOT.parent / "shared" / "data" / "legus"
 
 
 def _code_blocks(text, language):
@@ -113,6 +112,6 @@ def test_legus_page_shows_the_benchmark_output():
         sys.path.pop(0)
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        legus_agreement.main([str(DATA)])
+        legus_agreement.main([])
     blocks = _code_blocks((DOCS / "legus.rst").read_text(encoding="utf-8"), "text")
     assert out.getvalue().strip() in blocks
