@@ -122,6 +122,10 @@ class ModelCard:
         Library versions; filled in by `save_checkpoint` when empty.
     created : str, optional
         ISO 8601 UTC time; filled in by `save_checkpoint` when empty.
+    model_options : dict, optional
+        Keyword options of `photutils_clusterclf.models.build_model` beyond
+        the architecture (``stem``, ``head``); empty for the standard
+        network (and in checkpoints written before they existed).
     """
 
     arch: str
@@ -133,6 +137,7 @@ class ModelCard:
     training: dict = dataclasses.field(default_factory=dict)
     versions: dict = dataclasses.field(default_factory=dict)
     created: str = ""
+    model_options: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         from .models import ARCHITECTURES
@@ -169,6 +174,13 @@ class ModelCard:
             raise CheckpointError(
                 f"model card class scheme {self.classes} is not supported; this "
                 f"version predicts classes {CLASSES}"
+            )
+        if not isinstance(self.model_options, Mapping) or not set(
+            self.model_options
+        ) <= {"stem", "head"}:
+            raise CheckpointError(
+                f"model card model_options must be a dict with keys stem/head, got "
+                f"{self.model_options!r}"
             )
         for name in ("training", "versions"):
             if not isinstance(getattr(self, name), Mapping):

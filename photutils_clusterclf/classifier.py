@@ -220,7 +220,8 @@ class ClusterClassifier:
         models = []
         for state in checkpoint.state_dicts:
             model = build_model(card.arch, n_bands=len(card.bands),
-                                n_classes=len(card.classes), weights=None)
+                                n_classes=len(card.classes), weights=None,
+                                **card.model_options)
             model.load_state_dict(state)
             models.append(model)
         return cls(models, card, device=device, sha256=checkpoint.sha256)

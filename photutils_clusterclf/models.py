@@ -11,7 +11,17 @@ Sensible input sizes (the cutout is resized to the model card's
 ``input_size``): all the torchvision networks downsample by 32, so they need
 at least 32 px (VGG's five max-poolings fail below that; ResNet runs but
 ends on a 1 x 1 map); 32-64 px cutouts work without anything special, and
-ImageNet filters are at home from about 64 to 224 px. ``small_cnn`` is not
+ImageNet filters are at home from about 64 to 224 px.
+
+Small inputs: the standard ResNet stem (7 x 7 stride-2 convolution, then a
+stride-2 max-pool) reduces a 32 px cutout to 8 px before the first residual
+block, and torchvision's VGG head (7 x 7 average pool, two 4096-wide layers)
+replicates a 1 x 1 map 49 times into a 25,088-wide input at 32 px.
+``stem="nopool"`` drops the stem's max-pool (ResNet; VGG's first max-pool),
+``stem="stride1"`` also makes the ResNet stem convolution stride 1, and
+``head="compact"`` gives VGG a global average pool and one linear layer
+(ResNets already have that head). None of them changes a convolution's
+weights, so ImageNet initialisation works with all of them. ``small_cnn`` is not
 from the paper: a tiny network (< 100k parameters) for fast tests and CPU
 demos, for any input of 8 px or more.
 """
@@ -28,14 +38,23 @@ from torch import nn
 
 __all__ = [
     "ARCHITECTURES",
+    "HEADS",
     "MIN_INPUT_SIZE",
+    "STEMS",
     "build_model",
     "check_input_size",
+    "check_variant",
     "imagenet_weights_file",
 ]
 
 #: Names accepted by `build_model`.
 ARCHITECTURES = ("resnet18", "vgg19_bn", "resnet34", "vgg11_bn", "small_cnn")
+
+#: Stem variants accepted by `build_model` (see the module docstring).
+STEMS = ("standard", "nopool", "stride1")
+
+#: Head variants accepted by `build_model`.
+HEADS = ("standard", "compact")
 
 #: Smallest input side (pixels) each architecture handles.
 MIN_INPUT_SIZE = {
@@ -116,11 +135,57 @@ def _small_cnn(n_bands, n_classes):
     return model
 
 
-def _architecture(arch, n_bands, n_classes):
+def check_variant(arch, stem="standard", head="standard"):
+    """Raise `ValueError` unless ``stem`` and ``head`` are variants ``arch`` has.
+
+    Parameters
+    ----------
+    arch : str
+        One of `ARCHITECTURES`.
+    stem, head : str, optional
+        As in `build_model`.
+    """
+    _check_arch(arch)
+    if stem not in STEMS:
+        raise ValueError(f"unknown stem {stem!r}; accepted: {', '.join(STEMS)}")
+    if head not in HEADS:
+        raise ValueError(f"unknown head {head!r}; accepted: {', '.join(HEADS)}")
+    if arch == "small_cnn" and (stem, head) != ("standard", "standard"):
+        raise ValueError("small_cnn has no stem or head variants; use stem='standard', "
+                         "head='standard'")
+    if arch.startswith("vgg") and stem == "stride1":
+        raise ValueError(f"{arch} has no strided stem convolution; use stem='nopool' "
+                         "(drops its first max-pool) or 'standard'")
+
+
+def _head_prefix(arch, head):
+    """State-dict prefix of the final linear layer."""
+    return "classifier" if arch.startswith("vgg") and head == "compact" else _SPECS[arch][2]
+
+
+def _apply_variant(model, arch, stem, head, n_classes):
+    """Switch ``model`` to the small-input stem / compact head (weights keep their shapes)."""
+    if arch.startswith("resnet"):
+        if stem in ("nopool", "stride1"):
+            model.maxpool = nn.Identity()
+        if stem == "stride1":
+            model.conv1.stride = (1, 1)
+        return model
+    if stem == "nopool":
+        first = next(i for i, m in enumerate(model.features) if isinstance(m, nn.MaxPool2d))
+        model.features[first] = nn.Identity()  # the indices (state-dict keys) stay
+    if head == "compact":
+        model.avgpool = nn.AdaptiveAvgPool2d(1)
+        model.classifier = nn.Linear(model.classifier[0].in_features // 49, n_classes)
+    return model
+
+
+def _architecture(arch, n_bands, n_classes, stem="standard", head="standard"):
     """Randomly initialised ``arch`` with an ``n_bands`` stem and ``n_classes`` head."""
     if arch == "small_cnn":
         return _small_cnn(n_bands, n_classes)
     model = getattr(torchvision.models, arch)(weights=None, num_classes=n_classes)
+    model = _apply_variant(model, arch, stem, head, n_classes)
     parent, _, name = _SPECS[arch][1].rpartition(".")
     holder = model.get_submodule(parent)  # "" is the model itself
     old = getattr(holder, name)
@@ -232,13 +297,13 @@ def _read_state_dict(path):
     return state
 
 
-def _adapt_imagenet(state, arch, n_bands):
+def _adapt_imagenet(state, arch, n_bands, head):
     """Turn a 3-channel, 1000-class ImageNet state dict into our stem; drop its head.
 
     The stem kernel becomes the mean over RGB repeated over the bands times
     3 / n_bands (DESIGN 8), so a flat image gives the same activations.
     """
-    _, stem, head = _SPECS[arch]
+    stem, head = _SPECS[arch][1], _head_prefix(arch, head)
     state = {k: v for k, v in state.items() if not k.startswith(head + ".")}
     w = state[stem + ".weight"]
     state[stem + ".weight"] = w.mean(dim=1, keepdim=True).repeat(1, n_bands, 1, 1) * (
@@ -247,10 +312,12 @@ def _adapt_imagenet(state, arch, n_bands):
     return state
 
 
-def _load_weights(model, state, arch, n_bands, n_classes, source):
+def _load_weights(model, state, arch, n_bands, n_classes, source, head_variant):
     """Load ``state`` into ``model``: ImageNet-shaped (adapted) or ours (as is)."""
-    _, stem, head = _SPECS[arch]
-    stem_w, head_w = state.get(stem + ".weight"), state.get(head + ".weight")
+    stem, head = _SPECS[arch][1], _head_prefix(arch, head_variant)
+    stem_w = state.get(stem + ".weight")
+    # A compact head's own key, else the ImageNet head's (dropped when adapting).
+    head_w = state.get(head + ".weight", state.get(_SPECS[arch][2] + ".weight"))
     if stem_w is None or head_w is None:
         raise ValueError(
             f"weights {source} do not fit {arch}: no {stem}.weight / {head}.weight"
@@ -267,7 +334,7 @@ def _load_weights(model, state, arch, n_bands, n_classes, source):
         model.load_state_dict(state, strict=True)
         return
     missing, unexpected = model.load_state_dict(
-        _adapt_imagenet(state, arch, n_bands), strict=False
+        _adapt_imagenet(state, arch, n_bands, head_variant), strict=False
     )
     # Only the fresh head may be missing; anything else means the wrong architecture.
     missing = [k for k in missing if not k.startswith(head + ".")]
@@ -278,7 +345,8 @@ def _load_weights(model, state, arch, n_bands, n_classes, source):
         )
 
 
-def build_model(arch, *, n_bands=5, n_classes=4, weights=None):
+def build_model(arch, *, n_bands=5, n_classes=4, weights=None, stem="standard",
+                head="standard"):
     """Build a classification network for ``n_bands``-band cutouts.
 
     Parameters
@@ -297,6 +365,15 @@ def build_model(arch, *, n_bands=5, n_classes=4, weights=None):
         ``n_bands``, new randomly initialised head. A path: a ``.pth`` state
         dict, either torchvision ImageNet-shaped (adapted the same way) or
         already of this ``arch``/``n_bands``/``n_classes`` (loaded as is).
+    stem : {"standard", "nopool", "stride1"}, optional
+        ``"nopool"``: no max-pool in the ResNet stem (VGG: no first
+        max-pool); ``"stride1"`` (ResNets): also a stride-1 stem
+        convolution, so a 32 px input reaches the first block at 32 px
+        (16 times the compute of ``"standard"``).
+    head : {"standard", "compact"}, optional
+        ``"compact"``: VGG ends on a global average pool and one linear
+        layer instead of torchvision's 7 x 7 pool and 4096-wide layers
+        (ResNets have that head in both cases).
 
     Returns
     -------
@@ -315,7 +392,8 @@ def build_model(arch, *, n_bands=5, n_classes=4, weights=None):
     for name, value in (("n_bands", n_bands), ("n_classes", n_classes)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    model = _architecture(arch, n_bands, n_classes)
+    check_variant(arch, stem, head)
+    model = _architecture(arch, n_bands, n_classes, stem, head)
     if weights is None:
         return model
     if isinstance(weights, str) and weights == "imagenet":
@@ -332,5 +410,5 @@ def build_model(arch, *, n_bands=5, n_classes=4, weights=None):
         raise TypeError(
             f"weights must be None, 'imagenet' or a path, got {type(weights).__name__}"
         )
-    _load_weights(model, state, arch, n_bands, n_classes, source)
+    _load_weights(model, state, arch, n_bands, n_classes, source, head)
     return model

@@ -40,6 +40,7 @@ DIHEDRAL_TRANSFORMS = 8
 #: Normalisation names and their default parameters.
 NORMALIZATIONS = {
     "asinh": {"border": 3, "softening": 3.0, "min_scale": 1e-6, "peak_fraction": 1e-3},
+    "asinh_shared": {"border": 3, "softening": 3.0, "min_scale": 1e-6, "peak_fraction": 1e-3},
 }
 
 # 1.4826 * MAD is the standard deviation of a Gaussian.
@@ -76,9 +77,9 @@ def _nanmedian_last(values):
 
 
 class Normalization:
-    """Per-cutout, per-band normalisation, reproducible from its `to_dict`.
+    """Per-cutout normalisation, reproducible from its `to_dict`.
 
-    ``"asinh"`` (the only one so far), for each cutout and band:
+    ``"asinh"``, for each cutout and band:
 
     - background ``bkg`` = median of the pixels within ``border`` pixels of
       the cutout edge (NaN ignored);
@@ -89,8 +90,15 @@ class Normalization:
     - output = ``asinh((x - bkg) / (softening * scale))``, and NaN pixels
       (no data) become 0, i.e. background, after the stretch.
 
-    Each cutout and band is normalised on its own: the result for a row
-    does not depend on the other rows of the batch.
+    ``"asinh_shared"`` keeps the colours: the same background per band,
+    but one scale for all the bands of a cutout, the median over its bands
+    of the per-band scales above. Relative band fluxes survive (a common
+    factor on all bands cancels; a factor on one band does not), which is
+    what separates red stars and background galaxies from young clusters.
+    It needs the band axis: input ``(..., B, S, S)``.
+
+    Each cutout is normalised on its own (``"asinh"``: each band too): the
+    result for a row does not depend on the other rows of the batch.
 
     Parameters
     ----------
@@ -98,7 +106,7 @@ class Normalization:
         Normalisation name, one of `NORMALIZATIONS`.
     params : dict, optional
         Parameters overriding the defaults of ``name``
-        (``"asinh"``: ``border`` int >= 1, ``softening`` > 0,
+        (both: ``border`` int >= 1, ``softening`` > 0,
         ``min_scale`` > 0, ``peak_fraction`` in [0, 1)).
 
     Examples
@@ -165,6 +173,7 @@ class Normalization:
         ----------
         data : array-like, shape (..., S_y, S_x)
             Raw cutouts, typically (N, B, S, S); NaN marks missing data.
+            ``"asinh_shared"`` needs at least (B, S_y, S_x).
 
         Returns
         -------
@@ -172,10 +181,12 @@ class Normalization:
             Native-endian float32 of the same shape, all finite.
         """
         x = np.asarray(data, dtype=np.float32)
-        if x.ndim < 2:
+        shared = self.name == "asinh_shared"
+        if x.ndim < 2 + shared:
             raise ValueError(
-                "cutouts must have at least 2 dimensions (..., S, S), "
-                f"got shape {x.shape}"
+                f"cutouts must have at least {2 + shared} dimensions "
+                f"({'..., B, S, S' if shared else '..., S, S'}) for normalization "
+                f"{self.name!r}, got shape {x.shape}"
             )
         p = self.params
         border = x[..., _border_mask(*x.shape[-2:], p["border"])]
@@ -193,7 +204,10 @@ class Normalization:
         ]
         peak = np.where(np.isfinite(peak), np.clip(peak, 0, None), 0)
         scale = np.fmax(np.nan_to_num(scale, nan=0.0), p["peak_fraction"] * peak)
-        scale = np.fmax(scale, np.float32(p["min_scale"])) * np.float32(p["softening"])
+        scale = np.fmax(scale, np.float32(p["min_scale"]))
+        if shared:
+            scale = np.repeat(np.median(scale, axis=-1, keepdims=True), scale.shape[-1], -1)
+        scale = scale * np.float32(p["softening"])
         flat /= scale[..., None]
         out = np.arcsinh(flat, out=flat)
         # NaN (no data) is background after the stretch; +-inf input is no data too.
@@ -307,6 +321,8 @@ def random_augment(x, generator=None, *, max_shift=0.5, flux_jitter=0.1):
     Note that `Normalization` ``"asinh"`` divides each band by its own
     noise scale, so a per-band flux factor mostly cancels there; it matters
     only through the absolute floors of the scale (faint, noise-free data).
+    With ``"asinh_shared"`` it is a colour jitter of up to about
+    ``2.5 * flux_jitter / ln(10)`` mag per band.
 
     Parameters
     ----------

@@ -46,7 +46,7 @@ from .classifier import ClusterClassifier, prepare_batch, resolve_device
 from .cutouts import DEFAULT_CUTOUT_SIZE, FLAG_INVALID_POSITION, FLAG_NO_COVERAGE, FLAG_NO_OVERLAP, extract_cutouts
 from .fileio import atomic_output
 from .images import normalize_band_name
-from .models import build_model, check_input_size, imagenet_weights_file
+from .models import build_model, check_input_size, check_variant, imagenet_weights_file
 from .positions import resolve_positions
 from .preprocessing import Normalization, random_augment
 
@@ -57,6 +57,9 @@ TRAINING_SET_VERSION = 1
 TRAINING_STATE_VERSION = 1
 
 CLASS_BALANCES = ("weighted", "sampler", "none")
+
+#: Learning-rate schedules of `train_classifier`.
+SCHEDULES = ("plateau", "cosine")
 
 #: Reasons for leaving a catalogue row out of a training set, in the order
 #: they are tested (each excluded row is counted once, under its first reason).
@@ -476,6 +479,22 @@ def _validation_batches(ts, val_idx, ctx, normalization, input_size, batch_size)
             for idx in (shard[start:start + step] for start in range(0, shard.size, step))]
 
 
+def _scheduler(optimizer, opts):
+    """``"plateau"``: halve on a validation plateau; ``"cosine"``: linear warm-up, cosine decay."""
+    if opts["schedule"] == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="max", factor=0.5, patience=max(1, (opts["patience"] or 4) // 2))
+    epochs = opts["epochs"]
+    warmup = max(1, epochs // 10)
+
+    def factor(epoch):  # epoch: number of finished epochs
+        if epoch < warmup:
+            return (epoch + 1) / (warmup + 1)
+        return 0.5 * (1 + np.cos(np.pi * min(epoch - warmup, epochs - warmup) / max(epochs - warmup, 1)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
 class _Trainer:
     """Trains one ensemble member; holds everything a checkpoint must restore."""
 
@@ -491,15 +510,13 @@ class _Trainer:
         if ctx.device.type == "cuda":
             torch.cuda.manual_seed_all(self.seed)
         model = build_model(opts["arch"], n_bands=len(ts.bands), n_classes=len(CLASSES),
-                            weights=weights)
+                            weights=weights, stem=opts["stem"], head=opts["head"])
         self.model = model.to(ctx.device)
         backbone, trainable = _stem_and_head(self.model)
         self.optimizer = torch.optim.AdamW(
             [{"params": backbone}, {"params": trainable}], lr=opts["lr"],
             weight_decay=opts["weight_decay"])
-        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            self.optimizer, mode="max", factor=0.5,
-            patience=max(1, (opts["patience"] or 4) // 2))
+        self.scheduler = _scheduler(self.optimizer, opts)
         self.generator = torch.Generator().manual_seed(self.seed)
         self.class_weights = torch.as_tensor(
             _class_weights(ts.labels[self.train_idx], opts["class_balance"]), dtype=torch.float32)
@@ -589,7 +606,9 @@ class _Trainer:
             # Sum over this rank's share / global weight sum, times the world
             # size because DDP averages gradients over ranks: the gradient is
             # that of the global weighted mean loss.
-            loss = (F.cross_entropy(logits, y, reduction="none") * w[y]).sum() / denom * ctx.world
+            loss = (F.cross_entropy(logits, y, reduction="none",
+                                    label_smoothing=opts["label_smoothing"]) * w[y]).sum() \
+                / denom * ctx.world
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -639,12 +658,15 @@ class _Trainer:
                 self.bad_epochs = 0
             else:
                 self.bad_epochs += 1
-            self.scheduler.step(macro)
+            if self.opts["schedule"] == "plateau":
+                self.scheduler.step(macro)
             patience = self.opts["patience"]
             self.stopped = patience is not None and self.bad_epochs >= patience
         else:
             # Without validation the last weights are the result.
             self.best = {"epoch": self.epoch, "score": None, "state": _cpu_state(self.module)}
+        if self.opts["schedule"] != "plateau":
+            self.scheduler.step()
         record["seconds"] = time.perf_counter() - start
         self.log.append(record)
         return record
@@ -684,8 +706,9 @@ def train_classifier(training_set, *, arch="resnet18", weights="imagenet",
                      require_pretrained=False, input_size=None, epochs=30, batch_size=64,
                      lr=1e-3, weight_decay=1e-4, n_models=1, seed=0, device="auto",
                      freeze_backbone_epochs=0, val_galaxy=None, val_fraction=0.2, patience=8,
-                     class_balance="weighted", augment=True, progress_bar=True,
-                     checkpoint_dir=None, resume=False, log=None):
+                     class_balance="weighted", augment=True, normalization="asinh",
+                     stem="standard", head="standard", schedule="plateau", label_smoothing=0.0,
+                     progress_bar=True, checkpoint_dir=None, resume=False, log=None):
     """Train a network (or an ensemble) on a `TrainingSet`.
 
     Parameters
@@ -711,9 +734,7 @@ def train_classifier(training_set, *, arch="resnet18", weights="imagenet",
         Global batch size (split over the ranks under DDP). The last
         incomplete batch of each epoch is dropped.
     lr, weight_decay : float, optional
-        AdamW learning rate and decoupled weight decay. The learning rate is
-        halved when the validation macro recall stops improving for
-        ``max(1, patience // 2)`` epochs.
+        AdamW (peak) learning rate and decoupled weight decay; see ``schedule``.
     n_models : int, optional
         Number of ensemble members; member ``k`` uses seed ``seed + k``.
     seed : int, optional
@@ -744,6 +765,23 @@ def train_classifier(training_set, *, arch="resnet18", weights="imagenet",
         Random dihedral transform, sub-pixel shift and flux jitter
         (`~photutils_clusterclf.preprocessing.random_augment`) of the raw
         cutouts before normalisation.
+    normalization : str or `~photutils_clusterclf.preprocessing.Normalization`, optional
+        Cutout normalisation (a name of
+        `~photutils_clusterclf.preprocessing.NORMALIZATIONS` with its default
+        parameters, or an instance); recorded in the model card.
+    stem, head : str, optional
+        Network variants for small inputs, passed to
+        `~photutils_clusterclf.models.build_model` and recorded in the model
+        card (``stem``: ``"standard"``, ``"nopool"``, ``"stride1"``;
+        ``head``: ``"standard"``, ``"compact"``).
+    schedule : {"plateau", "cosine"}, optional
+        ``"plateau"``: the learning rate is halved when the validation macro
+        recall stops improving for ``max(1, patience // 2)`` epochs.
+        ``"cosine"``: linear warm-up over ``max(1, epochs // 10)`` epochs,
+        then cosine decay to 0 at ``epochs``.
+    label_smoothing : float, optional
+        Label smoothing of the cross entropy, in [0, 1) (robustness to noisy
+        human labels).
     progress_bar : bool, optional
         Show tqdm progress bars (rank 0 only).
     checkpoint_dir : str or `~pathlib.Path`, optional
@@ -778,6 +816,13 @@ def train_classifier(training_set, *, arch="resnet18", weights="imagenet",
                                                          freeze_backbone_epochs, 0)):
         if isinstance(value, bool) or int(value) != value or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule={schedule!r} is not one of {SCHEDULES}")
+    if not 0 <= label_smoothing < 1:
+        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
+    if not isinstance(normalization, Normalization):
+        normalization = Normalization(normalization)
+    check_variant(arch, stem, head)
     if patience is not None and (int(patience) != patience or patience < 1):
         raise ValueError(f"patience must be a positive integer or None, got {patience!r}")
     if resume and checkpoint_dir is None:
@@ -793,10 +838,9 @@ def train_classifier(training_set, *, arch="resnet18", weights="imagenet",
             "lr": float(lr), "weight_decay": float(weight_decay), "seed": int(seed),
             "freeze_backbone_epochs": int(freeze_backbone_epochs), "val_split": split,
             "patience": None if patience is None else int(patience),
-            "class_balance": class_balance, "augment": bool(augment)}
-    # The very normalisation object the model card records, so that
-    # classification preprocesses exactly as training did.
-    normalization = Normalization()
+            "class_balance": class_balance, "augment": bool(augment),
+            "normalization": normalization.to_dict(), "stem": stem, "head": head,
+            "schedule": schedule, "label_smoothing": float(label_smoothing)}
     ctx = _Distributed(device)
     members, models = [], []
     try:
@@ -826,7 +870,7 @@ def train_classifier(training_set, *, arch="resnet18", weights="imagenet",
                 members.append(trainer)
                 # A plain module (no DDP / SyncBatchNorm wrappers) with the best weights.
                 model = build_model(arch, n_bands=len(training_set.bands),
-                                    n_classes=len(CLASSES), weights=None)
+                                    n_classes=len(CLASSES), weights=None, stem=stem, head=head)
                 model.load_state_dict(trainer.best["state"])
                 models.append(model)
                 if ctx.active:
@@ -853,5 +897,5 @@ def train_classifier(training_set, *, arch="resnet18", weights="imagenet",
                            "val_macro_recall_std": float(np.std(macro)) if macro else None}
     card = ModelCard(arch=arch, bands=tuple(training_set.bands), cutout_size=training_set.size,
                      input_size=input_size, normalization=normalization.to_dict(),
-                     training=training)
+                     training=training, model_options={"stem": stem, "head": head})
     return ClusterClassifier(models, card, device=ctx.device)
