@@ -132,8 +132,24 @@ def _recalls(truth, pred):
     return [float(report.recall[c]) for c in CLASSES], float(report.macro_recall)
 
 
-def run_model(name, data, *, seed, on, overrides, device, progress_bar):
-    """Train model ``name`` with ``seed`` and score it on the galaxy ``on``."""
+def save_confusion_galleries(prefix, cutouts, truth, pred, bands, *, overwrite):
+    """One figure per true class: its cutouts on ``on``, one row per predicted class."""
+    from photutils_clusterclf.visualization import plot_cutout_gallery, save_figure
+
+    for c in CLASSES:
+        sel = truth == c
+        fig = plot_cutout_gallery(cutouts[sel], pred[sel], n_per_class=8, band_names=bands,
+                                  title=f"true class {c}: rows = predicted class "
+                                        f"(RGB = F814W, F555W, F438W)")
+        save_figure(fig, f"{prefix}-true{c}.png", overwrite=overwrite)
+
+
+def run_model(name, data, *, seed, on, overrides, device, progress_bar, gallery=None,
+              overwrite=False):
+    """Train model ``name`` with ``seed`` and score it on the galaxy ``on``.
+
+    ``gallery``: file-name prefix of `save_confusion_galleries` figures.
+    """
     kind, labels, recipe = MODELS[name]
     role = _roles(data)
     bands = data["bands"].tolist()
@@ -159,6 +175,9 @@ def run_model(name, data, *, seed, on, overrides, device, progress_bar):
         member = clf.card.training["members"][0]
         extra = {"options": options, "weights": clf.card.training["options"]["weights"],
                  "best_epoch": member["best_epoch"], "epochs_run": member["epochs_run"]}
+    if gallery is not None:
+        save_confusion_galleries(f"{gallery}-{name}-seed{seed}", data["cutouts"][target],
+                                 data["truth"][target], pred, bands, overwrite=overwrite)
     row = {"model": name, "seed": seed, "on": on, "seconds": seconds, **extra}
     row["recall_truth"], row["macro_truth"] = _recalls(data["truth"][target], pred)
     row["recall_human"], row["macro_human"] = _recalls(data["human"][target], pred)
@@ -226,6 +245,9 @@ def main(argv=None):
     parser.add_argument("--device", default="auto")
     parser.add_argument("--num-threads", type=int, default=1, help="torch threads")
     parser.add_argument("--output", help="JSON file for the per-run rows")
+    parser.add_argument("--gallery", metavar="PREFIX",
+                        help="write PREFIX-<model>-seed<k>-true<c>.png: each true class's "
+                             "cutouts, one row per predicted class")
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -242,7 +264,8 @@ def main(argv=None):
     for name in args.models:
         for seed in range(n_seeds):
             row = run_model(name, data, seed=seed, on=args.on, overrides=overrides,
-                            device=args.device, progress_bar=not args.no_progress)
+                            device=args.device, progress_bar=not args.no_progress,
+                            gallery=args.gallery, overwrite=args.overwrite)
             rows.append(row)
             print(f"{name:15s} seed {seed}: macro vs truth {row['macro_truth']:.3f} "
                   f"({' / '.join(f'{r:.2f}' for r in row['recall_truth'])}), vs human "

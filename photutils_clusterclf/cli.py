@@ -181,7 +181,8 @@ def _cmd_train(args):
 
 
 #: clusterclf train options passed to train_classifier when given.
-_TRAIN_OPTIONS = ("arch", "weights", "input_size", "epochs", "n_models", "seed")
+_TRAIN_OPTIONS = ("arch", "weights", "input_size", "epochs", "n_models", "seed",
+                  "normalization", "stem", "head", "schedule", "label_smoothing")
 
 
 def _train_defaults():
@@ -216,6 +217,9 @@ def _add_images_options(p):
 
 def _build_parser():
     from .cutouts import DEFAULT_CUTOUT_SIZE
+    from .models import HEADS, STEMS
+    from .preprocessing import NORMALIZATIONS
+    from .training import SCHEDULES
     parser = _Parser(prog="clusterclf",
                      description="Classify star-cluster candidates in multi-band HST images "
                                  "with transfer-learned CNNs (Wei et al. 2020).")
@@ -266,6 +270,15 @@ def _build_parser():
     p.add_argument("--n-models", type=int,
                    help=f"ensemble members (default {defaults['n_models']})")
     p.add_argument("--seed", type=int, help=f"random seed (default {defaults['seed']})")
+    p.add_argument("--normalization", choices=sorted(NORMALIZATIONS),
+                   help=f"cutout normalisation (default {defaults['normalization']})")
+    p.add_argument("--stem", choices=STEMS,
+                   help=f"network stem for small inputs (default {defaults['stem']})")
+    p.add_argument("--head", choices=HEADS, help=f"network head (default {defaults['head']})")
+    p.add_argument("--schedule", choices=SCHEDULES,
+                   help=f"learning-rate schedule (default {defaults['schedule']})")
+    p.add_argument("--label-smoothing", type=float,
+                   help=f"label smoothing in [0, 1) (default {defaults['label_smoothing']})")
     p.add_argument("--origin", type=int, choices=(0, 1), default=None)
     p.add_argument("--checkpoint-dir", default=None, help="write a resumable state each epoch")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir")

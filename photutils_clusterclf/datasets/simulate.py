@@ -23,6 +23,7 @@ from scipy.spatial import cKDTree
 
 from ..classes import CLASSES, fold_classes
 from ..fileio import atomic_output
+from .detect import detected_catalog
 from .labels import label_noise_matrix, noisy_labels
 from .render import PSFTable, add_stamp, render_eff, render_sersic
 
@@ -638,7 +639,7 @@ def _build(shape, objects, xs, ys, ctx, *, distance_mpc, label_noise, target,
 def simulate_field(*, shape=(2048, 2048), n_candidates=800, distance_mpc=10.0,
                    class_mix=DEFAULT_CLASS_MIX, label_noise=None, seed=None,
                    target="sim-galaxy", instrument="wfc3", field_star_density=3e-4,
-                   noise=True, center=(64.9746, -54.9380)):
+                   noise=True, center=(64.9746, -54.9380), candidates="injected"):
     """Simulate a PHANGS-HST-like 5-band field with cluster candidates of known class.
 
     Parameters
@@ -671,11 +672,20 @@ def simulate_field(*, shape=(2048, 2048), n_candidates=800, distance_mpc=10.0,
         it the images are the noiseless models.
     center : tuple of float, optional
         (RA, Dec) in degrees of the field centre.
+    candidates : {"injected", "detected"}, optional
+        ``"injected"``: the catalogue lists the ``n_candidates`` injected
+        objects. ``"detected"``: it lists what a PHANGS-like pipeline finds
+        in the images (`~photutils_clusterclf.datasets.detected_catalog`
+        with its defaults: DAOStarFinder on F555W, CI cut), each with the
+        true class of the injected object it recovers (class 4 for
+        detections of nothing injected).
 
     Returns
     -------
     field : `SimulatedField`
     """
+    if candidates not in ("injected", "detected"):
+        raise ValueError(f"candidates must be 'injected' or 'detected', got {candidates!r}")
     n_candidates = int(n_candidates)
     if n_candidates < 0:
         raise ValueError(f"n_candidates must be >= 0, got {n_candidates}")
@@ -690,10 +700,14 @@ def simulate_field(*, shape=(2048, 2048), n_candidates=800, distance_mpc=10.0,
     classes = rng.permutation(np.repeat(CLASSES, counts))
     objects = [_make_object(ctx, int(c)) for c in classes]
     xs, ys = _place(objects, shape, _placement_weight(disk, arms), rng)
-    return _build(shape, objects, xs, ys, ctx, distance_mpc=distance_mpc,
-                  label_noise=label_noise, target=target,
-                  field_star_density=field_star_density, noise=noise, center=center,
-                  disk=disk, arms=arms, seed=seed)
+    field = _build(shape, objects, xs, ys, ctx, distance_mpc=distance_mpc,
+                   label_noise=label_noise, target=target,
+                   field_star_density=field_star_density, noise=noise, center=center,
+                   disk=disk, arms=arms, seed=seed)
+    if candidates == "detected" and n_candidates:
+        field.catalog = detected_catalog(field, label_noise=label_noise,
+                                         seed=int(rng.integers(2 ** 31)))
+    return field
 
 
 def _find_column(table, given, aliases, what):
