@@ -272,9 +272,11 @@ def _build_parser():
     p.add_argument("--seed", type=int, help=f"random seed (default {defaults['seed']})")
     p.add_argument("--normalization", choices=sorted(NORMALIZATIONS),
                    help=f"cutout normalisation (default {defaults['normalization']})")
-    p.add_argument("--stem", choices=STEMS,
-                   help=f"network stem for small inputs (default {defaults['stem']})")
-    p.add_argument("--head", choices=HEADS, help=f"network head (default {defaults['head']})")
+    p.add_argument("--stem", choices=("auto",) + STEMS,
+                   help=f"network stem for small inputs (default {defaults['stem']}: "
+                        "per architecture, see the training docs)")
+    p.add_argument("--head", choices=("auto",) + HEADS,
+                   help=f"network head (default {defaults['head']})")
     p.add_argument("--schedule", choices=SCHEDULES,
                    help=f"learning-rate schedule (default {defaults['schedule']})")
     p.add_argument("--label-smoothing", type=float,

@@ -40,6 +40,7 @@ __all__ = [
     "ARCHITECTURES",
     "HEADS",
     "MIN_INPUT_SIZE",
+    "RECOMMENDED_VARIANTS",
     "STEMS",
     "build_model",
     "check_input_size",
@@ -55,6 +56,17 @@ STEMS = ("standard", "nopool", "stride1")
 
 #: Head variants accepted by `build_model`.
 HEADS = ("standard", "compact")
+
+#: The stem and head `train_classifier` uses by default (``"auto"``) per
+#: architecture, as measured in benchmarks/RESULTS.md: VGG needs the compact
+#: head to train at all at 32 px.
+RECOMMENDED_VARIANTS = {
+    "resnet18": {"stem": "nopool", "head": "standard"},
+    "resnet34": {"stem": "nopool", "head": "standard"},
+    "vgg19_bn": {"stem": "standard", "head": "compact"},
+    "vgg11_bn": {"stem": "standard", "head": "compact"},
+    "small_cnn": {"stem": "standard", "head": "standard"},
+}
 
 #: Smallest input side (pixels) each architecture handles.
 MIN_INPUT_SIZE = {

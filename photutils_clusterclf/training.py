@@ -46,7 +46,8 @@ from .classifier import ClusterClassifier, prepare_batch, resolve_device
 from .cutouts import DEFAULT_CUTOUT_SIZE, FLAG_INVALID_POSITION, FLAG_NO_COVERAGE, FLAG_NO_OVERLAP, extract_cutouts
 from .fileio import atomic_output
 from .images import normalize_band_name
-from .models import build_model, check_input_size, check_variant, imagenet_weights_file
+from .models import (RECOMMENDED_VARIANTS, build_model, check_input_size, check_variant,
+                     imagenet_weights_file)
 from .positions import resolve_positions
 from .preprocessing import Normalization, random_augment
 
@@ -707,7 +708,7 @@ def train_classifier(training_set, *, arch="resnet18", weights="imagenet",
                      lr=1e-3, weight_decay=1e-4, n_models=1, seed=0, device="auto",
                      freeze_backbone_epochs=0, val_galaxy=None, val_fraction=0.2, patience=8,
                      class_balance="weighted", augment=True, normalization="asinh",
-                     stem="standard", head="standard", schedule="plateau", label_smoothing=0.0,
+                     stem="auto", head="auto", schedule="plateau", label_smoothing=0.0,
                      progress_bar=True, checkpoint_dir=None, resume=False, log=None):
     """Train a network (or an ensemble) on a `TrainingSet`.
 
@@ -773,7 +774,9 @@ def train_classifier(training_set, *, arch="resnet18", weights="imagenet",
         Network variants for small inputs, passed to
         `~photutils_clusterclf.models.build_model` and recorded in the model
         card (``stem``: ``"standard"``, ``"nopool"``, ``"stride1"``;
-        ``head``: ``"standard"``, ``"compact"``).
+        ``head``: ``"standard"``, ``"compact"``). ``"auto"``: the
+        architecture's entry in
+        `~photutils_clusterclf.models.RECOMMENDED_VARIANTS`.
     schedule : {"plateau", "cosine"}, optional
         ``"plateau"``: the learning rate is halved when the validation macro
         recall stops improving for ``max(1, patience // 2)`` epochs.
@@ -822,6 +825,8 @@ def train_classifier(training_set, *, arch="resnet18", weights="imagenet",
         raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
     if not isinstance(normalization, Normalization):
         normalization = Normalization(normalization)
+    stem = RECOMMENDED_VARIANTS.get(arch, {}).get("stem") if stem == "auto" else stem
+    head = RECOMMENDED_VARIANTS.get(arch, {}).get("head") if head == "auto" else head
     check_variant(arch, stem, head)
     if patience is not None and (int(patience) != patience or patience < 1):
         raise ValueError(f"patience must be a positive integer or None, got {patience!r}")

@@ -9,7 +9,7 @@ import torchvision
 from photutils_clusterclf.checkpoint import ModelCard, save_checkpoint
 from photutils_clusterclf.classifier import ClusterClassifier
 from photutils_clusterclf.features import candidate_features, feature_names
-from photutils_clusterclf.models import build_model, imagenet_weights_file
+from photutils_clusterclf.models import RECOMMENDED_VARIANTS, build_model, imagenet_weights_file
 from photutils_clusterclf.preprocessing import Normalization
 from photutils_clusterclf.training import TrainingSet, train_classifier
 
@@ -152,6 +152,17 @@ def test_recipe_options_recorded_and_applied(tmp_path):
     assert loaded.normalization == Normalization("asinh_shared")
     np.testing.assert_allclose(loaded.predict_proba(ts.cutouts), clf.predict_proba(ts.cutouts),
                                atol=1e-6)
+
+
+def test_auto_variant_follows_the_architecture():
+    ts = _tiny_set(n=16, size=32)
+    clf = train_classifier(ts, arch="resnet18", weights=None, epochs=1, batch_size=8,
+                           progress_bar=False, device="cpu")
+    assert clf.card.model_options == RECOMMENDED_VARIANTS["resnet18"]
+    assert clf.card.training["options"]["stem"] == RECOMMENDED_VARIANTS["resnet18"]["stem"]
+    expected = 32 if RECOMMENDED_VARIANTS["resnet18"]["stem"] == "stride1" else (
+        16 if RECOMMENDED_VARIANTS["resnet18"]["stem"] == "nopool" else 8)
+    assert _first_block_input(clf.models[0], 32) == expected
 
 
 def test_label_smoothing_changes_training():
