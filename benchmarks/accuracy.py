@@ -56,13 +56,17 @@ from astropy.utils.exceptions import AstropyUserWarning
 
 from photutils_clusterclf.classes import CLASSES
 from photutils_clusterclf.cutouts import extract_cutouts
-from photutils_clusterclf.datasets import HUMAN_LABEL_NOISE, noisy_labels, simulate_field
+from photutils_clusterclf.datasets import (
+    HUMAN_LABEL_NOISE,
+    noisy_labels,
+    simulate_field,
+)
 from photutils_clusterclf.evaluation import EvaluationReport
 from photutils_clusterclf.fileio import atomic_output, check_writable
 from photutils_clusterclf.training import TrainingSet, train_classifier
 
 sys.path.insert(0, str(Path(__file__).parent))
-from features import fit_baseline, predict_baseline  # noqa: E402
+from features import fit_baseline, predict_baseline
 
 DATA = Path(__file__).parent / "_data" / "accuracy"
 CONFIGS = {
@@ -95,7 +99,7 @@ def galaxy_data(config_name, *, log=print):
     n = CONFIGS[config_name]["n_candidates"]
     path = DATA / f"{config_name}-{n}-s{CUTOUT_SIZE}.npz"
     if not path.is_file():
-        side = int(round(np.sqrt(n / _DENSITY)))
+        side = round(np.sqrt(n / _DENSITY))
         rng = np.random.default_rng(12)
         parts = {k: [] for k in ("cutouts", "truth", "human", "galaxy")}
         for k, (name, distance, _) in enumerate(GALAXIES):

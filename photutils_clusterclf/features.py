@@ -14,6 +14,7 @@ subtracting each band's background (median of the cutout border). NaN
 pixels count as background. Every feature is finite.
 """
 
+import itertools
 import warnings
 
 import numpy as np
@@ -49,7 +50,7 @@ def feature_names(bands):
     """
     bands = [str(b) for b in bands]
     names = [f"ci_{b}" for b in bands]
-    names += [f"colour_{a}-{b}" for a, b in zip(bands[:-1], bands[1:])]
+    names += [f"colour_{a}-{b}" for a, b in itertools.pairwise(bands)]
     names += [f"fraction_{b}" for b in bands]
     names += [f"ratio_r{r:g}_r5" for r in FEATURE_RADII[:-1]]
     names += ["wings", "size", "ellipticity", "centroid_offset", "n_peaks",

@@ -491,7 +491,9 @@ def _scheduler(optimizer, opts):
     def factor(epoch):  # epoch: number of finished epochs
         if epoch < warmup:
             return (epoch + 1) / (warmup + 1)
-        return 0.5 * (1 + np.cos(np.pi * min(epoch - warmup, epochs - warmup) / max(epochs - warmup, 1)))
+        # A Python float: the scheduler state must load with weights_only=True.
+        return float(0.5 * (1 + np.cos(np.pi * min(epoch - warmup, epochs - warmup)
+                                       / max(epochs - warmup, 1))))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
@@ -704,11 +706,11 @@ def _resolve_weights(arch, weights, require_pretrained):
 
 
 def train_classifier(training_set, *, arch="resnet18", weights="imagenet",
-                     require_pretrained=False, input_size=None, epochs=30, batch_size=64,
+                     require_pretrained=False, input_size=None, epochs=15, batch_size=64,
                      lr=1e-3, weight_decay=1e-4, n_models=1, seed=0, device="auto",
                      freeze_backbone_epochs=0, val_galaxy=None, val_fraction=0.2, patience=8,
-                     class_balance="weighted", augment=True, normalization="asinh",
-                     stem="auto", head="auto", schedule="plateau", label_smoothing=0.0,
+                     class_balance="weighted", augment=True, normalization="asinh_shared",
+                     stem="auto", head="auto", schedule="cosine", label_smoothing=0.1,
                      progress_bar=True, checkpoint_dir=None, resume=False, log=None):
     """Train a network (or an ensemble) on a `TrainingSet`.
 

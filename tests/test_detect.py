@@ -6,7 +6,7 @@ from photutils.aperture import CircularAnnulus, CircularAperture, aperture_photo
 
 from photutils_clusterclf.datasets import detected_catalog, simulate_field
 
-KW = dict(shape=(700, 700), n_candidates=90, distance_mpc=8.0, seed=11)
+KW = {"shape": (700, 700), "n_candidates": 90, "distance_mpc": 8.0, "seed": 11}
 
 
 @pytest.fixture(scope="module")

@@ -5,15 +5,18 @@ import numpy as np
 import pytest
 import torch
 import torchvision
+from helpers import BANDS
 
 from photutils_clusterclf.checkpoint import ModelCard, save_checkpoint
 from photutils_clusterclf.classifier import ClusterClassifier
 from photutils_clusterclf.features import candidate_features, feature_names
-from photutils_clusterclf.models import RECOMMENDED_VARIANTS, build_model, imagenet_weights_file
+from photutils_clusterclf.models import (
+    RECOMMENDED_VARIANTS,
+    build_model,
+    imagenet_weights_file,
+)
 from photutils_clusterclf.preprocessing import Normalization
 from photutils_clusterclf.training import TrainingSet, train_classifier
-
-from helpers import BANDS
 
 
 @pytest.fixture(autouse=True)
@@ -132,8 +135,8 @@ def _tiny_set(n=32, size=16, seed=0):
     return TrainingSet(cutouts, labels, galaxy=galaxy, bands=BANDS)
 
 
-FAST = dict(arch="small_cnn", weights=None, epochs=3, batch_size=8, progress_bar=False,
-            device="cpu")
+FAST = {"arch": "small_cnn", "weights": None, "epochs": 3, "batch_size": 8,
+        "progress_bar": False, "device": "cpu"}
 
 
 def test_recipe_options_recorded_and_applied(tmp_path):

@@ -223,7 +223,7 @@ def test_train_returns_classifier_with_card(tmp_path, two_galaxies):
     card = clf.card
     assert card.arch == "small_cnn" and tuple(card.bands) == BANDS
     assert card.cutout_size == SIZE and card.input_size == SIZE
-    assert card.normalization == Normalization().to_dict()
+    assert card.normalization == Normalization("asinh_shared").to_dict()
     training = card.training
     assert training["galaxies"] == ["NGC0001", "NGC0002"]
     assert training["seeds"] == [0]

@@ -7,9 +7,9 @@ catalogue for a simulated field and gives each detection the true class of
 the injected source it recovers.
 """
 
+import astropy.units as u
 import numpy as np
 from astropy.stats import sigma_clipped_stats
-import astropy.units as u
 from photutils.detection import DAOStarFinder
 from scipy.spatial import cKDTree
 
