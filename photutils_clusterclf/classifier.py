@@ -228,7 +228,7 @@ class ClusterClassifier:
 
     @classmethod
     def from_model(cls, models, *, arch, bands, cutout_size, input_size=None,
-                   normalization=None, device="auto", training=None):
+                   normalization=None, device="auto", training=None, model_options=None):
         """Wrap freshly built or trained networks.
 
         Parameters
@@ -249,11 +249,17 @@ class ClusterClassifier:
             Where to run the networks.
         training : dict, optional
             Training provenance for the model card.
+        model_options : dict, optional
+            The ``stem`` / ``head`` the networks were built with
+            (`~photutils_clusterclf.models.build_model`); they do not change
+            the weights' shapes, so a checkpoint only rebuilds them right if
+            they are recorded.
         """
         normalization = normalization or Normalization()
         card = ModelCard(arch=arch, bands=tuple(bands), cutout_size=int(cutout_size),
                          input_size=int(input_size or cutout_size),
-                         normalization=normalization.to_dict(), training=training or {})
+                         normalization=normalization.to_dict(), training=training or {},
+                         model_options=dict(model_options or {}))
         return cls(models, card, device=device)
 
     @property

@@ -207,6 +207,18 @@ def test_checkpoint_without_model_options_loads_with_old_normalization(tmp_path)
         torch.testing.assert_close(loaded.models[0](x), model(x))
 
 
+def test_from_model_records_the_variant(tmp_path):
+    torch.manual_seed(1)
+    model = build_model("resnet18", stem="stride1").eval()
+    clf = ClusterClassifier.from_model(model, arch="resnet18", bands=BANDS, cutout_size=32,
+                                       model_options={"stem": "stride1"}, device="cpu")
+    clf.save(tmp_path / "m.pt")
+    loaded = ClusterClassifier.load(tmp_path / "m.pt", device="cpu")
+    assert _first_block_input(loaded.models[0], 32) == 32
+    x = np.random.default_rng(0).normal(size=(2, 5, 32, 32)).astype(np.float32)
+    np.testing.assert_allclose(loaded.predict_proba(x), clf.predict_proba(x), atol=1e-6)
+
+
 def test_candidate_features_on_tiny_cutouts():
     size = 15
     yy, xx = np.mgrid[:size, :size] - size // 2
