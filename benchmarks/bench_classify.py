@@ -9,7 +9,7 @@ and batch size:
 (a) the network's forward pass alone on pre-made normalised batches
     (``ClusterClassifier._member_probs``, what `classify` calls per batch);
 (b) ``clusterclf classify`` end to end, in-process through
-    `photutils_clusterclf.cli.classify_files`: FITS images (memory-mapped)
+    `photutils_clusterclf.pipeline.classify_files`: FITS images (memory-mapped)
     and catalogue on disk -> classified FITS catalogue and DS9 file on disk.
 
 Each is timed ``--repeat`` times and the best kept. The last line is
@@ -116,7 +116,7 @@ def main(argv=None):
 
     from photutils_clusterclf import ClusterClassifier
     from photutils_clusterclf.classifier import default_batch_size, prepare_batch
-    from photutils_clusterclf.cli import classify_files
+    from photutils_clusterclf.pipeline import classify_files
     from photutils_clusterclf.cutouts import extract_cutouts
     from photutils_clusterclf.images import MultiBandImage
 

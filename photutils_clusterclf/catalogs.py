@@ -308,11 +308,11 @@ def _existing(path):
 
 
 def read_candidates(path):
-    """Candidates from a file: a catalogue table, or a DS9 region file as its path.
+    """Candidates from a file: a catalogue table, or the regions of a DS9 file.
 
-    Region files are returned as the path itself, which
-    `~photutils_clusterclf.positions.resolve_positions` reads; everything
-    else goes through `read_catalog`.
+    DS9 files (``.reg``, ``.ds9``) are read with the ``regions`` package
+    (whose pixel centres are 0-based); everything else goes through
+    `read_catalog`.
 
     Parameters
     ----------
@@ -321,9 +321,14 @@ def read_candidates(path):
 
     Returns
     -------
-    source : `~astropy.table.QTable` or str
+    source : `~astropy.table.QTable` or `~regions.Regions`
     """
     path = _existing(path)
     if path.suffix.lower() in (".reg", ".ds9"):
-        return str(path)
+        from regions import Regions
+
+        try:
+            return Regions.read(path, format="ds9")
+        except Exception as exc:  # the regions parser raises many types
+            raise ValueError(f"cannot read {path} as a DS9 region file: {exc}") from None
     return read_catalog(path)

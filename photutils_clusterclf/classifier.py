@@ -427,11 +427,12 @@ class ClusterClassifier:
 
         Parameters
         ----------
-        source : `~astropy.table.Table`, `~astropy.coordinates.SkyCoord`, regions, str or array
+        source : `~astropy.table.Table`, `~astropy.coordinates.SkyCoord`, regions or array
             The candidates: a table with pixel or sky position columns
             (PHANGS, LEGUS or photutils names), a `~astropy.coordinates.SkyCoord`,
-            point/circle regions or a `regions.Regions`, a DS9 region file, or
-            an ``(N, 2)`` array of pixel positions. See
+            point/circle regions or a `regions.Regions` (a DS9 file read by
+            `~photutils_clusterclf.catalogs.read_candidates`), or an
+            ``(N, 2)`` array of pixel positions. See
             `~photutils_clusterclf.positions.resolve_positions`.
         images : `~photutils_clusterclf.images.MultiBandImage`
             The images; they must contain the model's bands.

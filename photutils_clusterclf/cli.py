@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import __bibtex__, __version__
 
-__all__ = ["classify_files", "main"]
+__all__ = ["main"]
 
 EXIT_BAD_INPUT = 2
 
@@ -37,61 +37,10 @@ def _band_files(pairs):
     return files
 
 
-def classify_files(model, catalog, images, out, *, regions=None, overwrite=False,
-                   sha256=None, device="auto", progress_bar=True, **classify_kwargs):
-    """Classify a catalogue file with images on disk; write the catalogue (and DS9 file).
-
-    This is what ``clusterclf classify`` does; the demo and scripts call it
-    to go through exactly the same path.
-
-    Parameters
-    ----------
-    model : str or `~pathlib.Path`
-        Checkpoint file.
-    catalog : str or `~pathlib.Path`
-        Candidate catalogue (FITS, ECSV, CSV, LEGUS ``.tab``) or DS9 ``.reg`` file.
-    images : str, `~pathlib.Path` or dict
-        Directory of PHANGS-named band files, or a mapping band -> file.
-    out : str or `~pathlib.Path`
-        Output catalogue, ``.fits`` or ``.ecsv``.
-    regions : str or `~pathlib.Path`, optional
-        Also write a DS9 region file of the predicted classes; it and the
-        catalogue are renamed into place only once both are complete.
-    overwrite : bool, optional
-        Replace existing outputs.
-    sha256 : str, optional
-        Expected SHA-256 of the model file.
-    device : str, optional
-        ``"auto"``, ``"cpu"`` or ``"cuda"``.
-    progress_bar : bool, optional
-        Show a progress bar.
-    **classify_kwargs
-        Passed to `~photutils_clusterclf.ClusterClassifier.classify`.
-
-    Returns
-    -------
-    table : `~astropy.table.QTable`
-        The classified catalogue, as written.
-    """
-    from .catalogs import read_candidates
-    from .classifier import ClusterClassifier
-    from .fileio import check_writable, write_classified
-    from .images import MultiBandImage
-    check_writable(out, overwrite=overwrite)
-    if regions:
-        check_writable(regions, overwrite=overwrite)
-    clf = ClusterClassifier.load(model, device=device, sha256=sha256)
-    source = read_candidates(catalog)
-    with MultiBandImage.from_fits(images) as opened:
-        table = clf.classify(source, opened, progress_bar=progress_bar, **classify_kwargs)
-    write_classified(table, out, regions or None, overwrite=overwrite,
-                     **clf.region_options(source, **classify_kwargs))
-    return table
-
-
 def _cmd_classify(args):
     if bool(args.images) == bool(args.images_dir):
         raise ValueError("give the images either as --images BAND=FILE ... or as --images-dir DIR")
+    from .pipeline import classify_files
     table = classify_files(args.model, args.catalog,
                            _band_files(args.images) if args.images else args.images_dir,
                            args.out, regions=args.regions, overwrite=args.overwrite,
@@ -200,7 +149,7 @@ def _cmd_demo(args):
 
 
 def _cmd_classify_many(args):
-    from .distributed import run_manifest
+    from .many import run_manifest
     run_manifest(args.manifest, model=args.model, out_dir=args.out_dir,
                  scheduler=args.scheduler, overwrite=args.overwrite, device=args.device,
                  progress_bar=not args.quiet)

@@ -157,7 +157,7 @@ def run_demo(out_dir="clusterclf-demo", *, quick=False, retrain=False, device="a
     paths : dict
         Name -> path of every file written.
     """
-    from .cli import classify_files
+    from .pipeline import classify_files
     from .evaluation import EvaluationReport
     from .fileio import atomic_output, write_table
     from .visualization import save_overlay

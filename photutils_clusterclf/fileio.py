@@ -17,7 +17,7 @@ from pathlib import Path
 from astropy.io.fits.verify import VerifyWarning
 
 __all__ = ["atomic_output", "check_writable", "fits_header_meta", "sha256_file",
-           "write_classified", "write_table"]
+           "write_table"]
 
 TABLE_FORMATS = {".fits": "fits", ".fit": "fits", ".fits.gz": "fits",
                  ".ecsv": "ascii.ecsv", ".csv": "ascii.csv"}
@@ -110,35 +110,6 @@ def write_table(table, path, *, overwrite=False):
                 out.write(tmp, format=fmt)
         else:
             table.write(tmp, format=fmt)
-
-
-def write_classified(table, path, regions=None, *, overwrite=False, **region_options):
-    """Write a classified catalogue and, optionally, its DS9 region file, together.
-
-    Both files are written to temporary files first and renamed into place
-    only once both are complete, so a failure or an interruption leaves
-    neither (and damages no existing file).
-
-    Parameters
-    ----------
-    table : `~astropy.table.Table`
-        The classified catalogue.
-    path : str or `~pathlib.Path`
-        Output catalogue (see `write_table` for the formats).
-    regions : str or `~pathlib.Path`, optional
-        Also write a DS9 region file of the classes here.
-    overwrite : bool, optional
-        Replace existing outputs.
-    **region_options
-        Options of `~photutils_clusterclf.regions_io.class_regions` (``column``,
-        ``origin``, ``use``, ...).
-    """
-    from .regions_io import write_class_regions  # it imports this module
-    with contextlib.ExitStack() as stack:
-        write_table(table, stack.enter_context(atomic_output(path, overwrite=overwrite)))
-        if regions is not None:
-            tmp_regions = stack.enter_context(atomic_output(regions, overwrite=overwrite))
-            write_class_regions(table, tmp_regions, **region_options)
 
 
 def fits_header_meta(meta, *, _prefix=""):

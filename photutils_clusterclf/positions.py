@@ -1,10 +1,11 @@
 """Turn any accepted position input into 0-based pixel positions.
 
-Accepted inputs (DESIGN.md section 6): an Astropy `~astropy.table.Table` /
+Accepted inputs: an Astropy `~astropy.table.Table` /
 `~astropy.table.QTable` with pixel or sky columns, a
 `~astropy.coordinates.SkyCoord`, point / circle regions from the ``regions``
-package (a list, a `~regions.Regions`, or a DS9 file path), or an (N, 2)
-array of pixel ``(x, y)``.
+package (a list or a `~regions.Regions`), or an (N, 2) array of pixel
+``(x, y)``. Files are read elsewhere (DS9 files by
+`~photutils_clusterclf.catalogs.read_candidates`).
 
 Origin rules (pixel inputs)
 ---------------------------
@@ -130,7 +131,6 @@ def resolve_positions(source, images=None, *, origin=None, use="auto", columns=N
         - a `~regions.PointPixelRegion`, `~regions.CirclePixelRegion`,
           `~regions.PointSkyRegion` or `~regions.CircleSkyRegion`, a list of
           them, or a `~regions.Regions`; the centres are used;
-        - a DS9 region file path (``.reg`` or ``.ds9``);
         - an (N, 2) array of pixel ``(x, y)``, 0-based unless ``origin=1``.
     images : `~photutils_clusterclf.images.MultiBandImage` or `~astropy.wcs.WCS`
         Optional.
@@ -162,8 +162,9 @@ def resolve_positions(source, images=None, *, origin=None, use="auto", columns=N
         No recognised columns (the message lists the accepted names),
         unknown origin, wrong units, sky positions without a WCS,
         unsupported region shapes, or a badly shaped array.
-    FileNotFoundError
-        A region file path that does not exist.
+    TypeError
+        A file path (read it with
+        `~photutils_clusterclf.catalogs.read_candidates`).
 
     Examples
     --------
@@ -184,8 +185,13 @@ def resolve_positions(source, images=None, *, origin=None, use="auto", columns=N
         raise ValueError(f"use must be 'auto', 'pixel' or 'sky', not {use!r}")
     ref_wcs = _reference_wcs(images)
 
+    if source is None:
+        raise ValueError("positions are None (a source finder that found nothing returns "
+                         "None): there are no candidates to resolve")
     if isinstance(source, (str, Path)):
-        return _from_regions(_read_ds9(source), ref_wcs, origin, f"DS9 file {source}")
+        raise TypeError(f"positions cannot be a file path ({source}): read the file first "
+                        "with photutils_clusterclf.catalogs.read_candidates (catalogues "
+                        "and DS9 region files)")
     if isinstance(source, Table):
         return _from_table(source, ref_wcs, origin, use, columns)
     if isinstance(source, SkyCoord):
@@ -476,16 +482,6 @@ def _is_region_list(obj):
         return True
     return (isinstance(obj, (list, tuple)) and len(obj) > 0
             and all(_is_region(r) for r in obj))
-
-
-def _read_ds9(path):
-    path = Path(path)
-    if path.suffix.lower() not in (".reg", ".ds9"):
-        raise ValueError(f"{path} is not a DS9 region file (.reg or .ds9); read "
-                         "catalogue files into a Table first (e.g. read_catalog)")
-    if not path.is_file():
-        raise FileNotFoundError(f"region file {path} does not exist")
-    return regions.Regions.read(path, format="ds9")
 
 
 def _from_regions(regs, ref_wcs, origin, what):

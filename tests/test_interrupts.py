@@ -16,7 +16,7 @@ from astropy.table import Table
 from test_bad_input import make_classifier, run_cli, write_band_files, write_catalogue
 
 from photutils_clusterclf import ClusterClassifier
-from photutils_clusterclf.cli import classify_files
+from photutils_clusterclf.pipeline import classify_files
 from photutils_clusterclf.datasets import simulate_field
 
 OLD = b"an existing output that must survive"

@@ -427,7 +427,7 @@ def test_classify_reproducible_in_a_fresh_process(saved_model, tmp_path):
 
     from astropy.io import fits
 
-    from photutils_clusterclf.cli import classify_files
+    from photutils_clusterclf.pipeline import classify_files
 
     table, images = _field()
     bands = {}

@@ -5,14 +5,14 @@ import numpy as np
 import pytest
 from astropy.table import MaskedColumn, QTable, Table
 from astropy.utils.exceptions import AstropyUserWarning
+from helpers import make_wcs
 from regions import CirclePixelRegion, CircleSkyRegion, Regions
 
+from photutils_clusterclf.catalogs import read_candidates
 from photutils_clusterclf.classes import DEFAULT_COLORS
 from photutils_clusterclf.images import MultiBandImage
 from photutils_clusterclf.positions import resolve_positions
 from photutils_clusterclf.regions_io import class_regions, write_class_regions
-
-from helpers import make_wcs
 
 PIXSCALE = 0.0396  # arcsec / px
 
@@ -167,7 +167,7 @@ def test_ds9_round_trip_pixel(table, tmp_path):
     x0 = table["PHANGS_X"][0]
     assert f"{x0 + 1:.4f}"[:-1] in text
     # and reading it back as positions gives the table positions
-    pos = resolve_positions(path)
+    pos = resolve_positions(read_candidates(path))
     keep = np.asarray(table["class_ml"]) > 0
     np.testing.assert_allclose(pos.x, table["PHANGS_X"][keep], atol=1e-6)
 

@@ -30,8 +30,9 @@ from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint
 from .classifier import ClusterClassifier
-from .fileio import check_writable, write_classified
+from .fileio import check_writable
 from .images import MultiBandImage
+from .pipeline import classify_files
 
 __all__ = [
     "ClassifyManyError",
@@ -166,15 +167,6 @@ def output_paths(job, out_dir=None, *, regions=True):
     )
 
 
-def _load_source(catalog):
-    """Catalogue files are read here; DS9 files and in-memory sources pass through."""
-    if isinstance(catalog, (str, Path)):
-        from .catalogs import read_candidates
-
-        return read_candidates(catalog)
-    return catalog
-
-
 def classify_galaxy(
     job,
     classifier,
@@ -199,7 +191,7 @@ def classify_galaxy(
         Replace existing outputs.
     regions : bool, optional
         Also write the DS9 region file; both files are renamed into place
-        only once both are complete (`~photutils_clusterclf.fileio.write_classified`).
+        only once both are complete (`~photutils_clusterclf.pipeline.write_classified`).
     classify_kwargs : dict, optional
         Options of `ClusterClassifier.classify` (see `CLASSIFY_OPTIONS`).
 
@@ -208,36 +200,11 @@ def classify_galaxy(
     table : `~astropy.table.QTable`
         The classified catalogue.
     """
-    classify_kwargs = dict(classify_kwargs or {})
-    source = _load_source(job.catalog)
-    if isinstance(job.images, MultiBandImage):
-        # The caller's images: not ours to close.
-        opened = contextlib.nullcontext(job.images)
-    else:
-        opened = MultiBandImage.from_fits(
-            job.images, bands=classifier.bands, reference_band=job.reference_band
-        )
-    with opened as images:
-        table = classifier.classify(
-            source,
-            images,
-            origin=job.origin,
-            use=job.use,
-            progress_bar=False,
-            **classify_kwargs,
-        )
     catalog_path, regions_path = output_paths(job, out_dir, regions=regions)
-    if catalog_path is not None:
-        write_classified(
-            table,
-            catalog_path,
-            regions_path,
-            overwrite=overwrite,
-            **classifier.region_options(
-                source, origin=job.origin, use=job.use, **classify_kwargs
-            ),
-        )
-    return table
+    return classify_files(classifier, job.catalog, job.images, catalog_path,
+                          regions=regions_path, overwrite=overwrite,
+                          reference_band=job.reference_band, progress_bar=False,
+                          origin=job.origin, use=job.use, **dict(classify_kwargs or {}))
 
 
 def _worker_classifier(path, sha256, device):

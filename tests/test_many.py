@@ -5,21 +5,20 @@ import pytest
 import torch
 from astropy.io import fits
 from astropy.table import Table
+from helpers import BANDS, make_wcs
 
-from photutils_clusterclf import distributed as dist
+from photutils_clusterclf import many
 from photutils_clusterclf.checkpoint import CheckpointError
 from photutils_clusterclf.classifier import ClusterClassifier
 from photutils_clusterclf.cli import main
-from photutils_clusterclf.distributed import (
+from photutils_clusterclf.images import MultiBandImage
+from photutils_clusterclf.many import (
     ClassifyManyError,
     GalaxyJob,
     classify_many,
     read_manifest,
 )
-from photutils_clusterclf.images import MultiBandImage
 from photutils_clusterclf.models import build_model
-
-from helpers import BANDS, make_wcs
 
 SHAPE = (64, 64)
 N_CANDIDATES = 12
@@ -118,6 +117,34 @@ def test_serial_writes_outputs_identical_to_classify(field, tmp_path):
         assert n_classified >= N_CANDIDATES - 2
         regions = (out_dir / f"{name}_classes.reg").read_text()
         assert regions.count("circle(") == n_classified
+
+
+def test_reference_band_outside_the_model_keeps_the_positions_grid(tmp_path):
+    # The images' reference band (F555W, fine grid) is not a model band; the
+    # model's bands are on a grid twice as coarse. Positions refer to F555W,
+    # so a galaxy must be classified exactly as `classify` does on all bands.
+    fine = make_wcs((120, 120))
+    coarse = fine.deepcopy()
+    coarse.wcs.cdelt = fine.wcs.cdelt * 2
+    coarse.wcs.crpix = [30, 30]
+    rng = np.random.default_rng(5)
+    files = {}
+    for band in BANDS:
+        grid, shape = (fine, (120, 120)) if band == "F555W" else (coarse, (60, 60))
+        files[band] = tmp_path / f"{band}.fits"
+        fits.PrimaryHDU(rng.normal(size=shape).astype(np.float32),
+                        header=grid.to_header()).writeto(files[band])
+    bands = ("F275W", "F336W", "F438W", "F814W")
+    torch.manual_seed(0)
+    clf = ClusterClassifier.from_model(build_model("small_cnn", n_bands=4, n_classes=4),
+                                       arch="small_cnn", bands=bands, cutout_size=9,
+                                       device="cpu")
+    catalog = Table({"PHANGS_X": [40.0, 60.0, 80.0], "PHANGS_Y": [50.0, 70.0, 30.0]})
+    job = GalaxyJob("ref", catalog, files)  # F555W is the default reference band
+    table = many.classify_galaxy(job, clf)
+    with MultiBandImage.from_fits(files, reference_band="F555W") as images:
+        direct = clf.classify(catalog, images, progress_bar=False)
+    np.testing.assert_array_equal(table["prob_class1"], direct["prob_class1"])
 
 
 def test_failed_galaxy_does_not_lose_the_others(field, tmp_path):
@@ -239,12 +266,12 @@ def test_dask_path_refuses_in_memory_images_before_submitting(field):
 
 def test_worker_cache_loads_once_and_checks_sha256(field):
     sha = ClusterClassifier.load(field["model"], device="cpu").sha256
-    before = dist._worker_model_loads()
-    first = dist._worker_classifier(field["model"], sha, "cpu")
-    assert dist._worker_classifier(field["model"], sha, "cpu") is first
-    assert dist._worker_model_loads() == before + 1
+    before = many._worker_model_loads()
+    first = many._worker_classifier(field["model"], sha, "cpu")
+    assert many._worker_classifier(field["model"], sha, "cpu") is first
+    assert many._worker_model_loads() == before + 1
     with pytest.raises(CheckpointError, match="expected"):
-        dist._worker_classifier(field["model"], "0" * 64, "cpu")
+        many._worker_classifier(field["model"], "0" * 64, "cpu")
 
 
 # -- manifest ------------------------------------------------------------------
@@ -411,7 +438,7 @@ def test_dask_identical_to_serial_one_load_per_worker(field, client, tmp_path):
         for col in PROB_COLUMNS + ["class_ml", "class_ml_qual", "class_ml_flags"]:
             np.testing.assert_array_equal(on_dask[name][col], serial[name][col])
         assert (tmp_path / f"{name}_classified.fits").is_file()
-    loads = client.run(dist._worker_model_loads)
+    loads = client.run(many._worker_model_loads)
     assert (
         len(loads) == 2 and set(loads.values()) <= {0, 1} and sum(loads.values()) >= 1
     )
@@ -425,7 +452,7 @@ def test_dask_identical_to_serial_one_load_per_worker(field, client, tmp_path):
         progress_bar=False,
         device="cpu",
     )
-    assert client.run(dist._worker_model_loads) == loads
+    assert client.run(many._worker_model_loads) == loads
 
 
 @pytest.mark.slow
