@@ -420,7 +420,7 @@ class ClusterClassifier:
                 bar.update(n_scanned - bar.n)
             bar.update(len(x) - bar.n)
 
-    def classify(self, source, images, *, origin=None, use="auto", tta=False,
+    def classify(self, source, images, *, origin=None, use="auto", columns=None, tta=False,
                  aggregate="mean", column_style="default", prefix="", tag=None,
                  batch_size=None, progress_bar=True, copy=True):
         """Classify candidates and return the catalogue with class columns added.
@@ -441,6 +441,9 @@ class ClusterClassifier:
             1: FITS/DS9/LEGUS). Required when it cannot be inferred.
         use : {"auto", "pixel", "sky"}, optional
             Which positions to use when a table has both.
+        columns : str or (str, str), optional
+            Position columns of a table to use instead of the detection
+            (see `~photutils_clusterclf.positions.resolve_positions`).
         tta : bool, optional
             Test-time augmentation over the 8 dihedral transforms.
         aggregate : {"mean", "mode"}, optional
@@ -473,7 +476,7 @@ class ClusterClassifier:
         check_bands(self.card, images.bands)
         # Positions refer to the images' reference band, which need not be
         # one of the model's bands: resolve them on the full image set.
-        positions = resolve_positions(source, images, origin=origin, use=use)
+        positions = resolve_positions(source, images, origin=origin, use=use, columns=columns)
         table = self._output_table(source, positions, copy=copy)
         n = len(positions.x)
         batch_size = int(batch_size or default_batch_size(self.device))
@@ -526,8 +529,8 @@ class ClusterClassifier:
             return {"class": base, "qual": f"{base}_QUAL", **probs, "flags": f"{base}_FLAGS"}
         raise ValueError(f"column_style={column_style!r} is not one of {COLUMN_STYLES}")
 
-    def region_options(self, source, *, origin=None, use="auto", column_style="default",
-                       prefix="", tag=None, **classify_options):
+    def region_options(self, source, *, origin=None, use="auto", columns=None,
+                       column_style="default", prefix="", tag=None, **classify_options):
         """Options of `~photutils_clusterclf.regions_io.class_regions` for a classified table.
 
         They draw the class column that `classify` wrote for ``source``, at
@@ -539,7 +542,7 @@ class ClusterClassifier:
         ----------
         source : object
             The ``source`` given to `classify`.
-        origin, use, column_style, prefix, tag : optional
+        origin, use, columns, column_style, prefix, tag : optional
             As given to `classify`.
         **classify_options
             Other options of `classify`; they do not change the regions.
@@ -547,13 +550,14 @@ class ClusterClassifier:
         Returns
         -------
         options : dict
-            ``column``, ``origin`` and ``use``.
+            ``column``, ``origin``, ``use`` and ``columns``.
         """
         from_table = isinstance(source, Table)
         names = self.column_names(column_style=column_style, prefix=prefix, tag=tag)
         return {"column": names["class"],
                 "origin": origin if from_table else None,
-                "use": use if from_table else "auto"}
+                "use": use if from_table else "auto",
+                "columns": columns if from_table else None}
 
     @property
     def phangs_tag(self):

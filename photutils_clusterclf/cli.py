@@ -46,11 +46,22 @@ def _cmd_classify(args):
                            args.out, regions=args.regions, overwrite=args.overwrite,
                            sha256=args.sha256, device=args.device,
                            progress_bar=not args.quiet, origin=args.origin, use=args.use,
+                           columns=_columns(args.columns),
                            tta=args.tta, aggregate=args.aggregate,
                            column_style=args.column_style, batch_size=args.batch_size)
     n_ok = table.meta["clusterclf"]["n_classified"]
     written = [str(p) for p in (args.out, args.regions) if p]
     print(f"classified {n_ok} of {len(table)} candidates; wrote {', '.join(written)}")
+
+
+def _columns(names):
+    """``--columns X Y`` (or one SkyCoord column) -> the ``columns`` argument."""
+    if names is None:
+        return None
+    if len(names) > 2:
+        raise ValueError(f"--columns takes two names (X Y or RA DEC) or one SkyCoord column, "
+                         f"not {len(names)}")
+    return names[0] if len(names) == 1 else tuple(names)
 
 
 def _cmd_regions(args):
@@ -232,6 +243,8 @@ def _build_parser():
     p.add_argument("--origin", type=int, choices=(0, 1), default=None,
                    help="pixel convention of x/y columns (0 numpy/PHANGS, 1 FITS/LEGUS)")
     p.add_argument("--use", choices=("auto", "pixel", "sky"), default="auto")
+    p.add_argument("--columns", nargs="+", metavar="NAME", default=None,
+                   help="position columns to use: X Y (pixel) or RA DEC (sky, with --use sky)")
     p.add_argument("--column-style", choices=("default", "phangs"), default="default")
     p.add_argument("--aggregate", choices=("mean", "mode"), default="mean")
     p.add_argument("--tta", action="store_true", help="average over the 8 dihedral transforms")

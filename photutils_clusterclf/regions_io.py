@@ -21,15 +21,9 @@ from regions import (
 )
 
 from .classes import CLASSES, DEFAULT_COLORS, UNCLASSIFIED, fold_classes
+from .columns import column_values, find_column, find_sky, table_skycoord
 from .fileio import atomic_output
-from .positions import (
-    _column_values,
-    _find_column,
-    _find_sky,
-    _reference_wcs,
-    _table_skycoord,
-    resolve_positions,
-)
+from .positions import reference_wcs, resolve_positions
 
 __all__ = ["class_regions", "write_class_regions"]
 
@@ -108,7 +102,7 @@ def class_regions(table, *, column="class_ml", prob_columns=None, colors=None,
     """
     if frame not in ("pixel", "sky"):
         raise ValueError(f"frame must be 'pixel' or 'sky', not {frame!r}")
-    ref_wcs = _reference_wcs(wcs)
+    ref_wcs = reference_wcs(wcs)
     classes = fold_classes(_class_column(table, column))
     probs = _class_probabilities(table, column, classes, prob_columns)
     palette = {UNCLASSIFIED: UNCLASSIFIED_COLOR, **DEFAULT_COLORS, **(colors or {})}
@@ -169,7 +163,7 @@ def write_class_regions(table, path, *, overwrite=False, **kwargs):
 
 
 def _class_column(table, column):
-    name = _find_column(table, column)
+    name = find_column(table, column)
     if name is None:
         classish = [c for c in table.colnames if "class" in c.lower()]
         raise KeyError(f"class column {column!r} not in the table; pass column= one of "
@@ -188,7 +182,7 @@ def _default_prob_columns(table, column):
     if column.lower().endswith("class_ml"):
         patterns.insert(0, column[: -len("class_ml")] + "prob_class{k}")
     for pattern in patterns:
-        names = {k: _find_column(table, pattern.format(k=k)) for k in CLASSES}
+        names = {k: find_column(table, pattern.format(k=k)) for k in CLASSES}
         if None not in names.values():
             return names
     return None
@@ -200,9 +194,9 @@ def _class_probabilities(table, column, classes, prob_columns):
     if prob_columns is None:
         names = _default_prob_columns(table, column)
         if names is None:
-            qual = _find_column(table, f"{column}_qual")
+            qual = find_column(table, f"{column}_qual")
             if qual is not None:
-                probs[:] = _column_values(table[qual], qual)
+                probs[:] = column_values(table[qual], qual)
             return probs
     else:
         names = dict(prob_columns) if isinstance(prob_columns, dict) \
@@ -210,23 +204,23 @@ def _class_probabilities(table, column, classes, prob_columns):
         if sorted(names) != list(CLASSES):
             raise ValueError("prob_columns must name one column for each of the "
                              f"classes 1-4, not {prob_columns!r}")
-        found = {k: _find_column(table, n) for k, n in names.items()}
+        found = {k: find_column(table, n) for k, n in names.items()}
         missing = [names[k] for k, name in found.items() if name is None]
         if missing:
             raise KeyError(f"probability columns {', '.join(missing)} not in the table")
         names = found
     for k, name in names.items():
         rows = classes == k
-        probs[rows] = _column_values(table[name], name)[rows]
+        probs[rows] = column_values(table[name], name)[rows]
     return probs
 
 
 def _sky_centres(table, ref_wcs, origin, use, columns):
     """Sky positions of the rows: the sky columns, or pixel columns through the WCS."""
-    sky = _find_sky(table) if (use != "pixel" and columns is None) else None
+    sky = find_sky(table) if (use != "pixel" and columns is None) else None
     if sky is not None:
         frame = wcs_to_celestial_frame(ref_wcs) if ref_wcs is not None else None
-        return _table_skycoord(table, sky, frame).reshape(-1)
+        return table_skycoord(table, sky, frame).reshape(-1)
     if ref_wcs is None:
         raise ValueError("frame='sky' needs sky columns in the table or a wcs= to "
                          "convert its pixel positions")

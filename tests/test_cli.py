@@ -7,12 +7,11 @@ import pytest
 import torch
 from astropy.io import fits
 from astropy.table import Table
+from helpers import BANDS, make_wcs
 from regions import Regions
 
 from photutils_clusterclf import ClusterClassifier, build_model
 from photutils_clusterclf.cli import main
-
-from helpers import BANDS, make_wcs
 
 
 def write_field(directory, shape=(80, 90), target="ngc0000", big_endian=True):
@@ -92,6 +91,22 @@ def test_existing_output_is_refused_and_untouched(tmp_path, model_path, capsys):
                           "--overwrite"], capsys)
     assert status == 0, err
     assert len(Table.read(out)) == 4
+
+
+def test_columns_option_picks_position_columns(tmp_path, model_path, capsys):
+    write_field(tmp_path / "field")
+    cat = tmp_path / "own.ecsv"
+    Table({"xpos": [20.0, 40.0], "ypos": [20.0, 50.0]}).write(cat)
+    out = tmp_path / "out.ecsv"
+    argv = ["classify", "--model", model_path, "--catalog", cat, "--images-dir",
+            tmp_path / "field", "--out", out, "--quiet", "--origin", "0"]
+    status, _, err = run(argv, capsys)
+    assert status == 2 and "--columns X Y" in err
+    status, _, err = run([*argv, "--columns", "xpos", "ypos", "--regions",
+                          tmp_path / "out.reg"], capsys)
+    assert status == 0, err
+    assert np.all(Table.read(out)["class_ml"] > 0)
+    assert len(Regions.read(tmp_path / "out.reg", format="ds9")) == 2
 
 
 @pytest.mark.parametrize("case", ["missing_model", "missing_catalog", "unknown_band",

@@ -20,10 +20,9 @@ from regions import (
 )
 
 from photutils_clusterclf.catalogs import read_candidates
+from photutils_clusterclf.columns import PIXEL_COLUMNS, SKY_COLUMNS
 from photutils_clusterclf.images import MultiBandImage
 from photutils_clusterclf.positions import (
-    PIXEL_COLUMNS,
-    SKY_COLUMNS,
     Positions,
     band_pixel_positions,
     resolve_positions,
@@ -378,6 +377,20 @@ def test_ds9_file_is_one_based_on_disk(tmp_path, images, wcs):
     np.testing.assert_allclose(pos.x, [10, 0, 10], atol=1e-5)
     np.testing.assert_allclose(pos.y, [20, 0, 20], atol=1e-5)
     assert "mixed" in pos.description
+
+
+def test_photutils_find_peaks_output_is_recognised(images, wcs):
+    from photutils.detection import find_peaks
+
+    data = np.zeros(SHAPE)
+    data[12, 30] = data[40, 7] = 10.0
+    peaks = find_peaks(data, threshold=1.0, wcs=wcs)
+    pos = resolve_positions(peaks)
+    assert pos.description == "pixel columns x_peak/y_peak (origin=0)"
+    np.testing.assert_array_equal(sorted(zip(pos.x, pos.y)), [(7, 40), (30, 12)])
+    sky = resolve_positions(peaks, images, use="sky")
+    assert "skycoord_peak" in sky.description
+    np.testing.assert_allclose(sorted(sky.x), [7, 30], atol=1e-6)
 
 
 def test_paths_and_none_are_refused_with_their_own_messages(tmp_path):
