@@ -7,7 +7,7 @@ a randomly initialised classifier of the package's default configuration
 and batch size:
 
 (a) the network's forward pass alone on pre-made normalised batches
-    (``ClusterClassifier._member_probs``, what `classify` calls per batch);
+    (``InferenceEngine.member_probs``, what `classify` calls per batch);
 (b) ``clusterclf classify`` end to end, in-process through
     `photutils_clusterclf.pipeline.classify_files`: FITS images (memory-mapped)
     and catalogue on disk -> classified FITS catalogue and DS9 file on disk.
@@ -115,10 +115,11 @@ def main(argv=None):
         torch.set_num_threads(args.num_threads)
 
     from photutils_clusterclf import ClusterClassifier
-    from photutils_clusterclf.classifier import default_batch_size, prepare_batch
-    from photutils_clusterclf.pipeline import classify_files
+    from photutils_clusterclf._inference import default_batch_size
     from photutils_clusterclf.cutouts import extract_cutouts
     from photutils_clusterclf.images import MultiBandImage
+    from photutils_clusterclf.pipeline import classify_files
+    from photutils_clusterclf.preprocessing import prepare_batch
 
     paths, info = field_files(args.size, args.n_candidates)
     print(f"field {args.size}x{args.size} px, {args.n_candidates} candidates: "
@@ -143,11 +144,11 @@ def main(argv=None):
     batches = [prepare_batch(raw[s:s + batch_size], clf.normalization, INPUT_SIZE)
                for s in range(0, n_model, batch_size)]
     del raw, images
-    clf._member_probs(batches[0], tta=False)  # warm-up
+    clf._engine.member_probs(batches[0], tta=False)  # warm-up
 
     def model_only():
         for batch in batches:
-            clf._member_probs(batch, tta=False)
+            clf._engine.member_probs(batch, tta=False)
 
     t_model = best_of(model_only, args.repeat)
     model_rate = n_model / t_model

@@ -47,11 +47,11 @@ def _status_mb(fields):
 def run_case(args):
     """Classify ``args.case`` candidates in this process; print a JSON line."""
     import torch
-
     from bench_classify import BANDS, field_files, model_file
+
     from photutils_clusterclf.catalogs import read_catalog
-    from photutils_clusterclf.pipeline import classify_files
     from photutils_clusterclf.fileio import write_table
+    from photutils_clusterclf.pipeline import classify_files
 
     if args.num_threads:
         torch.set_num_threads(args.num_threads)

@@ -6,8 +6,6 @@ normalisation, input size), so that classification always preprocesses
 exactly as training did.
 """
 
-import concurrent.futures
-import copy
 import datetime
 import warnings
 
@@ -15,23 +13,23 @@ import numpy as np
 import torch
 from astropy.table import QTable, Table
 from astropy.utils.exceptions import AstropyUserWarning
-from tqdm.auto import tqdm
 
 from . import __version__
-from .checkpoint import Checkpoint, ModelCard, check_bands, load_checkpoint, save_checkpoint
+from ._inference import InferenceEngine, default_batch_size
+from .checkpoint import (
+    Checkpoint,
+    ModelCard,
+    check_bands,
+    load_checkpoint,
+    save_checkpoint,
+)
 from .classes import CLASSES, UNCLASSIFIED
-from .cutouts import CutoutBatch, extract_cutouts
-from .models import build_model
+from .cutouts import CutoutBatch
+from .models import build_model, resolve_device
 from .positions import resolve_positions
-from .preprocessing import DIHEDRAL_TRANSFORMS, Normalization, dihedral, resize
+from .preprocessing import Normalization
 
-__all__ = [
-    "ClusterClassifier",
-    "aggregate_members",
-    "default_batch_size",
-    "prepare_batch",
-    "resolve_device",
-]
+__all__ = ["ClusterClassifier", "aggregate_members"]
 
 AGGREGATES = ("mean", "mode")
 COLUMN_STYLES = ("default", "phangs")
@@ -39,73 +37,6 @@ COLUMN_STYLES = ("default", "phangs")
 #: Short method and software reference written into every classified catalogue.
 CITATION = ("Wei et al. 2020, MNRAS 493, 3178 (doi:10.1093/mnras/staa325); "
             "photutils-clusterclf; BibTeX: clusterclf --cite")
-
-
-def resolve_device(device="auto"):
-    """Turn ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or a `torch.device` into a device.
-
-    ``"auto"`` picks CUDA when available, else the CPU. Asking for CUDA on a
-    machine without it is an error rather than a silent fallback.
-    """
-    if isinstance(device, torch.device):
-        return device
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' "
-                         "or 'cuda:N'") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available; "
-                         "use device='cpu' or 'auto'")
-    return dev
-
-
-def default_batch_size(device):
-    """Batch size that keeps a device busy without exhausting its memory."""
-    return 512 if resolve_device(device).type == "cuda" else 128
-
-
-def _inference_module(model):
-    """An inference copy of an eval-mode network: batch norm folded, channels-last.
-
-    Folding batch normalisation into the preceding convolutions removes a
-    memory-bound pass per layer, and channels-last (NHWC) is the layout
-    oneDNN and cuDNN convolutions run fastest in; together they change the
-    probabilities by about 1e-5 (benchmarks/bench_inference_options.py).
-    """
-    from torch.fx.experimental.optimization import fuse
-    try:
-        runner = fuse(model)  # a copy: the given model keeps its layers for saving
-    except Exception:  # noqa: BLE001 - fx cannot trace every custom network;
-        # folding is only an optimisation, the network itself is still fine.
-        runner = copy.deepcopy(model)
-    return runner.to(memory_format=torch.channels_last)
-
-
-def prepare_batch(raw, normalization, input_size):
-    """Raw cutouts -> network input: normalise, fill, resize.
-
-    This is the one preprocessing path shared by training and
-    classification.
-
-    Parameters
-    ----------
-    raw : `numpy.ndarray`
-        ``(N, B, S, S)`` float32 cutouts, NaN where there is no data.
-    normalization : `~photutils_clusterclf.preprocessing.Normalization`
-        The model card's normalisation.
-    input_size : int
-        Side of the network input; cutouts are resized when it differs.
-
-    Returns
-    -------
-    batch : `torch.Tensor`
-        ``(N, B, input_size, input_size)`` float32, finite, on the CPU.
-    """
-    tensor = torch.from_numpy(np.ascontiguousarray(normalization(raw), dtype=np.float32))
-    return resize(tensor, input_size)
 
 
 def aggregate_members(member_probs, *, aggregate="mean"):
@@ -191,11 +122,20 @@ class ClusterClassifier:
         self.normalization = Normalization.from_dict(card.normalization)
         self.models = [m.to(self.device).eval() for m in models]
         # What actually runs: optimised copies; `models` stay as given for saving.
-        self._runners = [_inference_module(m) for m in self.models]
-        #: ``None`` (float32) or ``torch.bfloat16`` / ``torch.float16``: autocast
-        #: of the forward pass, used on CUDA only (probabilities then differ by
-        #: up to about 1e-2 from float32; see benchmarks/RESULTS.md).
-        self.autocast_dtype = None
+        self._engine = InferenceEngine(self.models, card, self.normalization, self.device)
+
+    @property
+    def autocast_dtype(self):
+        """``None`` (float32) or ``torch.bfloat16`` / ``torch.float16``: autocast on CUDA.
+
+        Used on CUDA only; probabilities then differ by up to about 1e-2
+        from float32 (see the performance page).
+        """
+        return self._engine.autocast_dtype
+
+    @autocast_dtype.setter
+    def autocast_dtype(self, dtype):
+        self._engine.autocast_dtype = dtype
 
     @classmethod
     def load(cls, path, *, device="auto", sha256=None):
@@ -282,24 +222,6 @@ class ClusterClassifier:
         return self.sha256
 
     # -- inference ---------------------------------------------------------
-    def _member_probs(self, inputs, *, tta):
-        """``(M, n, 4)`` softmax probabilities for a prepared CPU batch."""
-        transforms = range(DIHEDRAL_TRANSFORMS) if tta else (0,)
-        cuda = self.device.type == "cuda"
-        # Asynchronous only from pinned memory (what `_stream` hands over on CUDA).
-        x = inputs.to(self.device, non_blocking=cuda and inputs.is_pinned())
-        # One forward pass over all transforms: bigger batches run faster.
-        x = torch.cat([dihedral(x, k) for k in transforms]) if tta else x
-        x = x.contiguous(memory_format=torch.channels_last)
-        amp = torch.autocast("cuda", dtype=self.autocast_dtype or torch.float16,
-                             enabled=cuda and self.autocast_dtype is not None)
-        out = []
-        with torch.inference_mode(), amp:
-            for model in self._runners:
-                p = torch.softmax(model(x).float(), dim=1)
-                out.append(p.reshape(len(transforms), -1, p.shape[1]).mean(dim=0))
-        return torch.stack(out).cpu().numpy()
-
     def _raw_array(self, cutouts):
         if isinstance(cutouts, CutoutBatch):
             check_bands(self.card, cutouts.bands)
@@ -326,7 +248,7 @@ class ClusterClassifier:
         batch_size : int, optional
             Objects per forward pass; chosen for the device by default.
         progress_bar : bool, optional
-            Show a tqdm progress bar.
+            Show a progress bar.
 
         Returns
         -------
@@ -335,16 +257,8 @@ class ClusterClassifier:
         """
         raw = self._raw_array(cutouts)
         batch_size = int(batch_size or default_batch_size(self.device))
-        out = np.empty((self.n_members, len(raw), len(CLASSES)), dtype=np.float32)
-        with tqdm(total=len(raw), disable=not progress_bar, unit="obj",
-                  desc="classify") as bar:
-            for start in range(0, len(raw), batch_size):
-                stop = min(start + batch_size, len(raw))
-                inputs = prepare_batch(raw[start:stop], self.normalization,
-                                       self.card.input_size)
-                out[:, start:stop] = self._member_probs(inputs, tta=tta)
-                bar.update(stop - start)
-        return out
+        return self._engine.predict_members(raw, tta=tta, batch_size=batch_size,
+                                            progress_bar=progress_bar)
 
     def predict_proba(self, cutouts, *, tta=False, batch_size=None, progress_bar=False):
         """Class probabilities, averaged over ensemble members (and transforms).
@@ -368,57 +282,6 @@ class ClusterClassifier:
         members = self.predict_members(cutouts, tta=tta, batch_size=batch_size,
                                        progress_bar=progress_bar)
         return members.mean(axis=0)
-
-    def _prepared_batches(self, images, x, y, flags, batch_size):
-        """Yield ``(rows, inputs, n_scanned)`` for full batches of classifiable rows.
-
-        Rows are cut out in chunks; the classifiable ones are buffered until
-        a whole batch is ready, so that catalogues with many unclassifiable
-        rows (off the footprint, NaN positions) still run the network on
-        full batches. ``flags`` is filled in as rows are scanned. Memory is
-        bounded by the chunk size, whatever the catalogue length.
-        """
-        chunk = max(batch_size, 2048)
-        rows = np.empty(0, dtype=np.intp)
-        data = None
-        for start in range(0, len(x), chunk):
-            sl = slice(start, min(start + chunk, len(x)))
-            batch = extract_cutouts(images, x[sl], y[sl], size=self.card.cutout_size,
-                                    bands=self.bands)
-            flags[sl] = batch.flags
-            ok = np.flatnonzero(batch.classifiable)
-            # Rows left over from the previous chunk, then this chunk's.
-            rows = np.concatenate([rows, ok + start])
-            data = batch.data[ok] if data is None else np.concatenate([data, batch.data[ok]])
-            n_full = len(rows) - len(rows) % batch_size
-            for i in range(0, n_full, batch_size):
-                yield rows[i:i + batch_size], self._inputs(data[i:i + batch_size]), sl.stop
-            rows, data = rows[n_full:], data[n_full:]
-        if len(rows):
-            yield rows, self._inputs(data), len(x)
-
-    def _inputs(self, raw):
-        """Network input for raw cutouts, pinned on CUDA so the copy to the GPU overlaps."""
-        inputs = prepare_batch(raw, self.normalization, self.card.input_size)
-        return inputs.pin_memory() if self.device.type == "cuda" else inputs
-
-    def _stream(self, images, x, y, flags, *, tta, batch_size, progress_bar):
-        """Yield ``(rows, member_probs)`` batch by batch.
-
-        The next batch is cut out and normalised in a background thread
-        while the networks run on the current one.
-        """
-        batches = self._prepared_batches(images, x, y, flags, batch_size)
-        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool, \
-                tqdm(total=len(x), disable=not progress_bar, unit="obj",
-                     desc="classify") as bar:
-            pending = pool.submit(next, batches, None)
-            while (item := pending.result()) is not None:
-                pending = pool.submit(next, batches, None)
-                rows, inputs, n_scanned = item
-                yield rows, self._member_probs(inputs, tta=tta)
-                bar.update(n_scanned - bar.n)
-            bar.update(len(x) - bar.n)
 
     def classify(self, source, images, *, origin=None, use="auto", columns=None, tta=False,
                  aggregate="mean", column_style="default", prefix="", tag=None,
@@ -484,7 +347,7 @@ class ClusterClassifier:
         member_probs = np.zeros((self.n_members, n, len(CLASSES)), dtype=np.float32)
         flags = np.zeros(n, dtype=np.int16)
         classified = np.zeros(n, dtype=bool)
-        for rows, probs in self._stream(images, positions.x, positions.y, flags, tta=tta,
+        for rows, probs in self._engine.stream(images, positions.x, positions.y, flags, tta=tta,
                                         batch_size=batch_size,
                                         progress_bar=progress_bar and n > batch_size):
             member_probs[:, rows] = probs

@@ -27,6 +27,7 @@ import torchvision
 from torch import nn
 
 __all__ = [
+    "resolve_device",
     "ARCHITECTURES",
     "MIN_INPUT_SIZE",
     "build_model",
@@ -68,6 +69,27 @@ _IMAGENET_CLASSES = 1000
 _RGB = 3
 # Seconds allowed for the reachability probe before a download attempt.
 _PROBE_TIMEOUT = 3.0
+
+
+def resolve_device(device="auto"):
+    """Turn ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or a `torch.device` into a device.
+
+    ``"auto"`` picks CUDA when available, else the CPU. Asking for CUDA on a
+    machine without it is an error rather than a silent fallback.
+    """
+    if isinstance(device, torch.device):
+        return device
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' "
+                         "or 'cuda:N'") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available; "
+                         "use device='cpu' or 'auto'")
+    return dev
 
 
 def _check_arch(arch):

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
+    "prepare_batch",
     "DIHEDRAL_TRANSFORMS",
     "NORMALIZATIONS",
     "Normalization",
@@ -372,3 +373,27 @@ def random_augment(x, generator=None, *, max_shift=0.5, flux_jitter=0.1):
             out, grid, mode="bilinear", padding_mode="reflection", align_corners=False
         )
     return out * factors[..., None, None]
+
+
+def prepare_batch(raw, normalization, input_size):
+    """Raw cutouts -> network input: normalise, fill, resize.
+
+    This is the one preprocessing path shared by training and
+    classification.
+
+    Parameters
+    ----------
+    raw : `numpy.ndarray`
+        ``(N, B, S, S)`` float32 cutouts, NaN where there is no data.
+    normalization : `~photutils_clusterclf.preprocessing.Normalization`
+        The model card's normalisation.
+    input_size : int
+        Side of the network input; cutouts are resized when it differs.
+
+    Returns
+    -------
+    batch : `torch.Tensor`
+        ``(N, B, input_size, input_size)`` float32, finite, on the CPU.
+    """
+    tensor = torch.from_numpy(np.ascontiguousarray(normalization(raw), dtype=np.float32))
+    return resize(tensor, input_size)

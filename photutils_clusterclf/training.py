@@ -42,13 +42,19 @@ from tqdm.auto import tqdm
 
 from .checkpoint import ModelCard
 from .classes import CLASSES, fold_classes
-from .classifier import ClusterClassifier, prepare_batch, resolve_device
-from .cutouts import DEFAULT_CUTOUT_SIZE, FLAG_INVALID_POSITION, FLAG_NO_COVERAGE, FLAG_NO_OVERLAP, extract_cutouts
+from .classifier import ClusterClassifier
+from .cutouts import (
+    DEFAULT_CUTOUT_SIZE,
+    FLAG_INVALID_POSITION,
+    FLAG_NO_COVERAGE,
+    FLAG_NO_OVERLAP,
+    extract_cutouts,
+)
 from .fileio import atomic_output
 from .images import normalize_band_name
-from .models import build_model, check_input_size, imagenet_weights_file
+from .models import build_model, check_input_size, imagenet_weights_file, resolve_device
 from .positions import resolve_positions
-from .preprocessing import Normalization, random_augment
+from .preprocessing import Normalization, prepare_batch, random_augment
 
 __all__ = ["TrainingSet", "train_classifier"]
 
