@@ -28,6 +28,7 @@ from .cutouts import CutoutBatch
 from .models import build_model, resolve_device
 from .positions import resolve_positions
 from .preprocessing import Normalization
+from .utils.validation import check_choice, check_integer
 
 __all__ = ["ClusterClassifier", "aggregate_members"]
 
@@ -62,8 +63,7 @@ def aggregate_members(member_probs, *, aggregate="mean"):
     quality : `numpy.ndarray`
         ``(N,)`` float32.
     """
-    if aggregate not in AGGREGATES:
-        raise ValueError(f"aggregate={aggregate!r} is not one of {AGGREGATES}")
+    check_choice("aggregate", aggregate, AGGREGATES)
     member_probs = np.asarray(member_probs, dtype=np.float32)
     probs = member_probs.mean(axis=0)
     n = probs.shape[0]
@@ -333,8 +333,8 @@ class ClusterClassifier:
             One row per input candidate, in input order, with the new columns.
             Candidates that could not be classified have class 0 and a flag.
         """
-        if aggregate not in AGGREGATES:
-            raise ValueError(f"aggregate={aggregate!r} is not one of {AGGREGATES}")
+        check_choice("aggregate", aggregate, AGGREGATES)
+        batch_size = check_integer("batch_size", batch_size, allow_none=True)
         names = self.column_names(column_style=column_style, prefix=prefix, tag=tag)
         check_bands(self.card, images.bands)
         # Positions refer to the images' reference band, which need not be
@@ -381,16 +381,15 @@ class ClusterClassifier:
         names : dict
             Keys ``"class"``, ``"qual"``, ``"prob1"``..``"prob4"``, ``"flags"``.
         """
+        check_choice("column_style", column_style, COLUMN_STYLES)
         if column_style == "default":
             base = f"{prefix}class_ml"
             probs = {f"prob{k}": f"{prefix}prob_class{k}" for k in CLASSES}
             return {"class": base, "qual": f"{base}_qual", **probs, "flags": f"{base}_flags"}
-        if column_style == "phangs":
-            tag = (tag or self.phangs_tag).upper()
-            base = f"PHANGS_CLUSTER_CLASS_ML_{tag}"
-            probs = {f"prob{k}": f"{base}_PROB{k}" for k in CLASSES}
-            return {"class": base, "qual": f"{base}_QUAL", **probs, "flags": f"{base}_FLAGS"}
-        raise ValueError(f"column_style={column_style!r} is not one of {COLUMN_STYLES}")
+        tag = (tag or self.phangs_tag).upper()
+        base = f"PHANGS_CLUSTER_CLASS_ML_{tag}"
+        probs = {f"prob{k}": f"{base}_PROB{k}" for k in CLASSES}
+        return {"class": base, "qual": f"{base}_QUAL", **probs, "flags": f"{base}_FLAGS"}
 
     def region_options(self, source, *, origin=None, use="auto", columns=None,
                        column_style="default", prefix="", tag=None, **classify_options):

@@ -145,12 +145,12 @@ _TRAIN_OPTIONS = ("arch", "weights", "input_size", "epochs", "n_models", "seed")
 
 
 def _train_defaults():
-    """train_classifier's defaults, shown in --help without repeating them here."""
-    import inspect
+    """TrainingOptions' defaults, shown in --help without repeating them here."""
+    import dataclasses
 
-    from .training import train_classifier
-    parameters = inspect.signature(train_classifier).parameters
-    return {name: parameters[name].default for name in _TRAIN_OPTIONS}
+    from .training.options import TrainingOptions
+    fields = {f.name: f.default for f in dataclasses.fields(TrainingOptions)}
+    return {name: fields[name] for name in _TRAIN_OPTIONS}
 
 
 def _cmd_demo(args):

@@ -26,6 +26,8 @@ import torch
 import torchvision
 from torch import nn
 
+from .utils.validation import check_integer
+
 __all__ = [
     "resolve_device",
     "ARCHITECTURES",
@@ -334,9 +336,8 @@ def build_model(arch, *, n_bands=5, n_classes=4, weights=None):
         ImageNet weights neither cached nor downloadable, or a missing path.
     """
     _check_arch(arch)
-    for name, value in (("n_bands", n_bands), ("n_classes", n_classes)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    n_bands = check_integer("n_bands", n_bands)
+    n_classes = check_integer("n_classes", n_classes)
     model = _architecture(arch, n_bands, n_classes)
     if weights is None:
         return model

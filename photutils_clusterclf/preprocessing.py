@@ -25,6 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .utils.validation import check_integer
+
 __all__ = [
     "prepare_batch",
     "DIHEDRAL_TRANSFORMS",
@@ -235,8 +237,7 @@ class Normalization:
 
 
 def _check_k(k):
-    if isinstance(k, bool) or int(k) != k or not 0 <= k < DIHEDRAL_TRANSFORMS:
-        raise ValueError(f"dihedral transform index must be an integer 0..7, got {k!r}")
+    check_integer("dihedral transform index", k, minimum=0, maximum=DIHEDRAL_TRANSFORMS - 1)
     return int(k)
 
 
@@ -278,8 +279,7 @@ def resize(x, size):
         ``align_corners=False``; antialiased when shrinking, so that
         downsizing averages instead of skipping pixels.
     """
-    if isinstance(size, bool) or int(size) != size or size < 1:
-        raise ValueError(f"size must be a positive integer, got {size!r}")
+    size = check_integer("size", size)
     if x.ndim != 4:
         raise ValueError(
             f"resize expects a (N, B, S, S) tensor, got shape {tuple(x.shape)}"

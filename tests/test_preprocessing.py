@@ -188,7 +188,7 @@ def test_resize_downsizing_is_antialiased():
 
 
 def test_resize_errors():
-    with pytest.raises(ValueError, match="positive integer"):
+    with pytest.raises(ValueError, match="integer >= 1"):
         resize(torch.zeros(1, 1, 4, 4), 0)
     with pytest.raises(ValueError, match=r"\(N, B, S, S\)"):
         resize(torch.zeros(4, 4), 8)
