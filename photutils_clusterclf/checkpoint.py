@@ -78,7 +78,7 @@ def _plain(value, where):
 def _versions():
     """Versions of the package and the libraries that shape its results."""
     try:
-        from . import __version__ as package_version
+        from ._meta import __version__ as package_version
     except ImportError:  # package __init__ without __version__ (or not yet written)
         try:
             package_version = importlib.metadata.version("photutils-clusterclf")

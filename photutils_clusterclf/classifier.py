@@ -14,7 +14,7 @@ import torch
 from astropy.table import QTable, Table
 from astropy.utils.exceptions import AstropyUserWarning
 
-from . import __version__
+from ._meta import __version__
 from ._inference import InferenceEngine, default_batch_size
 from .checkpoint import (
     Checkpoint,

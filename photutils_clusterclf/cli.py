@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import __bibtex__, __version__
+from ._meta import __bibtex__, __version__
 
 __all__ = ["main"]
 

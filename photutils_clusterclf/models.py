@@ -260,7 +260,7 @@ def _adapt_imagenet(state, arch, n_bands):
     """Turn a 3-channel, 1000-class ImageNet state dict into our stem; drop its head.
 
     The stem kernel becomes the mean over RGB repeated over the bands times
-    3 / n_bands (DESIGN 8), so a flat image gives the same activations.
+    3 / n_bands, so a flat image gives the same activations.
     """
     _, stem, head = _SPECS[arch]
     state = {k: v for k, v in state.items() if not k.startswith(head + ".")}
