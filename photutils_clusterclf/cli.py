@@ -6,6 +6,7 @@ them atomically (temporary file, then rename).
 """
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -65,11 +66,35 @@ def _columns(names):
 
 
 def _cmd_regions(args):
+    import astropy.units as u
+
     from .catalogs import read_catalog
+    from .fileio import check_writable
+    from .images import MultiBandImage
     from .regions_io import write_class_regions
+    if args.radius is not None and args.radius_arcsec is not None:
+        raise ValueError("give the circle radius either as --radius (pixels) or as "
+                         "--radius-arcsec, not both")
+    if args.images and args.images_dir:
+        raise ValueError("give the images either as --images BAND=FILE ... or as --images-dir DIR")
+    check_writable(args.out, overwrite=args.overwrite)
+    images = _band_files(args.images) if args.images else args.images_dir
+    radius = (args.radius_arcsec * u.arcsec if args.radius_arcsec is not None
+              else (args.radius if args.radius is not None else 5.0))
     table = read_catalog(args.catalog)
-    write_class_regions(table, args.out, column=args.column, frame=args.frame,
-                        radius=args.radius, origin=args.origin, overwrite=args.overwrite)
+    with contextlib.ExitStack() as stack:
+        wcs = stack.enter_context(MultiBandImage.from_fits(images)) if images else None
+        try:
+            write_class_regions(table, args.out, column=args.column, frame=args.frame,
+                                radius=radius, wcs=wcs, origin=args.origin,
+                                overwrite=args.overwrite)
+        except ValueError as exc:
+            if wcs is None and "wcs=" in str(exc):
+                raise ValueError(f"{exc} -- on the command line: give the images "
+                                 "(--images-dir or --images) for their WCS, or a sky radius "
+                                 "with --radius-arcsec when the catalogue has RA/Dec "
+                                 "columns") from None
+            raise
     print(f"wrote {args.out}")
 
 
@@ -117,15 +142,15 @@ def _cmd_train(args):
     from .images import MultiBandImage
     from .training import TrainingSet, train_classifier
     check_writable(args.out, overwrite=args.overwrite)
-    galaxies = []
-    for spec in args.galaxy:
-        catalog, images_dir = _parse_galaxy(spec)
-        galaxies.append((read_catalog(catalog), MultiBandImage.from_fits(images_dir),
-                         Path(catalog).stem))
-    training_set = TrainingSet.from_galaxies(galaxies, label_column=args.label_column,
-                                             cutout_size=args.cutout_size,
-                                             origin=args.origin,
-                                             progress_bar=not args.quiet)
+    specs = [_parse_galaxy(spec) for spec in args.galaxy]
+    with contextlib.ExitStack() as stack:
+        galaxies = [(read_catalog(catalog),
+                     stack.enter_context(MultiBandImage.from_fits(images_dir)),
+                     Path(catalog).stem) for catalog, images_dir in specs]
+        training_set = TrainingSet.from_galaxies(galaxies, label_column=args.label_column,
+                                                 cutout_size=args.cutout_size,
+                                                 origin=args.origin,
+                                                 progress_bar=not args.quiet)
     # Options left out on the command line keep train_classifier's defaults.
     options = {name: getattr(args, name) for name in _TRAIN_OPTIONS
                if getattr(args, name) is not None}
@@ -166,37 +191,32 @@ def _cmd_classify_many(args):
                  progress_bar=not args.quiet)
 
 
-def _add_images_options(p):
+def _add_images_options(p, *, required=True):
+    extra = "" if required else " (their WCS converts between pixels and the sky)"
     p.add_argument("--images", nargs="+", metavar="BAND=FILE", default=None,
-                   help="one FITS file per band, e.g. F555W=ngc628_f555w.fits")
+                   help=f"one FITS file per band, e.g. F555W=ngc628_f555w.fits{extra}")
     p.add_argument("--images-dir", metavar="DIR", default=None,
                    help="directory of PHANGS-named band files "
                         "(hlsp_phangs-hst_hst_<instr>_<target>_<filter>_v1_exp-drc-sci.fits)")
 
 
-def _build_parser():
-    from .cutouts import DEFAULT_CUTOUT_SIZE
-    parser = _Parser(prog="clusterclf",
-                     description="Classify star-cluster candidates in multi-band HST images "
-                                 "with transfer-learned CNNs (Wei et al. 2020).")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--cite", action="store_true",
-                        help="print BibTeX for the method paper and this software")
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+def _common(p, *, device=True):
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    if device:
+        p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
 
-    def common(p, *, device=True):
-        p.add_argument("--quiet", action="store_true", help="no progress bars")
-        if device:
-            p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
 
+def _add_demo(sub):
     p = sub.add_parser("demo", help="simulate galaxies, train, classify a held-out galaxy")
     p.add_argument("--out", default="clusterclf-demo", help="output directory "
                    "(default ./clusterclf-demo)")
     p.add_argument("--quick", action="store_true", help="smaller fields and model (< 3 min)")
     p.add_argument("--retrain", action="store_true", help="retrain even if a model exists")
-    common(p)
+    _common(p)
     p.set_defaults(func=_cmd_demo)
 
+
+def _add_simulate(sub):
     p = sub.add_parser("simulate", help="write a simulated PHANGS-like field")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--target", default="sim-galaxy", help="target name used in file names")
@@ -208,11 +228,14 @@ def _build_parser():
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_cmd_simulate)
 
+
+def _add_train(sub):
     p = sub.add_parser("train", help="train a classifier on labelled galaxies")
     p.add_argument("--galaxy", action="append", required=True, metavar="CAT=IMAGES_DIR",
                    help="a labelled catalogue and its directory of band files (repeatable)")
     p.add_argument("--label-column", required=True)
     p.add_argument("--out", required=True, help="checkpoint file to write (.pt)")
+    from .cutouts import DEFAULT_CUTOUT_SIZE
     defaults = _train_defaults()
     p.add_argument("--arch", help=f"network (default {defaults['arch']}; also resnet34, "
                    "vgg11_bn, vgg19_bn, small_cnn)")
@@ -230,9 +253,11 @@ def _build_parser():
     p.add_argument("--checkpoint-dir", default=None, help="write a resumable state each epoch")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir")
     p.add_argument("--overwrite", action="store_true")
-    common(p)
+    _common(p)
     p.set_defaults(func=_cmd_train)
 
+
+def _add_classify(sub):
     p = sub.add_parser("classify", help="add machine classes to a candidate catalogue")
     p.add_argument("--model", required=True, help="checkpoint file")
     p.add_argument("--catalog", required=True,
@@ -251,9 +276,11 @@ def _build_parser():
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--sha256", default=None, help="expected SHA-256 of the model file")
     p.add_argument("--overwrite", action="store_true")
-    common(p)
+    _common(p)
     p.set_defaults(func=_cmd_classify)
 
+
+def _add_classify_many(sub):
     p = sub.add_parser("classify-many", help="classify many galaxies (serial or on Dask)")
     p.add_argument("--manifest", required=True,
                    help="CSV with columns galaxy, catalog, images_dir")
@@ -261,9 +288,11 @@ def _build_parser():
     p.add_argument("--out-dir", required=True)
     p.add_argument("--scheduler", default=None, help="Dask scheduler address")
     p.add_argument("--overwrite", action="store_true")
-    common(p)
+    _common(p)
     p.set_defaults(func=_cmd_classify_many)
 
+
+def _add_evaluate(sub):
     p = sub.add_parser("evaluate", help="confusion matrix and per-class recall of two columns")
     p.add_argument("--catalog", required=True)
     p.add_argument("--truth-column", required=True)
@@ -273,15 +302,39 @@ def _build_parser():
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_cmd_evaluate)
 
+
+def _add_regions(sub):
     p = sub.add_parser("regions", help="DS9 region file of classified candidates")
     p.add_argument("--catalog", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--column", default="class_ml")
-    p.add_argument("--frame", choices=("pixel", "sky"), default="pixel")
-    p.add_argument("--radius", type=float, default=5.0, help="circle radius in pixels")
+    p.add_argument("--frame", choices=("pixel", "sky"), default="pixel",
+                   help="pixel (default) or sky (fk5/icrs) regions")
+    p.add_argument("--radius", type=float, default=None,
+                   help="circle radius in pixels (default 5)")
+    p.add_argument("--radius-arcsec", type=float, default=None,
+                   help="circle radius on the sky (for --frame sky without images)")
+    _add_images_options(p, required=False)
     p.add_argument("--origin", type=int, choices=(0, 1), default=None)
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_cmd_regions)
+
+
+def _build_parser():
+    parser = _Parser(prog="clusterclf",
+                     description="Classify star-cluster candidates in multi-band HST images "
+                                 "with transfer-learned CNNs (Wei et al. 2020).")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--cite", action="store_true",
+                        help="print BibTeX for the method paper and this software")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    _add_demo(sub)
+    _add_simulate(sub)
+    _add_train(sub)
+    _add_classify(sub)
+    _add_classify_many(sub)
+    _add_evaluate(sub)
+    _add_regions(sub)
     return parser
 
 
@@ -303,7 +356,10 @@ def main(argv=None):
         return EXIT_BAD_INPUT
     try:
         args.func(args)
-    except (ValueError, TypeError, KeyError, OSError) as exc:
+    # Input that the package validated (bad values, missing files or bands,
+    # outputs that exist). Anything else is a bug: it propagates, with its
+    # traceback and exit status 1.
+    except (ValueError, KeyError, OSError) as exc:
         print(f"clusterclf {args.command}: error: {_message(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

@@ -2,13 +2,14 @@ import json
 import subprocess
 import sys
 
+import astropy.units as u
 import numpy as np
 import pytest
 import torch
 from astropy.io import fits
 from astropy.table import Table
 from helpers import BANDS, make_wcs
-from regions import Regions
+from regions import CircleSkyRegion, Regions
 
 from photutils_clusterclf import ClusterClassifier, build_model
 from photutils_clusterclf.cli import main
@@ -157,6 +158,48 @@ def test_regions_and_evaluate_commands(tmp_path, model_path, capsys):
     # Truth codes 1, 2, 9 (folds to 4) are scored; the unlabelled row is excluded.
     assert data["n"] == 3 and data["n_excluded"] == 1
     assert (tmp_path / "cm.png").stat().st_size > 1000
+
+
+def test_regions_frame_sky_from_images_or_sky_columns(tmp_path, model_path, capsys):
+    cat = write_field(tmp_path / "field")
+    out = tmp_path / "out.fits"
+    assert run(["classify", "--model", model_path, "--catalog", cat, "--images-dir",
+                tmp_path / "field", "--out", out, "--quiet"], capsys)[0] == 0
+    # Pixel columns only: the images' WCS converts them.
+    status, _, err = run(["regions", "--catalog", out, "--out", tmp_path / "a.reg",
+                          "--frame", "sky"], capsys)
+    assert status == 2 and "--images-dir" in err and "--radius-arcsec" in err
+    status, _, err = run(["regions", "--catalog", out, "--out", tmp_path / "a.reg",
+                          "--frame", "sky", "--images-dir", tmp_path / "field"], capsys)
+    assert status == 0, err
+    from_images = Regions.read(tmp_path / "a.reg", format="ds9")
+    assert len(from_images) == 3 and all(isinstance(r, CircleSkyRegion) for r in from_images)
+    # Sky columns and a sky radius: no images needed.
+    table = Table.read(out)
+    sky = make_wcs((80, 90)).pixel_to_world(table["PHANGS_X"], table["PHANGS_Y"])
+    table["ra"], table["dec"] = sky.ra.deg, sky.dec.deg
+    table.write(tmp_path / "sky.ecsv")
+    status, _, err = run(["regions", "--catalog", tmp_path / "sky.ecsv", "--out",
+                          tmp_path / "b.reg", "--frame", "sky", "--radius-arcsec", "0.2"],
+                         capsys)
+    assert status == 0, err
+    from_columns = Regions.read(tmp_path / "b.reg", format="ds9")
+    assert from_columns[0].radius.to_value(u.arcsec) == pytest.approx(0.2)
+    for a, b in zip(from_images, from_columns, strict=True):
+        assert a.center.separation(b.center).to_value(u.arcsec) < 1e-3
+
+
+def test_programming_errors_are_not_reported_as_bad_input(monkeypatch):
+    # Only validated input errors give exit status 2; a TypeError from a bug
+    # propagates with its traceback (the console script then exits with 1).
+    import photutils_clusterclf.cli as cli
+
+    def broken(args):
+        raise TypeError("unsupported operand type(s)")
+
+    monkeypatch.setattr(cli, "_cmd_evaluate", broken)
+    with pytest.raises(TypeError, match="unsupported operand"):
+        main(["evaluate", "--catalog", "c.fits", "--truth-column", "a", "--pred-column", "b"])
 
 
 def test_cite_and_version(capsys):
