@@ -318,6 +318,14 @@ def load_checkpoint(path, *, sha256=None):
             f"checkpoint {path} has sha256 {digest}, expected {sha256}; "
             "wrong or modified file"
         )
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    # torch.save writes a zip archive (or, before torch 1.6, a pickle).
+    if magic and magic != b"PK\x03\x04" and magic[:1] != b"\x80":
+        raise CheckpointError(
+            f"{path} is not a clusterclf checkpoint (not a file written by torch.save; "
+            "checkpoints are the .pt files written by training or ClusterClassifier.save)"
+        )
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

@@ -80,6 +80,23 @@ def aggregate_members(member_probs, *, aggregate="mean"):
     return probs, classes, quality.astype(np.float32)
 
 
+#: Below this fraction of classifiable candidates, `ClusterClassifier.classify` warns.
+MIN_CLASSIFIED_FRACTION = 0.5
+
+
+def _warn_coverage(n, n_classified, positions):
+    """Warn loudly when no candidate, or only a small fraction, lies on the images."""
+    if n == 0 or n_classified >= MIN_CLASSIFIED_FRACTION * n:
+        return
+    what = "none" if n_classified == 0 else f"only {n_classified}"
+    warnings.warn(
+        f"{what} of the {n} candidates could be classified ({positions.description}): "
+        f"{n - n_classified} lie off the images or where a band has no data (see the "
+        "class_ml_flags column). Check that the catalogue and the images are of the same "
+        "field, the pixel origin (origin=0 or 1) and whether the sky columns (use='sky') "
+        "are the right positions", AstropyUserWarning)
+
+
 class ClusterClassifier:
     """A trained network (or ensemble) with the model card that describes its inputs.
 
@@ -366,6 +383,7 @@ class ClusterClassifier:
                 warnings.warn(f"replacing existing column {name}; pass prefix= to keep it",
                               AstropyUserWarning)
             table[name] = values
+        _warn_coverage(n, int(classified.sum()), positions)
         table.meta["clusterclf"] = self._provenance(positions, tta=tta, aggregate=aggregate,
                                                     column_style=column_style,
                                                     n_classified=int(classified.sum()), n=n)

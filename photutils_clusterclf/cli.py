@@ -38,13 +38,51 @@ def _band_files(pairs):
     return files
 
 
-def _cmd_classify(args):
+def _check_outputs(args, *options):
+    """Outputs of ``--option`` names: known format, directory exists, no clobbering."""
+    from .fileio import table_format
+    for option in options:
+        path = getattr(args, option.lstrip("-").replace("-", "_"))
+        if path is None:
+            continue
+        if option == "--out" and args.command == "classify":
+            try:
+                table_format(path)
+            except ValueError as exc:
+                raise ValueError(f"--out {path}: {str(exc).split(': ', 1)[1]}") from None
+        path = Path(path)
+        if path.exists() and not args.overwrite:
+            raise FileExistsError(f"{option} {path} already exists; add --overwrite to "
+                                  "replace it")
+        if not path.parent.is_dir():
+            raise FileNotFoundError(f"{option} {path}: directory {path.parent} does not exist")
+
+
+def _check_inputs(args):
+    """The classify inputs exist, checked before torch is imported or a model loaded."""
     if bool(args.images) == bool(args.images_dir):
         raise ValueError("give the images either as --images BAND=FILE ... or as --images-dir DIR")
+    for option, path in (("--model", args.model), ("--catalog", args.catalog)):
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{option} {path} does not exist or is not a file")
+    if args.images_dir and not Path(args.images_dir).is_dir():
+        raise FileNotFoundError(f"--images-dir {args.images_dir} does not exist or is not a "
+                                "directory (give the directory of the band FITS files, or "
+                                "--images BAND=FILE ...)")
+    files = _band_files(args.images) if args.images else {}
+    missing = [f"{band}={path}" for band, path in files.items() if not Path(path).is_file()]
+    if missing:
+        raise FileNotFoundError(f"--images: no such file {', '.join(missing)}")
+    return files or args.images_dir
+
+
+def _cmd_classify(args):
+    images = _check_inputs(args)
+    _check_outputs(args, "--out", "--regions")
     from .pipeline import classify_files
-    table = classify_files(args.model, args.catalog,
-                           _band_files(args.images) if args.images else args.images_dir,
+    table = classify_files(args.model, args.catalog, images,
                            args.out, regions=args.regions, overwrite=args.overwrite,
+                           require_overlap=True,
                            sha256=args.sha256, device=args.device,
                            progress_bar=not args.quiet, origin=args.origin, use=args.use,
                            columns=_columns(args.columns),

@@ -12,7 +12,7 @@ import os
 
 from .catalogs import read_candidates
 from .classifier import ClusterClassifier
-from .fileio import atomic_output, check_writable, write_table
+from .fileio import atomic_output, check_writable, table_format, write_table
 from .images import MultiBandImage
 from .regions_io import write_class_regions
 
@@ -41,6 +41,7 @@ def write_classified(table, path, regions=None, *, overwrite=False, **region_opt
         Options of `~photutils_clusterclf.regions_io.class_regions` (``column``,
         ``origin``, ``use``, ...).
     """
+    table_format(path)  # an unknown format is refused before anything is written
     with contextlib.ExitStack() as stack:
         write_table(table, stack.enter_context(atomic_output(path, overwrite=overwrite)))
         if regions is not None:
@@ -58,8 +59,8 @@ def _opened(images, reference_band):
 
 
 def classify_files(model, catalog, images, out=None, *, regions=None, overwrite=False,
-                   sha256=None, device="auto", reference_band=None, progress_bar=True,
-                   **classify_kwargs):
+                   sha256=None, device="auto", reference_band=None, progress_bar=False,
+                   require_overlap=False, **classify_kwargs):
     """Classify a catalogue with images on disk; write the catalogue (and DS9 file).
 
     This is what ``clusterclf classify`` does; the demo, the many-galaxy
@@ -93,6 +94,11 @@ def classify_files(model, catalog, images, out=None, *, regions=None, overwrite=
         `~photutils_clusterclf.MultiBandImage`).
     progress_bar : bool, optional
         Show a progress bar.
+    require_overlap : bool, optional
+        Raise `ValueError` (and write nothing) when candidates were given but
+        none of them could be classified (all off the images, or where a
+        band has no data). Without it, `~photutils_clusterclf.ClusterClassifier.classify`
+        only warns.
     **classify_kwargs
         Passed to `~photutils_clusterclf.ClusterClassifier.classify`.
 
@@ -102,6 +108,7 @@ def classify_files(model, catalog, images, out=None, *, regions=None, overwrite=
         The classified catalogue, as written.
     """
     if out is not None:
+        table_format(out)
         check_writable(out, overwrite=overwrite)
     if regions is not None:
         if out is None:
@@ -114,6 +121,13 @@ def classify_files(model, catalog, images, out=None, *, regions=None, overwrite=
     source = read_candidates(catalog) if isinstance(catalog, (str, os.PathLike)) else catalog
     with _opened(images, reference_band) as opened:
         table = clf.classify(source, opened, progress_bar=progress_bar, **classify_kwargs)
+    n_classified = table.meta["clusterclf"]["n_classified"]
+    if require_overlap and len(table) and not n_classified:
+        raise ValueError(f"none of the {len(table)} candidates of {catalog} could be "
+                         "classified: they lie off the images or where a band has no data; "
+                         "nothing was written. Check that the catalogue and the images are "
+                         "of the same field, and the pixel origin (--origin) or the sky "
+                         "columns (--use sky)")
     if out is not None:
         write_classified(table, out, regions, overwrite=overwrite,
                          **clf.region_options(source, **classify_kwargs))

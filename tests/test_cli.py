@@ -8,6 +8,7 @@ import pytest
 import torch
 from astropy.io import fits
 from astropy.table import Table
+from astropy.utils.exceptions import AstropyUserWarning
 from helpers import BANDS, make_wcs
 from regions import CircleSkyRegion, Regions
 
@@ -187,6 +188,46 @@ def test_regions_frame_sky_from_images_or_sky_columns(tmp_path, model_path, caps
     assert from_columns[0].radius.to_value(u.arcsec) == pytest.approx(0.2)
     for a, b in zip(from_images, from_columns, strict=True):
         assert a.center.separation(b.center).to_value(u.arcsec) < 1e-3
+
+
+def test_messages_name_cli_options_and_user_paths(tmp_path, model_path, capsys):
+    cat = write_field(tmp_path / "field")
+    base = ["classify", "--catalog", cat, "--quiet"]
+    cases = [
+        # An unknown output format is refused before any work, naming the user's path.
+        (["--model", model_path, "--images-dir", tmp_path / "field",
+          "--out", tmp_path / "out.txt"], [f"--out {tmp_path / 'out.txt'}", ".ecsv"]),
+        (["--model", model_path, "--images-dir", "/nosuch", "--out", tmp_path / "o.fits"],
+         ["--images-dir /nosuch does not exist"]),
+        (["--model", cat.with_suffix(".txt"), "--images-dir", tmp_path / "field",
+          "--out", tmp_path / "o.fits"], ["not a clusterclf checkpoint"]),
+    ]
+    cat.with_suffix(".txt").write_text("a text file, not a model\n")
+    (tmp_path / "exists.fits").write_text("")
+    cases.append((["--model", model_path, "--images-dir", tmp_path / "field",
+                   "--out", tmp_path / "exists.fits"], ["add --overwrite"]))
+    for argv, expected in cases:
+        status, _, err = run([*base, *argv], capsys)
+        assert status == 2, err
+        assert len(err.strip().splitlines()) == 1
+        for text in expected:
+            assert text in err
+        assert "overwrite=True" not in err and ".part" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exists.fits", "field", "model.pt"]
+
+
+def test_no_candidate_on_the_images_is_an_error_and_writes_nothing(tmp_path, model_path,
+                                                                   capsys):
+    write_field(tmp_path / "field")
+    cat = tmp_path / "elsewhere.fits"
+    Table({"PHANGS_X": [500.0, 600.0], "PHANGS_Y": [500.0, 700.0]}).write(cat)
+    out = tmp_path / "out.fits"
+    with pytest.warns(AstropyUserWarning, match="none of the 2 candidates"):
+        status, _, err = run(["classify", "--model", model_path, "--catalog", cat,
+                              "--images-dir", tmp_path / "field", "--out", out, "--quiet"],
+                             capsys)
+    assert status == 2 and "nothing was written" in err and "--origin" in err
+    assert not out.exists()
 
 
 def test_programming_errors_are_not_reported_as_bad_input(monkeypatch):
