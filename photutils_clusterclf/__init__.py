@@ -6,15 +6,31 @@ ImageNet-pretrained ResNet18 / VGG19-BN networks fine-tuned as in
 Wei et al. 2020, MNRAS 493, 3178.
 """
 
-from ._meta import __bibtex__, __citation__, __version__
+from ._meta import __bibtex__, __citation__, __version__  # noqa: F401
 from .catalogs import read_catalog, read_legus_catalog, read_phangs_catalog
-from .classifier import ClusterClassifier
 from .cutouts import CutoutBatch, extract_cutouts
 from .evaluation import EvaluationReport
 from .images import MultiBandImage
-from .models import build_model
 from .positions import resolve_positions
 from .regions_io import class_regions
+
+#: Names whose modules need torch: imported on first use, so that
+#: ``clusterclf --cite`` and the command line's input checks do not pay for
+#: importing torch (several seconds).
+_LAZY = {"ClusterClassifier": "classifier", "build_model": "models"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "ClusterClassifier",

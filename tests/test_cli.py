@@ -230,6 +230,20 @@ def test_no_candidate_on_the_images_is_an_error_and_writes_nothing(tmp_path, mod
     assert not out.exists()
 
 
+def test_cite_and_input_checks_do_not_import_torch(tmp_path):
+    # A fresh interpreter: torch is imported only once a model is needed.
+    code = ("import sys\n"
+            "from photutils_clusterclf.cli import main\n"
+            "assert main(['--cite']) == 0\n"
+            f"assert main(['classify', '--model', {str(tmp_path / 'm.pt')!r}, '--catalog', "
+            f"'c.fits', '--images-dir', '.', '--out', 'o.fits']) == 2\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "@ARTICLE{2020MNRAS.493.3178W" in done.stdout
+    assert "--model" in done.stderr
+
+
 def test_programming_errors_are_not_reported_as_bad_input(monkeypatch):
     # Only validated input errors give exit status 2; a TypeError from a bug
     # propagates with its traceback (the console script then exits with 1).

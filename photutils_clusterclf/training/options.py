@@ -3,7 +3,6 @@
 import dataclasses
 import os
 
-from ..models import check_input_size
 from ..utils.validation import check_choice, check_fraction, check_integer
 
 __all__ = ["TrainingOptions"]
@@ -107,6 +106,8 @@ class TrainingOptions:
         if isinstance(self.weights, os.PathLike):
             put("weights", os.fspath(self.weights))
         if self.input_size is not None:
+            from ..models import check_input_size  # torch: not needed for the defaults
+
             check_input_size(self.arch, self.input_size)
         put("lr", float(self.lr))
         put("weight_decay", float(self.weight_decay))
