@@ -13,6 +13,7 @@ from .evaluation import EvaluationReport
 from .images import MultiBandImage
 from .positions import resolve_positions
 from .regions_io import class_regions
+from .utils.flags import decode_flags
 
 #: Names whose modules need torch: imported on first use, so that
 #: ``clusterclf --cite`` and the command line's input checks do not pay for
@@ -39,6 +40,7 @@ __all__ = [
     "MultiBandImage",
     "build_model",
     "class_regions",
+    "decode_flags",
     "extract_cutouts",
     "read_catalog",
     "read_legus_catalog",
