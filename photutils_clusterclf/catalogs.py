@@ -20,6 +20,7 @@ import numpy as np
 from astropy.table import MaskedColumn, QTable
 
 from .classes import PHANGS_FOLD, fold_classes
+from .fileio import FITS_ORIGIN_KEY
 
 __all__ = [
     "LEGUS_BANDS",
@@ -294,6 +295,8 @@ def read_catalog(path, *, format=None):
     except Exception as exc:  # astropy raises many types for a bad file
         raise ValueError(f"cannot read {path} (format={format!r}): {exc}; "
                          f"accepted: {_ACCEPTED}") from None
+    if FITS_ORIGIN_KEY in table.meta:  # written by this package's FITS writer
+        table.meta.setdefault("origin", int(table.meta.pop(FITS_ORIGIN_KEY)))
     if "PHANGS_X" in table.colnames and "PHANGS_Y" in table.colnames:
         return _fold_phangs(table, path)
     return table

@@ -12,9 +12,7 @@ run code. Every problem is reported as a one-line `CheckpointError`.
 
 import dataclasses
 import datetime
-import importlib.metadata
 import pickle
-import platform
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -23,6 +21,7 @@ import torch
 
 from .classes import CLASSES
 from .fileio import atomic_output, sha256_file
+from .utils.provenance import software_versions
 
 __all__ = [
     "FORMAT_VERSION",
@@ -73,28 +72,6 @@ def _plain(value, where):
         f"model card entry {where} is a {type(value).__name__}; only dicts, lists, "
         "str, int, float, bool, None, tensors and NumPy numbers/arrays can be stored"
     )
-
-
-def _versions():
-    """Versions of the package and the libraries that shape its results."""
-    try:
-        from ._meta import __version__ as package_version
-    except ImportError:  # package __init__ without __version__ (or not yet written)
-        try:
-            package_version = importlib.metadata.version("photutils-clusterclf")
-        except importlib.metadata.PackageNotFoundError:
-            package_version = "unknown"
-    import astropy
-    import torchvision
-
-    return {
-        "photutils_clusterclf": str(package_version),
-        "torch": str(torch.__version__),
-        "torchvision": torchvision.__version__,
-        "astropy": astropy.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-    }
 
 
 @dataclasses.dataclass
@@ -264,7 +241,7 @@ def save_checkpoint(path, card, state_dicts, *, overwrite=False):
         raise TypeError(f"card must be a ModelCard, got {type(card).__name__}")
     card = dataclasses.replace(
         card,
-        versions=dict(card.versions) or _versions(),
+        versions=dict(card.versions) or software_versions(),
         created=card.created
         or datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     )

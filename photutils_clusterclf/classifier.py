@@ -6,7 +6,6 @@ normalisation, input size), so that classification always preprocesses
 exactly as training did.
 """
 
-import datetime
 import warnings
 
 import numpy as np
@@ -14,7 +13,6 @@ import torch
 from astropy.table import QTable, Table
 from astropy.utils.exceptions import AstropyUserWarning
 
-from ._meta import __version__
 from ._inference import InferenceEngine, default_batch_size
 from .checkpoint import (
     Checkpoint,
@@ -28,6 +26,7 @@ from .cutouts import CutoutBatch
 from .models import build_model, resolve_device
 from .positions import resolve_positions
 from .preprocessing import Normalization
+from .utils.provenance import provenance
 from .utils.validation import check_choice, check_integer
 
 __all__ = ["ClusterClassifier", "aggregate_members"]
@@ -462,24 +461,10 @@ class ClusterClassifier:
         return table
 
     def _provenance(self, positions, **options):
-        import astropy
-        import torchvision
         card = self.card
-        return {
-            "software": "photutils-clusterclf",
-            "version": __version__,
-            "versions": {"torch": str(torch.__version__), "torchvision": torchvision.__version__,
-                         "astropy": astropy.__version__, "numpy": np.__version__},
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "model_arch": card.arch,
-            "model_members": self.n_members,
-            "model_sha256": self.sha256 or "unsaved",
-            "bands": list(card.bands),
-            "cutout_size": card.cutout_size,
-            "input_size": card.input_size,
-            "normalization": dict(card.normalization),
-            "positions": positions.description,
-            "device": str(self.device),
-            **options,
-            "citation": CITATION,
-        }
+        return provenance(
+            model_arch=card.arch, model_members=self.n_members,
+            model_sha256=self.sha256 or "unsaved", bands=list(card.bands),
+            cutout_size=card.cutout_size, input_size=card.input_size,
+            normalization=dict(card.normalization), positions=positions.description,
+            device=str(self.device), **options, citation=CITATION)

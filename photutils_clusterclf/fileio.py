@@ -19,6 +19,11 @@ from astropy.io.fits.verify import VerifyWarning
 __all__ = ["atomic_output", "check_writable", "fits_header_meta", "sha256_file",
            "write_table"]
 
+#: FITS keyword of ``table.meta["origin"]`` (the pixel convention of the
+#: position columns). ``ORIGIN`` itself is reserved by the FITS standard for
+#: the organisation that wrote the file.
+FITS_ORIGIN_KEY = "CLUSTERCLF PIXEL_ORIGIN"
+
 TABLE_FORMATS = {".fits": "fits", ".fit": "fits", ".fits.gz": "fits",
                  ".ecsv": "ascii.ecsv", ".csv": "ascii.csv"}
 
@@ -102,14 +107,19 @@ def write_table(table, path, *, overwrite=False):
     fmt = table_format(path)
     with atomic_output(path, overwrite=overwrite) as tmp:
         if fmt == "fits":
-            out = table.copy(copy_data=False)
-            out.meta = fits_header_meta(table.meta)
-            with warnings.catch_warnings():
-                # Long keys become HIERARCH cards, which is what we want.
-                warnings.simplefilter("ignore", VerifyWarning)
-                out.write(tmp, format=fmt)
+            write_fits_table(table, tmp)
         else:
             table.write(tmp, format=fmt)
+
+
+def write_fits_table(table, path):
+    """Write a table to a new FITS file with its metadata flattened (`fits_header_meta`)."""
+    out = table.copy(copy_data=False)
+    out.meta = fits_header_meta(table.meta)
+    with warnings.catch_warnings():
+        # Long keys become HIERARCH cards, which is what we want.
+        warnings.simplefilter("ignore", VerifyWarning)
+        out.write(path, format="fits")
 
 
 def fits_header_meta(meta, *, _prefix=""):
@@ -118,10 +128,17 @@ def fits_header_meta(meta, *, _prefix=""):
     FITS headers hold only scalars: nested dicts become space-separated
     HIERARCH keys (``CLUSTERCLF MODEL_SHA256``), lists and other values
     JSON strings, so that no provenance is dropped on the way to FITS.
+    None values are left out (a missing card reads back as missing, where
+    ``'null'`` would read back as a string), and the pixel convention
+    ``origin`` goes to `FITS_ORIGIN_KEY`, not to the reserved ``ORIGIN``.
     """
     flat = {}
     for key, value in meta.items():
         name = f"{_prefix}{key}".upper()
+        if not _prefix and key == "origin":
+            name = FITS_ORIGIN_KEY
+        if value is None:
+            continue
         if isinstance(value, dict):
             flat.update(fits_header_meta(value, _prefix=f"{name} "))
         elif isinstance(value, (bool, int, float, str)) and not isinstance(value, bytes):

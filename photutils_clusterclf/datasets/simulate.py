@@ -22,7 +22,7 @@ from scipy.signal import fftconvolve
 from scipy.spatial import cKDTree
 
 from ..classes import CLASSES, fold_classes
-from ..fileio import atomic_output
+from ..fileio import atomic_output, write_fits_table
 from .labels import label_noise_matrix, noisy_labels
 from .render import PSFTable, add_stamp, render_eff, render_sersic
 
@@ -929,5 +929,5 @@ class SimulatedField:
                 hdu = fits.PrimaryHDU(np.asarray(self.images[band], dtype=np.float32),
                                       header=self.header(band))
                 hdu.writeto(tmps[band])
-            self.catalog.write(tmps["catalog"], format="fits")
+            write_fits_table(self.catalog, tmps["catalog"])
         return paths
