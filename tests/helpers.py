@@ -54,3 +54,24 @@ def make_wcs(shape=None, *, crpix=None, crval=(65.0, -54.9), scale_arcsec=0.0396
     if radesys is not None:
         wcs.wcs.radesys = radesys
     return wcs
+
+
+def require_programs(*names):
+    """Skip the calling test when a program is missing, except in CI, where it fails.
+
+    CI installs the programs (``.ci/run``), so a missing one there is an
+    error in the set-up, not a reason to skip.
+    """
+    import os
+    import shutil
+
+    import pytest
+
+    missing = [name for name in names if shutil.which(name) is None]
+    if not missing:
+        return
+    message = (f"{', '.join(missing)} not installed (Debian: apt-get install saods9 xvfb "
+               "xauth chromium chromium-driver)")
+    if os.environ.get("CI"):
+        pytest.fail(f"{message}; CI must install them")
+    pytest.skip(message)
