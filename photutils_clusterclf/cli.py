@@ -206,6 +206,22 @@ def _cmd_classify_many(args):
                  progress_bar=not args.quiet)
 
 
+def _cmd_inspect(args):
+    from .catalogs import read_catalog
+    from .fileio import check_writable
+    from .images import MultiBandImage
+    from .inspect_page import write_inspection_page
+    check_writable(args.out, overwrite=args.overwrite)
+    table = read_catalog(args.catalog)
+    with MultiBandImage.from_fits(args.images_dir) as images:
+        n = write_inspection_page(table, images, args.out, column=args.column,
+                                  order=args.order, max_rows=args.max,
+                                  cutout_size=args.cutout_size, id_column=args.id_column,
+                                  origin=args.origin, overwrite=args.overwrite,
+                                  progress_bar=not args.quiet)
+    print(f"wrote {args.out} ({n} candidates)")
+
+
 def _add_images_options(p):
     p.add_argument("--images", nargs="+", metavar="BAND=FILE", default=None,
                    help="one FITS file per band, e.g. F555W=ngc628_f555w.fits")
@@ -320,6 +336,25 @@ def _build_parser():
     p.add_argument("--origin", type=int, choices=(0, 1), default=None)
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_cmd_regions)
+
+    p = sub.add_parser("inspect", help="HTML page to inspect classified candidates and "
+                       "label them with the keyboard")
+    p.add_argument("--catalog", required=True, help="classified catalogue")
+    p.add_argument("--images-dir", required=True, metavar="DIR",
+                   help="directory of PHANGS-named band files")
+    p.add_argument("--out", required=True, help="output HTML file")
+    p.add_argument("--order", choices=("uncertain", "class", "id"), default="uncertain",
+                   help="uncertain (lowest class probability) first (default), by class, "
+                        "or by id")
+    p.add_argument("--max", type=int, default=None, metavar="N",
+                   help="only the first N candidates in that order")
+    p.add_argument("--column", default="class_ml", help="machine class column")
+    p.add_argument("--id-column", default=None, help="id column (found automatically)")
+    p.add_argument("--cutout-size", type=int, default=DEFAULT_CUTOUT_SIZE)
+    p.add_argument("--origin", type=int, choices=(0, 1), default=None)
+    p.add_argument("--overwrite", action="store_true")
+    common(p, device=False)
+    p.set_defaults(func=_cmd_inspect)
     return parser
 
 

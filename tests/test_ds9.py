@@ -12,12 +12,12 @@ import astropy.units as u
 import numpy as np
 import pytest
 from astropy.coordinates import SkyCoord
-from helpers import require_programs
+from astropy.io import fits
+from astropy.wcs import WCS
+from helpers import classified_field, require_programs
 from regions import CirclePixelRegion, CircleSkyRegion, Regions
 
-from photutils_clusterclf import ClusterClassifier, build_model
 from photutils_clusterclf.classes import DEFAULT_COLORS
-from photutils_clusterclf.datasets import simulate_field
 from photutils_clusterclf.regions_io import write_class_regions
 
 pytestmark = pytest.mark.slow  # DS9 starts under a virtual X server three times
@@ -28,19 +28,14 @@ def classified(tmp_path_factory):
     """A small simulated field on disk, classified, with pixel and sky region files."""
     require_programs("ds9", "xvfb-run")
     directory = tmp_path_factory.mktemp("ds9")
-    field = simulate_field(shape=(200, 200), n_candidates=12, seed=3)
-    images = field.to_multiband_image()
-    clf = ClusterClassifier.from_model(build_model("small_cnn", n_bands=5, n_classes=4),
-                                       arch="small_cnn", bands=images.bands,
-                                       cutout_size=32, device="cpu")
-    table = clf.classify(field.catalog, images, progress_bar=False)
+    table, _, paths = classified_field(directory)
     # An untrained network may give every candidate one class; the true
     # classes make every colour appear (the probabilities stay the model's).
     table["class_ml"] = table["CLASS_TRUE"]
     assert set(table["class_ml"]) == {1, 2, 3, 4}
-    paths = field.write(directory)
     write_class_regions(table, directory / "pixel.reg")
-    write_class_regions(table, directory / "sky.reg", frame="sky", wcs=images)
+    write_class_regions(table, directory / "sky.reg", frame="sky",
+                        wcs=WCS(fits.getheader(paths["F555W"])))
     return table, paths["F555W"], directory
 
 
