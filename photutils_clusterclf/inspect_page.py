@@ -79,7 +79,7 @@ LABEL_CODES = {
 #: Id columns looked for (case-insensitive) when none is given.
 ID_COLUMNS = ("ID_PHANGS_CLUSTER", "ID_PHANGS_CLUSTERS", "id", "source_id", "INDEX")
 
-_JPEG_QUALITY = 88
+_JPEG_QUALITY = 80
 _GRID = 10  # sprite sheet columns
 
 
@@ -446,19 +446,23 @@ function chunkData(k) {
   const el = $("chunk-" + k);
   return el ? JSON.parse(el.textContent) : null;
 }
-function sheet(k) {
-  // Decoded once, when a page needs it; waits for the file to be read if needed.
-  if (!sheets[k]) {
-    sheets[k] = new Promise((resolve) => {
-      const go = () => {
-        const d = chunkData(k);
-        const load = (url) => new Promise((ok) => { const im = new Image(); im.onload = () => ok(im); im.src = url; });
-        Promise.all([load(d.rgb), ...d.bands.map(load)]).then((ims) => resolve({rgb: ims[0], bands: ims.slice(1)}));
-      };
-      if ($("chunk-" + k)) go(); else document.addEventListener("DOMContentLoaded", go);
-    });
+function load(url) {
+  return new Promise((ok) => { const im = new Image(); im.onload = () => ok(im); im.src = url; });
+}
+function chunk(k) {
+  // The JSON of a page's sheets, once the browser has read that far into the file.
+  return new Promise((resolve) => {
+    const go = () => resolve(chunkData(k));
+    if ($("chunk-" + k)) go(); else document.addEventListener("DOMContentLoaded", go);
+  });
+}
+function sheet(k, what) {
+  // Decoded once, when a page needs it: "rgb" for the grid, "bands" on demand.
+  const key = what + k;
+  if (!sheets[key]) {
+    sheets[key] = chunk(k).then((d) => what === "rgb" ? load(d.rgb) : Promise.all(d.bands.map(load)));
   }
-  return sheets[k];
+  return sheets[key];
 }
 function draw(canvas, image, j) {
   const ctx = canvas.getContext("2d");
@@ -500,9 +504,21 @@ function card(i) {
     <div class="id" title="${M.id_column}">${M.ids[i]}</div>
     <div class="c${c}" title="${M.class_column}">machine: ${c || "none"}</div>${probs}</div></div>
     ${human}${flags}<div class="label"></div>
-    <div class="bands">${M.bands.map((b) => `<div><canvas width="${S}" height="${S}"></canvas>${b}</div>`).join("")}</div>`;
-  div.addEventListener("click", () => { current = view.indexOf(i) - page * PAGE; mark(); div.classList.toggle("open"); });
+    <div class="bands"></div>`;
+  div.addEventListener("click", () => { current = view.indexOf(i) - page * PAGE; mark(); openBands(div); });
   return div;
+}
+function openBands(div) {
+  div.classList.toggle("open");
+  const box = div.querySelector(".bands");
+  if (box.children.length) return;
+  const i = +div.dataset.index;
+  box.innerHTML = M.bands.map((b) => `<div><canvas width="${S}" height="${S}"></canvas>${b}</div>`).join("");
+  sheet(Math.floor(i / PAGE), "bands").then((ims) => {
+    const canvases = box.querySelectorAll("canvas");
+    ims.forEach((im, b) => draw(canvases[b], im, i % PAGE));
+    div.dataset.bands = "drawn";
+  });
 }
 function showLabel(div) {
   const code = labels[keyOf(+div.dataset.index)];
@@ -524,11 +540,7 @@ function render() {
     grid.appendChild(div);
     showLabel(div);
     const k = Math.floor(i / PAGE), j = i % PAGE;
-    done.push(sheet(k).then((sh) => {
-      const canvases = div.querySelectorAll("canvas");
-      draw(canvases[0], sh.rgb, j);
-      sh.bands.forEach((im, b) => draw(canvases[b + 1], im, j));
-    }));
+    done.push(sheet(k, "rgb").then((im) => draw(div.querySelector("canvas"), im, j)));
   }
   Promise.all(done).then(() => {
     if (!performance.getEntriesByName("clusterclf-first-page").length) performance.mark("clusterclf-first-page");
@@ -591,7 +603,7 @@ document.addEventListener("keydown", (e) => {
   } else if (e.key === "ArrowRight" || e.key === "j") move(1);
   else if (e.key === "ArrowLeft" || e.key === "k") move(-1);
   else if (e.key === "Backspace" || e.key === "Delete" || e.key === "x") setLabel(null);
-  else if (e.key === "b") { const d = $("grid").children[current]; if (d) d.classList.toggle("open"); }
+  else if (e.key === "b") { const d = $("grid").children[current]; if (d) openBands(d); }
   else if (e.key === "n") { if ((page + 1) * PAGE < view.length) { page++; current = 0; render(); } }
   else if (e.key === "p") { if (page > 0) { page--; current = 0; render(); } }
   else return;

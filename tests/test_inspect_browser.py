@@ -5,6 +5,8 @@ the keyboard, reload (the labels survive in local storage), export, read
 the export with astropy and train a model on it with ``clusterclf train``.
 """
 
+import shutil
+
 import numpy as np
 import pytest
 from astropy.table import Table
@@ -33,10 +35,13 @@ def page(tmp_path_factory):
     assert main(["inspect", "--catalog", str(catalog), "--images-dir", str(directory),
                  "--out", str(html), "--quiet"]) == 0
     options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
     for argument in ("--headless=new", "--no-sandbox", "--disable-gpu",
                      "--disable-dev-shm-usage", "--window-size=1400,900"):
         options.add_argument(argument)
-    driver = webdriver.Chrome(options=options)
+    # An explicit driver: Selenium Manager would look for one on the network.
+    service = webdriver.ChromeService(executable_path=shutil.which("chromedriver"))
+    driver = webdriver.Chrome(options=options, service=service)
     driver.get(html.as_uri())
     _wait_ready(driver)
     yield driver, table, directory
@@ -167,10 +172,22 @@ def test_keyboard_labels_survive_reload_export_and_train(page, tmp_path):
 
 
 def test_single_band_cutouts_on_demand(page):
-    driver, _, _ = page
+    from selenium.webdriver.support.ui import WebDriverWait
+    driver, table, directory = page
     card = driver.find_element("css selector", "#grid .card.current")
     bands = card.find_element("css selector", ".bands")
     assert not bands.is_displayed()
     _keys(driver, "b")
+    WebDriverWait(driver, 30).until(lambda d: card.get_attribute("data-bands") == "drawn")
     assert bands.is_displayed()
-    assert len(bands.find_elements("tag name", "canvas")) == 5
+    assert [b.text for b in bands.find_elements("css selector", "div")] == list(
+        MultiBandImage.from_fits(directory).bands)
+    pixels = driver.execute_script("""
+        const c = document.querySelector('#grid .card.current .bands canvas');
+        return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data);""")
+    drawn = np.array(pixels, float).reshape(32, 32, 4)[..., 0]
+    row = inspection_order(table)[int(card.get_attribute("data-index"))]
+    cut = extract_cutouts(MultiBandImage.from_fits(directory), table["PHANGS_X"][row:row + 1],
+                          table["PHANGS_Y"][row:row + 1], size=32)
+    expected = np.round(stretch_cutouts(cut.data[0, 0]) * 255)[::-1]  # F275W
+    assert np.mean(np.abs(drawn - expected)) < 6
