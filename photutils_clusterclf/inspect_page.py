@@ -3,18 +3,18 @@
 `write_inspection_page` (``clusterclf inspect``) writes a single HTML file
 that needs no server and no network: the cutouts are embedded as JPEG
 sprite sheets, one colour composite and one sheet per band for every
-`CHUNK` candidates, and the page's script is inline. The page shows, per
+``CHUNK`` (100) candidates, and the page's script is inline. The page shows, per
 candidate, its colour composite (the stretch of
 `~photutils_clusterclf.visualization.stretch_cutouts`, as in the package's
 figures), its single-band cutouts on demand, the machine class and the
 four probabilities, its flags in words and any human class columns of the
-catalogue. It filters by class and confidence, pages `CHUNK` candidates at
+catalogue. It filters by class and confidence, pages ``CHUNK`` candidates at
 a time (the sprites of a page are decoded only when it is shown, so
 20,000 candidates open in about a second), and lets the expert label with
 the keyboard. Labels live in the browser's local storage until exported
 as an ECSV or CSV table that ``clusterclf train --galaxy`` reads directly:
 it holds the catalogue's id column, its position columns and the label
-column `LABEL_COLUMN`.
+column ``LABEL_COLUMN`` (``class_inspect``).
 """
 
 import base64
@@ -38,7 +38,7 @@ from .cutouts import (
     FLAG_PARTIAL,
     extract_cutouts,
 )
-from .fileio import atomic_output
+from .fileio import atomic_output, check_writable
 from .positions import (
     PIXEL_COLUMNS,
     SKY_COLUMNS,
@@ -154,7 +154,7 @@ def write_inspection_page(table, images, path, *, column="class_ml", order="unce
         Cutout side in pixels.
     id_column : str, optional
         Column identifying a candidate in the export (found among
-        `ID_COLUMNS` by default; the 0-based row number ``row`` without
+        ``ID_COLUMNS`` by default; the 0-based row number ``row`` without
         one).
     origin : {0, 1}, optional
         Pixel convention of the positions, if the table does not record it.
@@ -171,6 +171,7 @@ def write_inspection_page(table, images, path, *, column="class_ml", order="unce
         Number of candidates on the page.
     """
     path = Path(path)
+    check_writable(path, overwrite=overwrite)
     class_name = _class_name(table, column)
     if max_rows is not None and int(max_rows) < 1:
         raise ValueError(f"max_rows must be a positive number of candidates, not {max_rows}")
@@ -474,6 +475,9 @@ function topProb(i) {
   return c > 0 && M.probs[i][c - 1] !== null ? M.probs[i][c - 1] : null;
 }
 function keyOf(i) { return String(M.ids[i]); }
+function esc(v) {
+  return String(v ?? "").replace(/[&<>"]/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"})[c]);
+}
 function filter() {
   const classes = new Set([...document.querySelectorAll(".fclass")].filter((b) => b.checked).map((b) => +b.value));
   const lo = +$("pmin").value, hi = +$("pmax").value, onlyNew = $("unlabelled").checked;
@@ -498,11 +502,11 @@ function card(i) {
   const probs = M.probs[i].map((p, k) => p === null ? "" :
     `<div class="c${k + 1}">${k + 1}: ${p.toFixed(2)} <span class="bar" style="width:${Math.round(p * 40)}px"></span></div>`).join("");
   const human = Object.keys(M.human).map((name) =>
-    `<div class="human" title="${name}">${name}: ${M.human[name][i] ?? ""}</div>`).join("");
+    `<div class="human" title="${esc(name)}">${esc(M.human[name][i] ?? "-")} ${esc(name.replace(/^PHANGS_CLUSTER_CLASS_/, ""))}</div>`).join("");
   const flags = M.flags[i] ? `<div class="flags">${flagWords(M.flags[i])}</div>` : "";
   div.innerHTML = `<div class="top"><canvas width="${S}" height="${S}"></canvas><div>
-    <div class="id" title="${M.id_column}">${M.ids[i]}</div>
-    <div class="c${c}" title="${M.class_column}">machine: ${c || "none"}</div>${probs}</div></div>
+    <div class="id" title="${esc(M.id_column)}">${esc(M.ids[i])}</div>
+    <div class="c${c}" title="${esc(M.class_column)}">machine: ${c || "none"}</div>${probs}</div></div>
     ${human}${flags}<div class="label"></div>
     <div class="bands"></div>`;
   div.addEventListener("click", () => { current = view.indexOf(i) - page * PAGE; mark(); openBands(div); });
@@ -513,7 +517,7 @@ function openBands(div) {
   const box = div.querySelector(".bands");
   if (box.children.length) return;
   const i = +div.dataset.index;
-  box.innerHTML = M.bands.map((b) => `<div><canvas width="${S}" height="${S}"></canvas>${b}</div>`).join("");
+  box.innerHTML = M.bands.map((b) => `<div><canvas width="${S}" height="${S}"></canvas>${esc(b)}</div>`).join("");
   sheet(Math.floor(i / PAGE), "bands").then((ims) => {
     const canvases = box.querySelectorAll("canvas");
     ims.forEach((im, b) => draw(canvases[b], im, i % PAGE));
