@@ -229,6 +229,21 @@ def _cmd_classify_many(args):
                  progress_bar=not args.quiet)
 
 
+def _cmd_inspect(args):
+    from .catalogs import read_catalog
+    from .images import MultiBandImage
+    from .inspect_page import write_inspection_page
+    _check_outputs(args, "--out")
+    table = read_catalog(args.catalog)
+    with MultiBandImage.from_fits(args.images_dir) as images:
+        n = write_inspection_page(table, images, args.out, column=args.column,
+                                  order=args.order, max_rows=args.max,
+                                  cutout_size=args.cutout_size, id_column=args.id_column,
+                                  origin=args.origin, overwrite=args.overwrite,
+                                  progress_bar=not args.quiet)
+    print(f"wrote {args.out} ({n} candidates)")
+
+
 def _add_images_options(p, *, required=True):
     extra = "" if required else " (their WCS converts between pixels and the sky)"
     p.add_argument("--images", nargs="+", metavar="BAND=FILE", default=None,
@@ -358,6 +373,28 @@ def _add_regions(sub):
     p.set_defaults(func=_cmd_regions)
 
 
+def _add_inspect(sub):
+    from .cutouts import DEFAULT_CUTOUT_SIZE
+    p = sub.add_parser("inspect", help="HTML page to inspect classified candidates and "
+                       "label them with the keyboard")
+    p.add_argument("--catalog", required=True, help="classified catalogue")
+    p.add_argument("--images-dir", required=True, metavar="DIR",
+                   help="directory of PHANGS-named band files")
+    p.add_argument("--out", required=True, help="output HTML file")
+    p.add_argument("--order", choices=("uncertain", "class", "id"), default="uncertain",
+                   help="uncertain (lowest class probability) first (default), by class, "
+                        "or by id")
+    p.add_argument("--max", type=int, default=None, metavar="N",
+                   help="only the first N candidates in that order")
+    p.add_argument("--column", default="class_ml", help="machine class column")
+    p.add_argument("--id-column", default=None, help="id column (found automatically)")
+    p.add_argument("--cutout-size", type=int, default=DEFAULT_CUTOUT_SIZE)
+    p.add_argument("--origin", type=int, choices=(0, 1), default=None)
+    p.add_argument("--overwrite", action="store_true")
+    _common(p, device=False)
+    p.set_defaults(func=_cmd_inspect)
+
+
 def _build_parser():
     parser = _Parser(prog="clusterclf",
                      description="Classify star-cluster candidates in multi-band HST images "
@@ -373,6 +410,7 @@ def _build_parser():
     _add_classify_many(sub)
     _add_evaluate(sub)
     _add_regions(sub)
+    _add_inspect(sub)
     return parser
 
 
