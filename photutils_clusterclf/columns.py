@@ -10,8 +10,10 @@ import astropy.units as u
 import numpy as np
 from astropy.coordinates import SkyCoord
 
+from .classes import CLASSES
+
 __all__ = ["PIXEL_COLUMNS", "SKY_COLUMNS", "column_values", "find_column", "find_pixel",
-           "find_sky", "table_skycoord"]
+           "find_sky", "probability_columns", "table_skycoord"]
 
 #: Pixel column pairs, in the order they are looked for (case-insensitive),
 #: with the origin they imply (None: unknown, must be given).
@@ -134,3 +136,20 @@ def accepted_names():
 def is_angular(column):
     unit = getattr(column, "unit", None)
     return unit is not None and unit.physical_type == "angle"
+
+
+def probability_columns(table, column):
+    """Class -> probability column written with ``column``, or None.
+
+    Only columns of the same run are used: ``<stem>prob_class<k>`` for a
+    ``<stem>class_ml`` column (default style, any prefix), or
+    ``<column>_PROB<k>`` (PHANGS style).
+    """
+    patterns = [f"{column}_prob{{k}}"]
+    if column.lower().endswith("class_ml"):
+        patterns.insert(0, column[: -len("class_ml")] + "prob_class{k}")
+    for pattern in patterns:
+        names = {k: find_column(table, pattern.format(k=k)) for k in CLASSES}
+        if None not in names.values():
+            return names
+    return None

@@ -29,25 +29,18 @@ from astropy.table import QTable
 from tqdm.auto import tqdm
 
 from .classes import CLASS_DESCRIPTIONS, CLASSES, UNCLASSIFIED, fold_classes
-from .cutouts import (
-    DEFAULT_CUTOUT_SIZE,
-    FLAG_INVALID_POSITION,
-    FLAG_NAN,
-    FLAG_NO_COVERAGE,
-    FLAG_NO_OVERLAP,
-    FLAG_PARTIAL,
-    extract_cutouts,
-)
-from .fileio import atomic_output, check_writable
-from .positions import (
+from .columns import (
     PIXEL_COLUMNS,
     SKY_COLUMNS,
-    _find_column,
-    _find_pair,
-    resolve_positions,
+    find_column,
+    find_pair,
+    probability_columns,
 )
-from .regions_io import _default_prob_columns
-from .visualization import _default_rgb_bands, stretch_cutouts
+from .cutouts import DEFAULT_CUTOUT_SIZE, extract_cutouts
+from .fileio import atomic_output, check_writable
+from .positions import resolve_positions
+from .utils.flags import FLAGS
+from .visualization import default_rgb_bands, stretch_cutouts
 
 __all__ = ["CHUNK", "LABEL_COLUMN", "ORDERS", "inspection_order", "write_inspection_page"]
 
@@ -57,15 +50,6 @@ CHUNK = 100
 LABEL_COLUMN = "class_inspect"
 #: Orders of the candidates on the page.
 ORDERS = ("uncertain", "class", "id")
-
-#: Cutout flags in words, shown on the page.
-FLAG_WORDS = {
-    FLAG_PARTIAL: "partly off the image",
-    FLAG_NAN: "many pixels without data",
-    FLAG_NO_OVERLAP: "off the image (not classified)",
-    FLAG_NO_COVERAGE: "a band has no data here (not classified)",
-    FLAG_INVALID_POSITION: "invalid position (not classified)",
-}
 
 #: The codes an expert can give, with their keys: classes 1-4 and the
 #: PHANGS artefact codes, which fold into class 4 for training.
@@ -183,7 +167,7 @@ def write_inspection_page(table, images, path, *, column="class_ml", order="unce
         table, id_name = _with_row(table), "row"
     positions = resolve_positions(table, images, origin=origin)
     bands = tuple(images.bands)
-    rgb = [bands.index(b) for b in _default_rgb_bands(bands)]
+    rgb = [bands.index(b) for b in default_rgb_bands(bands)]
     title = title or str(table.meta.get("TARGET") or table.meta.get("target") or path.stem)
 
     meta = _page_meta(table, rows, class_name, column, id_name, bands, rgb, cutout_size, title)
@@ -210,7 +194,7 @@ def write_inspection_page(table, images, path, *, column="class_ml", order="unce
 # ---- table content ------------------------------------------------------------
 
 def _class_name(table, column):
-    name = _find_column(table, column)
+    name = find_column(table, column)
     if name is None:
         classish = [c for c in table.colnames if "class" in c.lower()]
         raise KeyError(f"class column {column!r} not in the table; pass column= one of "
@@ -220,7 +204,7 @@ def _class_name(table, column):
 
 def _probabilities(table, column):
     """(N, 4) probabilities of the classes (NaN where unknown or not written)."""
-    names = _default_prob_columns(table, _class_name(table, column))
+    names = probability_columns(table, _class_name(table, column))
     if names is None:
         raise KeyError(f"no probability columns of {column!r} in the table (expected the "
                        "four columns written with it by clusterclf classify, e.g. "
@@ -231,19 +215,19 @@ def _probabilities(table, column):
 
 def _id_column(table, id_column):
     if id_column is not None:
-        name = _find_column(table, id_column)
+        name = find_column(table, id_column)
         if name is None:
             raise KeyError(f"id column {id_column!r} not in the table; columns are "
                            + ", ".join(table.colnames))
         return name
-    return next((found for found in (_find_column(table, c) for c in ID_COLUMNS) if found),
+    return next((found for found in (find_column(table, c) for c in ID_COLUMNS) if found),
                 None)
 
 
 def _human_columns(table, class_name, column):
     """Class columns other than the machine's own outputs (human, true, ...)."""
     own = {class_name.lower()}
-    names = _default_prob_columns(table, class_name) or {}
+    names = probability_columns(table, class_name) or {}
     own.update(n.lower() for n in names.values())
     own.update(f"{class_name}_{s}".lower() for s in ("qual", "flags"))
     return [c for c in table.colnames
@@ -255,7 +239,7 @@ def _export_columns(table, id_name):
     """Columns copied into the export: the id and the positions, as in the catalogue."""
     names = [id_name]
     for pairs in ([p for p, _ in PIXEL_COLUMNS], SKY_COLUMNS):
-        found = next((f for f in (_find_pair(table, p) for p in pairs) if f), None)
+        found = next((f for f in (find_pair(table, p) for p in pairs) if f), None)
         if found:
             names.extend(found)
     return names
@@ -289,7 +273,7 @@ def _export_template(table, export_names):
 def _page_meta(table, rows, class_name, column, id_name, bands, rgb, size, title):
     probs = _probabilities(table, column)[rows]
     export_names = _export_columns(table, id_name)
-    flags_name = _find_column(table, f"{class_name}_flags")
+    flags_name = find_column(table, f"{class_name}_flags")
     flags = (np.zeros(len(rows), int) if flags_name is None
              else np.ma.filled(np.ma.asarray(table[flags_name])[rows], 0).astype(int))
     ids = _plain(table[id_name][rows])
@@ -311,7 +295,7 @@ def _page_meta(table, rows, class_name, column, id_name, bands, rgb, size, title
         "probs": [[None if not np.isfinite(p) else round(float(p), 4) for p in row]
                   for row in probs],
         "flags": [int(f) for f in flags],
-        "flag_words": {str(bit): words for bit, words in FLAG_WORDS.items()},
+        "flag_words": {str(bit): words for bit, (_, words) in FLAGS.items()},
         "codes": {str(code): words for code, words in LABEL_CODES.items()},
         "human": {name: _plain(table[name][rows])
                   for name in _human_columns(table, class_name, column)},

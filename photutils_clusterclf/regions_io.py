@@ -21,7 +21,13 @@ from regions import (
 )
 
 from .classes import CLASSES, DEFAULT_COLORS, UNCLASSIFIED, fold_classes
-from .columns import column_values, find_column, find_sky, table_skycoord
+from .columns import (
+    column_values,
+    find_column,
+    find_sky,
+    probability_columns,
+    table_skycoord,
+)
 from .fileio import atomic_output
 from .positions import reference_wcs, resolve_positions
 
@@ -171,28 +177,11 @@ def _class_column(table, column):
     return table[name]
 
 
-def _default_prob_columns(table, column):
-    """Class -> probability column written with ``column``, or None.
-
-    Only columns of the same run are used: ``<stem>prob_class<k>`` for a
-    ``<stem>class_ml`` column (default style, any prefix), or
-    ``<column>_PROB<k>`` (PHANGS style).
-    """
-    patterns = [f"{column}_prob{{k}}"]
-    if column.lower().endswith("class_ml"):
-        patterns.insert(0, column[: -len("class_ml")] + "prob_class{k}")
-    for pattern in patterns:
-        names = {k: find_column(table, pattern.format(k=k)) for k in CLASSES}
-        if None not in names.values():
-            return names
-    return None
-
-
 def _class_probabilities(table, column, classes, prob_columns):
     """Probability of each row's class (NaN where unknown), float64."""
     probs = np.full(len(table), np.nan)
     if prob_columns is None:
-        names = _default_prob_columns(table, column)
+        names = probability_columns(table, column)
         if names is None:
             qual = find_column(table, f"{column}_qual")
             if qual is not None:

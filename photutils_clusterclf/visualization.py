@@ -169,7 +169,7 @@ def _image_bands(images):
     return tuple(images.bands) if hasattr(images, "bands") else tuple(images)
 
 
-def _default_rgb_bands(available):
+def default_rgb_bands(available):
     """Red, green, blue filters chosen from ``available`` (distinct where possible)."""
     chosen = []
     for preference in _RGB_PREFERENCE:
@@ -262,7 +262,7 @@ def _rgb_view(images, *, bands, stretch, region, max_size):
     if isinstance(images, Mapping):
         images = {str(band).upper(): data for band, data in images.items()}
     available = _image_bands(images)
-    bands = _default_rgb_bands(available) if bands is None else tuple(
+    bands = default_rgb_bands(available) if bands is None else tuple(
         str(b).upper() for b in bands)
     if len(bands) != 3:
         raise ValueError(f"bands must name 3 filters (red, green, blue), got {bands}")
