@@ -97,3 +97,17 @@ def classified_field(directory, *, shape=(200, 200), n_candidates=12, seed=3):
     paths = field.write(directory)
     write_table(table, directory / "classified.fits")
     return table, directory / "classified.fits", paths
+
+
+def assert_same_cutout(shown, expected, *, other=None):
+    """A displayed 8-bit cutout ``shown`` is ``expected`` up to JPEG error.
+
+    With ``other`` (another candidate's cell), ``shown`` must also be much
+    closer to ``expected`` than ``other`` is.
+    """
+    shown, expected = np.asarray(shown, float), np.asarray(expected, float)
+    assert np.corrcoef(shown.ravel(), expected.ravel())[0, 1] > 0.9
+    error = np.mean(np.abs(shown - expected))
+    assert error < 15
+    if other is not None:
+        assert error < 0.5 * np.mean(np.abs(np.asarray(other, float) - expected))
