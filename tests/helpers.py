@@ -56,22 +56,25 @@ def make_wcs(shape=None, *, crpix=None, crval=(65.0, -54.9), scale_arcsec=0.0396
     return wcs
 
 
-def require_programs(*names):
+def require_programs(*names, modules=()):
     """Skip the calling test when a program is missing, except in CI, where it fails.
 
-    CI installs the programs (``.ci/run``), so a missing one there is an
-    error in the set-up, not a reason to skip.
+    CI installs the programs (``.ci/run``) and the Python ``modules`` (the
+    test extra), so a missing one there is an error in the set-up, not a
+    reason to skip.
     """
+    import importlib.util
     import os
     import shutil
 
     import pytest
 
     missing = [name for name in names if shutil.which(name) is None]
+    missing += [name for name in modules if importlib.util.find_spec(name) is None]
     if not missing:
         return
     message = (f"{', '.join(missing)} not installed (Debian: apt-get install saods9 xvfb "
-               "xauth chromium chromium-driver)")
+               "xauth chromium chromium-driver; pip install selenium)")
     if os.environ.get("CI"):
         pytest.fail(f"{message}; CI must install them")
     pytest.skip(message)

@@ -26,8 +26,8 @@ pytestmark = pytest.mark.slow  # starts Chromium
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
-    require_programs("chromium", "chromedriver")
-    webdriver = pytest.importorskip("selenium.webdriver", reason="pip install selenium")
+    require_programs("chromium", "chromedriver", modules=["selenium"])
+    from selenium import webdriver
     directory = tmp_path_factory.mktemp("browser")
     table, catalog, _ = classified_field(directory, shape=(300, 300), n_candidates=130,
                                          seed=21)
