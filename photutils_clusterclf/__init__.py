@@ -9,6 +9,7 @@ Wei et al. 2020, MNRAS 493, 3178.
 from ._meta import __bibtex__, __citation__, __version__
 from .catalogs import read_catalog, read_legus_catalog, read_phangs_catalog
 from .classifier import ClusterClassifier
+from .consensus import consensus_labels
 from .cutouts import CutoutBatch, extract_cutouts
 from .evaluation import EvaluationReport
 from .images import MultiBandImage
@@ -23,6 +24,7 @@ __all__ = [
     "MultiBandImage",
     "build_model",
     "class_regions",
+    "consensus_labels",
     "extract_cutouts",
     "read_catalog",
     "read_legus_catalog",
