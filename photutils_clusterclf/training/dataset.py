@@ -158,7 +158,7 @@ class TrainingSet:
 
     @classmethod
     def from_galaxies(cls, galaxies, *, label_column, cutout_size=DEFAULT_CUTOUT_SIZE, bands=None,
-                      origin=None, mapping=None, progress_bar=True):
+                      origin=None, mapping=None, progress_bar=False):
         """Build a training set from labelled catalogues and their images.
 
         Labels are folded with `~photutils_clusterclf.classes.fold_classes`

@@ -97,9 +97,10 @@ def _epoch_order(train_idx, labels, class_balance, generator):
     """Global order of the training rows for one epoch (identical on every rank)."""
     if class_balance == "sampler":
         counts = np.bincount(labels[train_idx], minlength=max(CLASSES) + 1)
-        prob = torch.from_numpy(1.0 / counts[labels[train_idx]])
-        pick = torch.multinomial(prob, train_idx.size, replacement=True, generator=generator)
-        return train_idx[pick.numpy()]
+        sampler = torch.utils.data.WeightedRandomSampler(
+            torch.from_numpy(1.0 / counts[labels[train_idx]]), train_idx.size,
+            replacement=True, generator=generator)
+        return train_idx[np.fromiter(sampler, dtype=np.int64, count=train_idx.size)]
     return train_idx[torch.randperm(train_idx.size, generator=generator).numpy()]
 
 
@@ -420,7 +421,7 @@ def _training_record(training_set, options, opts, split, train_idx, val_idx, ctx
     }
 
 
-def train_classifier(training_set, options=None, *, device="auto", progress_bar=True,
+def train_classifier(training_set, options=None, *, device="auto", progress_bar=False,
                      checkpoint_dir=None, resume=False, log=None, **option_values):
     """Train a network (or an ensemble) on a `TrainingSet`.
 
