@@ -17,6 +17,7 @@ import contextlib
 import copy
 import dataclasses
 import inspect
+import math
 import time
 import warnings
 from pathlib import Path
@@ -30,6 +31,7 @@ from astropy.utils.exceptions import AstropyUserWarning
 from ..checkpoint import ModelCard
 from ..classes import CLASSES
 from ..classifier import ClusterClassifier
+from ..evaluation import EvaluationReport
 from ..fileio import atomic_output
 from ..models import build_model, check_input_size, imagenet_weights_file
 from ..preprocessing import Normalization, prepare_batch, random_augment
@@ -132,10 +134,10 @@ def _confusion(logits, targets):
 
 
 def _recalls(confusion):
-    totals = confusion.sum(dim=1)
-    recall = [float(confusion[i, i] / totals[i]) if totals[i] else None for i in range(len(CLASSES))]
-    present = [r for r in recall if r is not None]
-    return recall, (float(np.mean(present)) if present else None)
+    """Per-class recalls (None where a class is absent) and their mean over present ones."""
+    report = EvaluationReport.from_confusion(confusion.numpy())
+    recall = [None if math.isnan(r) else r for r in report.recall.values()]
+    return recall, report.macro_recall
 
 
 def _validation_batches(ts, val_idx, ctx, normalization, input_size, batch_size):
