@@ -301,7 +301,7 @@ class ClusterClassifier:
 
     def classify(self, source, images, *, origin=None, use="auto", columns=None, tta=False,
                  aggregate="mean", column_style="default", prefix="", tag=None,
-                 batch_size=None, progress_bar=True, copy=True):
+                 batch_size=None, progress_bar=False, copy=True):
         """Classify candidates and return the catalogue with class columns added.
 
         Parameters

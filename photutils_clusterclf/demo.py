@@ -133,7 +133,7 @@ def _save_confusion_figure(report_human, report_true, path):
 
 
 def run_demo(out_dir="clusterclf-demo", *, quick=False, retrain=False, device="auto",
-             progress_bar=True, printer=print):
+             progress_bar=False, printer=print):
     """Simulate, train, classify a held-out galaxy and write every product.
 
     Parameters

@@ -49,23 +49,23 @@ MIN_INPUT_SIZE = {
     "small_cnn": 8,
 }
 
-# Per architecture: torchvision weights enum (None: no ImageNet weights),
-# state-dict prefix of the first convolution and of the final linear layer.
-_SPECS = {
-    "resnet18": (torchvision.models.ResNet18_Weights.IMAGENET1K_V1, "conv1", "fc"),
-    "resnet34": (torchvision.models.ResNet34_Weights.IMAGENET1K_V1, "conv1", "fc"),
-    "vgg19_bn": (
-        torchvision.models.VGG19_BN_Weights.IMAGENET1K_V1,
-        "features.0",
-        "classifier.6",
-    ),
-    "vgg11_bn": (
-        torchvision.models.VGG11_BN_Weights.IMAGENET1K_V1,
-        "features.0",
-        "classifier.6",
-    ),
-    "small_cnn": (None, "features.0", "classifier.1"),
+# Per architecture: state-dict prefixes of the first convolution and of the
+# final linear layer (the layers replaced for N bands and 4 classes).
+_LAYERS = {
+    "resnet18": ("conv1", "fc"),
+    "resnet34": ("conv1", "fc"),
+    "vgg19_bn": ("features.0", "classifier.6"),
+    "vgg11_bn": ("features.0", "classifier.6"),
+    "small_cnn": ("features.0", "classifier.1"),
 }
+
+
+def _imagenet_weights(arch):
+    """torchvision's ImageNet weights entry of ``arch`` (None for small_cnn)."""
+    if arch == "small_cnn":
+        return None
+    return torchvision.models.get_model_weights(arch).IMAGENET1K_V1
+
 
 _IMAGENET_CLASSES = 1000
 _RGB = 3
@@ -95,7 +95,7 @@ def resolve_device(device="auto"):
 
 
 def _check_arch(arch):
-    if arch not in _SPECS:
+    if arch not in _LAYERS:
         raise ValueError(
             f"unknown architecture {arch!r}; accepted: {', '.join(ARCHITECTURES)}"
         )
@@ -144,8 +144,8 @@ def _architecture(arch, n_bands, n_classes):
     """Randomly initialised ``arch`` with an ``n_bands`` stem and ``n_classes`` head."""
     if arch == "small_cnn":
         return _small_cnn(n_bands, n_classes)
-    model = getattr(torchvision.models, arch)(weights=None, num_classes=n_classes)
-    parent, _, name = _SPECS[arch][1].rpartition(".")
+    model = torchvision.models.get_model(arch, weights=None, num_classes=n_classes)
+    parent, _, name = _LAYERS[arch][0].rpartition(".")
     holder = model.get_submodule(parent)  # "" is the model itself
     old = getattr(holder, name)
     if n_bands != old.in_channels:
@@ -176,7 +176,7 @@ def imagenet_weights_file(arch):
         Unknown architecture, or one without ImageNet weights (``small_cnn``).
     """
     _check_arch(arch)
-    enum = _SPECS[arch][0]
+    enum = _imagenet_weights(arch)
     if enum is None:
         raise ValueError(
             f"architecture {arch} has no ImageNet weights; use weights=None or a "
@@ -218,7 +218,7 @@ def _imagenet_state_dict(arch):
     path = imagenet_weights_file(arch)
     if path.is_file():
         return _read_state_dict(path)
-    enum = _SPECS[arch][0]
+    enum = _imagenet_weights(arch)
     if os.environ.get("CLUSTERCLF_OFFLINE", "") not in ("", "0"):
         reason = "CLUSTERCLF_OFFLINE is set"
     elif not _reachable(enum.url):
@@ -262,7 +262,7 @@ def _adapt_imagenet(state, arch, n_bands):
     The stem kernel becomes the mean over RGB repeated over the bands times
     3 / n_bands, so a flat image gives the same activations.
     """
-    _, stem, head = _SPECS[arch]
+    stem, head = _LAYERS[arch]
     state = {k: v for k, v in state.items() if not k.startswith(head + ".")}
     w = state[stem + ".weight"]
     state[stem + ".weight"] = w.mean(dim=1, keepdim=True).repeat(1, n_bands, 1, 1) * (
@@ -273,7 +273,7 @@ def _adapt_imagenet(state, arch, n_bands):
 
 def _load_weights(model, state, arch, n_bands, n_classes, source):
     """Load ``state`` into ``model``: ImageNet-shaped (adapted) or ours (as is)."""
-    _, stem, head = _SPECS[arch]
+    stem, head = _LAYERS[arch]
     stem_w, head_w = state.get(stem + ".weight"), state.get(head + ".weight")
     if stem_w is None or head_w is None:
         raise ValueError(

@@ -219,6 +219,7 @@ def test_in_memory_inputs_and_custom_out_path(field, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "custom.ecsv",
         "mem_classes.reg",
+        "mem_done.json",
     ]
     assert "clusterclf" not in table.meta  # the caller's table is not modified
 
@@ -233,7 +234,7 @@ def test_in_memory_inputs_and_custom_out_path(field, tmp_path):
         ),
         ({"duplicate": True}, ValueError, "unique; repeated: gal0"),
         ({"jobs": []}, ValueError, "no galaxies"),
-        ({"model": "missing.pt"}, CheckpointError, "does not exist"),
+        ({"model": "missing.pt"}, FileNotFoundError, "does not exist"),
     ],
 )
 def test_bad_arguments_fail_before_work(field, tmp_path, kwargs, exc, match):
@@ -362,14 +363,21 @@ def test_cli_classify_many(field, tmp_path, capsys):
     assert sorted(p.name for p in out_dir.iterdir()) == [
         "gal0_classes.reg",
         "gal0_classified.fits",
+        "gal0_done.json",
         "gal1_classes.reg",
         "gal1_classified.fits",
+        "gal1_done.json",
     ]
     assert "classified 2 galaxies" in capsys.readouterr().out
-    # Existing outputs without --overwrite: exit 2, one line.
+    # The same run again: both galaxies are verified by checksum and skipped.
+    assert main(args) == 0
+    assert "0 galaxies classified, 2 already done" in capsys.readouterr().out
+    # An output changed since: not verified, and not replaced without --overwrite.
+    with open(out_dir / "gal1_classes.reg", "a") as fh:
+        fh.write("# edited\n")
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "already exists" in err
+    assert err.count("\n") == 1 and "gal1_classified.fits already exists" in err
     assert main(args + ["--overwrite"]) == 0
 
 
@@ -481,3 +489,66 @@ def test_cli_classify_many_on_scheduler(field, client, tmp_path):
     )
     assert len(list(out_dir.glob("*_classified.fits"))) == len(field["galaxies"])
     assert len(list(out_dir.glob("*_classes.reg"))) == len(field["galaxies"])
+
+
+@pytest.mark.slow
+def test_lost_worker_galaxy_fails_with_reason_and_a_rerun_does_only_the_rest(
+    field, tmp_path
+):
+    # A worker is killed while it holds a galaxy. With no retries allowed, that
+    # galaxy is reported failed with its reason, the others are classified, no
+    # output is partial; running the same jobs again redoes only the failed one.
+    import os
+    import signal
+    import threading
+
+    import dask
+    distributed = pytest.importorskip("distributed")
+    jobs = _jobs(field)
+    out_dir = tmp_path / "out"
+    outcome = {}
+
+    def run(client):
+        try:
+            outcome["results"] = classify_many(jobs, field["model"], client=client,
+                                               out_dir=out_dir, device="cpu")
+        except ClassifyManyError as exc:
+            outcome["error"] = exc
+
+    with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 0}),
+        distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                                 dashboard_address=None) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        pids = client.run(os.getpid)
+        thread = threading.Thread(target=run, args=(client,))
+        thread.start()
+        holding = {}
+        while thread.is_alive() and not holding:
+            holding = {w: keys for w, keys in client.processing().items()
+                       if any(str(k).startswith("clusterclf-") for k in keys)}
+        assert holding, "the run ended before a worker could be killed"
+        os.kill(pids[next(iter(holding))], signal.SIGKILL)
+        thread.join(timeout=300)
+    error = outcome["error"]
+    assert set(error.results) | set(error.errors) == {job.name for job in jobs}
+    assert error.errors and all(
+        "KilledWorker" in type(exc).__name__ for exc in error.errors.values())
+    assert not [p for p in out_dir.iterdir() if ".part" in p.name]
+    for name in error.errors:
+        assert not list(out_dir.glob(f"{name}_*"))
+    before = {}
+    for name in error.results:
+        files = [out_dir / f"{name}{s}" for s in ("_classified.fits", "_classes.reg",
+                                                  "_done.json")]
+        before.update({p: (p.stat().st_mtime_ns, p.read_bytes()) for p in files})
+    # The rerun: done galaxies are verified by checksum and left alone.
+    again = classify_many(jobs, field["model"], out_dir=out_dir, device="cpu")
+    assert list(again) == [job.name for job in jobs]
+    for path, (mtime, content) in before.items():
+        assert path.stat().st_mtime_ns == mtime and path.read_bytes() == content
+    for name in error.errors:
+        assert (out_dir / f"{name}_done.json").is_file()
+        np.testing.assert_array_equal(Table.read(out_dir / f"{name}_classified.fits")
+                                      ["class_ml"], again[name]["class_ml"])

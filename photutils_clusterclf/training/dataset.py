@@ -170,7 +170,7 @@ class TrainingSet:
 
     @classmethod
     def from_galaxies(cls, galaxies, *, label_column, cutout_size=DEFAULT_CUTOUT_SIZE, bands=None,
-                      origin=None, mapping=None, progress_bar=True, soft_label_columns=None):
+                      origin=None, mapping=None, progress_bar=False, soft_label_columns=None):
         """Build a training set from labelled catalogues and their images.
 
         Labels are folded with `~photutils_clusterclf.classes.fold_classes`

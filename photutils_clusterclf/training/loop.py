@@ -17,6 +17,7 @@ import contextlib
 import copy
 import dataclasses
 import inspect
+import math
 import time
 import warnings
 from pathlib import Path
@@ -30,6 +31,7 @@ from astropy.utils.exceptions import AstropyUserWarning
 from ..checkpoint import ModelCard
 from ..classes import CLASSES
 from ..classifier import ClusterClassifier
+from ..evaluation import EvaluationReport
 from ..fileio import atomic_output
 from ..models import build_model, check_input_size, imagenet_weights_file
 from ..preprocessing import Normalization, prepare_batch, random_augment
@@ -97,9 +99,10 @@ def _epoch_order(train_idx, labels, class_balance, generator):
     """Global order of the training rows for one epoch (identical on every rank)."""
     if class_balance == "sampler":
         counts = np.bincount(labels[train_idx], minlength=max(CLASSES) + 1)
-        prob = torch.from_numpy(1.0 / counts[labels[train_idx]])
-        pick = torch.multinomial(prob, train_idx.size, replacement=True, generator=generator)
-        return train_idx[pick.numpy()]
+        sampler = torch.utils.data.WeightedRandomSampler(
+            torch.from_numpy(1.0 / counts[labels[train_idx]]), train_idx.size,
+            replacement=True, generator=generator)
+        return train_idx[np.fromiter(sampler, dtype=np.int64, count=train_idx.size)]
     return train_idx[torch.randperm(train_idx.size, generator=generator).numpy()]
 
 
@@ -131,10 +134,10 @@ def _confusion(logits, targets):
 
 
 def _recalls(confusion):
-    totals = confusion.sum(dim=1)
-    recall = [float(confusion[i, i] / totals[i]) if totals[i] else None for i in range(len(CLASSES))]
-    present = [r for r in recall if r is not None]
-    return recall, (float(np.mean(present)) if present else None)
+    """Per-class recalls (None where a class is absent) and their mean over present ones."""
+    report = EvaluationReport.from_confusion(confusion.numpy())
+    recall = [None if math.isnan(r) else r for r in report.recall.values()]
+    return recall, report.macro_recall
 
 
 def _validation_batches(ts, val_idx, ctx, normalization, input_size, batch_size):
@@ -427,7 +430,7 @@ def _training_record(training_set, options, opts, split, train_idx, val_idx, ctx
     }
 
 
-def train_classifier(training_set, options=None, *, device="auto", progress_bar=True,
+def train_classifier(training_set, options=None, *, device="auto", progress_bar=False,
                      checkpoint_dir=None, resume=False, log=None, **option_values):
     """Train a network (or an ensemble) on a `TrainingSet`.
 
