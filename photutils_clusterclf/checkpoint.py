@@ -122,6 +122,11 @@ class ModelCard:
         Library versions; filled in by `save_checkpoint` when empty.
     created : str, optional
         ISO 8601 UTC time; filled in by `save_checkpoint` when empty.
+    temperature : float, optional
+        Temperature ``T > 0`` dividing the logits before the softmax at
+        classification (`photutils_clusterclf.calibration`); fitted on the
+        validation set by training. Cards written before it existed load
+        with 1 (probabilities as trained).
     """
 
     arch: str
@@ -133,8 +138,10 @@ class ModelCard:
     training: dict = dataclasses.field(default_factory=dict)
     versions: dict = dataclasses.field(default_factory=dict)
     created: str = ""
+    temperature: float = 1.0
 
     def __post_init__(self):
+        from .calibration import _check_temperature
         from .models import ARCHITECTURES
         from .preprocessing import Normalization
 
@@ -173,6 +180,10 @@ class ModelCard:
         for name in ("training", "versions"):
             if not isinstance(getattr(self, name), Mapping):
                 raise CheckpointError(f"model card {name} must be a dict")
+        try:
+            self.temperature = _check_temperature(self.temperature)
+        except ValueError as exc:
+            raise CheckpointError(f"model card {exc}") from None
 
     def to_dict(self):
         """Plain-container form (what the checkpoint file stores)."""

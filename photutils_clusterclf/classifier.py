@@ -8,6 +8,7 @@ exactly as training did.
 
 import concurrent.futures
 import copy
+import dataclasses
 import datetime
 import warnings
 
@@ -261,6 +262,20 @@ class ClusterClassifier:
         return tuple(self.card.bands)
 
     @property
+    def temperature(self):
+        """Temperature dividing the logits before the softmax (the model card's).
+
+        Fitted on the validation set by training (see
+        `photutils_clusterclf.calibration`); 1 gives the probabilities as
+        trained. Setting it changes the probabilities, never the argmax.
+        """
+        return self.card.temperature
+
+    @temperature.setter
+    def temperature(self, value):
+        self.card = dataclasses.replace(self.card, temperature=value)
+
+    @property
     def n_members(self):
         """Number of networks in the ensemble."""
         return len(self.models)
@@ -283,7 +298,7 @@ class ClusterClassifier:
 
     # -- inference ---------------------------------------------------------
     def _member_probs(self, inputs, *, tta):
-        """``(M, n, 4)`` softmax probabilities for a prepared CPU batch."""
+        """``(M, n, 4)`` softmax probabilities (at the card's temperature) for a prepared CPU batch."""
         transforms = range(DIHEDRAL_TRANSFORMS) if tta else (0,)
         cuda = self.device.type == "cuda"
         # Asynchronous only from pinned memory (what `_stream` hands over on CUDA).
@@ -296,7 +311,8 @@ class ClusterClassifier:
         out = []
         with torch.inference_mode(), amp:
             for model in self._runners:
-                p = torch.softmax(model(x).float(), dim=1)
+                # Temperature scaling (calibration.py): T = 1 leaves them as trained.
+                p = torch.softmax(model(x).float() / self.card.temperature, dim=1)
                 out.append(p.reshape(len(transforms), -1, p.shape[1]).mean(dim=0))
         return torch.stack(out).cpu().numpy()
 
@@ -593,6 +609,7 @@ class ClusterClassifier:
             "cutout_size": card.cutout_size,
             "input_size": card.input_size,
             "normalization": dict(card.normalization),
+            "temperature": card.temperature,
             "positions": positions.description,
             "device": str(self.device),
             **options,
