@@ -96,7 +96,10 @@ def _logits(logits):
 
 def _log_probs(z, temperature):
     """``(N, K)`` log of the ensemble-mean ``softmax(z / T)``."""
-    return logsumexp(log_softmax(z / temperature, axis=2), axis=0) - math.log(z.shape[0])
+    log_p = log_softmax(z / temperature, axis=2)
+    if z.shape[0] == 1:
+        return log_p[0]
+    return logsumexp(log_p, axis=0) - math.log(z.shape[0])
 
 
 def _check_temperature(temperature):
@@ -186,7 +189,7 @@ def fit_temperature(logits, labels, *, bounds=TEMPERATURE_BOUNDS):
     def nll(log_t):
         return -_log_probs(z, math.exp(log_t))[rows, y].mean()
 
-    grid = np.linspace(math.log(low), math.log(high), 61)
+    grid = np.linspace(math.log(low), math.log(high), 41)
     values = [nll(g) for g in grid]
     best = int(np.argmin(values))
     if best in (0, grid.size - 1):
