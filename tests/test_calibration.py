@@ -235,6 +235,29 @@ def test_old_checkpoint_without_temperature_loads_with_one(tmp_path):
                                atol=1e-6)
 
 
+def test_recalibration_from_member_probabilities_equals_fitting_the_logits():
+    # The recipe of docs/training.rst: log-probabilities at T = 1 are the
+    # logits up to a constant per row, which the softmax ignores.
+    from photutils_clusterclf.classifier import prepare_batch
+    torch.manual_seed(0)
+    models = [build_model("small_cnn", n_bands=len(BANDS), n_classes=4) for _ in range(2)]
+    clf = ClusterClassifier.from_model(models, arch="small_cnn", bands=BANDS,
+                                       cutout_size=16, device="cpu")
+    cutouts, _ = make_arrays(n=200, seed=3)
+    with torch.no_grad():
+        x = prepare_batch(cutouts, clf.normalization, clf.card.input_size)
+        logits = np.stack([m(x).double().numpy() for m in clf.models])
+    rng = np.random.default_rng(3)
+    labels = np.where(rng.random(200) < 0.7, logits.mean(axis=0).argmax(axis=1) + 1,
+                      rng.integers(1, 5, 200))
+    clf.temperature = 2.0  # whatever it was
+    clf.temperature = 1.0
+    # An untrained network's logits are tiny: its temperature is far below 1.
+    bounds = (1e-5, 100.0)
+    recipe = fit_temperature(np.log(clf.predict_members(cutouts)), labels, bounds=bounds)
+    assert recipe == pytest.approx(fit_temperature(logits, labels, bounds=bounds), rel=1e-4)
+
+
 @pytest.mark.parametrize("value", [0, -1.0, math.inf, math.nan, True, "2"])
 def test_bad_temperature_is_refused(value):
     clf = _classifier()
