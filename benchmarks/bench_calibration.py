@@ -82,7 +82,9 @@ def main(argv=None):
         print(f"no temperature fitted: {fit['reason']}")
         return None
     print(f"validation galaxy sim11mpc ({fit['n_objects']} objects): T = "
-          f"{clf.temperature:.3f}, ECE {fit['ece_before']:.3f} -> {fit['ece_after']:.3f}")
+          f"{clf.temperature:.3f}; NLL {fit['nll_before']:.3f} -> {fit['nll_after']:.3f}, "
+          f"ECE {fit['ece_before']:.3f} -> {fit['ece_after']:.3f}, "
+          f"Brier {fit['brier_before']:.3f} -> {fit['brier_after']:.3f}")
 
     images = heldout.to_multiband_image()
     fitted = clf.temperature
