@@ -9,7 +9,11 @@ temperature 1 (the probabilities as trained) and at the fitted temperature.
 Printed, for both: expected calibration error (15 bins) and Brier score
 against the held-out galaxy's human-like labels (what the temperature was
 fitted to) and against its true classes, and the
-macro recall (unchanged: the temperature moves no argmax). The last line is
+macro recall (unchanged: the temperature moves no argmax). A diagnostic
+row shows what a temperature plus one logit bias per class (fitted the same
+way on the validation galaxy; not what the package does) would give, to
+tell a temperature problem from a class-prior one (class-weighted training
+raises the probabilities of rare classes on purpose). The last line is
 ``ece_before=... ece_after=...`` against the human-like labels.
 
 Run (about 10 min on one loaded CPU thread)::
@@ -18,7 +22,6 @@ Run (about 10 min on one loaded CPU thread)::
 """
 
 import argparse
-import sys
 import time
 import warnings
 
@@ -104,12 +107,55 @@ def main(argv=None):
             if kind == "human-like":
                 curves[name] = report.reliability()
                 ece[when] = report.ece
+        if when == "before":
+            log_p_heldout = np.log(np.column_stack(
+                [table[f"prob_class{k}"] for k in (1, 2, 3, 4)]).astype(np.float64))
+            classified = np.asarray(table["class_ml"]) > 0
+    _bias_diagnostic(clf, training_set, heldout.catalog, log_p_heldout, classified)
     if args.plot:
         save_reliability_diagram(curves, args.plot, overwrite=True,
                                  title="held-out galaxy vs human-like labels")
         print(f"wrote {args.plot}")
     print(f"ece_before={ece['before']:.3f} ece_after={ece['after']:.3f}")
     return ece
+
+
+def _fit_temperature_and_bias(log_p, labels):
+    """``(T, b)`` minimising the NLL of ``softmax(log_p / T + b)`` (b of class 4 is 0)."""
+    from scipy.optimize import minimize
+    from scipy.special import log_softmax
+
+    rows = np.arange(labels.size)
+
+    def nll(theta):
+        return -log_softmax(log_p / np.exp(theta[0]) + np.r_[theta[1:], 0.0],
+                            axis=1)[rows, labels - 1].mean()
+
+    theta = minimize(nll, np.zeros(4), method="L-BFGS-B").x
+    return float(np.exp(theta[0])), np.r_[theta[1:], 0.0]
+
+
+def _bias_diagnostic(clf, training_set, heldout_catalog, log_p_heldout, classified):
+    """Print ECE / macro recall on the held-out galaxy with a temperature + class bias."""
+    from scipy.special import softmax
+
+    from photutils_clusterclf.evaluation import EvaluationReport
+
+    if clf.n_members != 1:
+        return  # log(mean of members) is not a member's logits
+    clf.temperature = 1.0
+    val = training_set.galaxy == "sim11mpc"
+    log_p_val = np.log(clf.predict_members(training_set.cutouts[val])[0].astype(np.float64))
+    temperature, bias = _fit_temperature_and_bias(log_p_val, training_set.labels[val])
+    probs = softmax(log_p_heldout[classified] / temperature + bias, axis=1)
+    print(f"diagnostic: T = {temperature:.2f} and class biases "
+          f"{np.array2string(bias, precision=2)} (fitted on sim11mpc):")
+    for truth in ("PHANGS_CLUSTER_CLASS_HUMAN", "CLASS_TRUE"):
+        labels = np.asarray(heldout_catalog[truth])[classified]
+        report = EvaluationReport(labels, probs.argmax(axis=1) + 1, probs=probs)
+        kind = "human-like" if truth.startswith("PHANGS") else "true"
+        print(f"{'T + bias':<12} {kind:<10} {report.ece:6.3f}  {report.brier_score:6.3f} "
+              f"{report.macro_recall:6.3f}")
 
 
 if __name__ == "__main__":
