@@ -22,6 +22,8 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, logsumexp
 
+from .utils.validation import check_positive
+
 __all__ = [
     "ReliabilityCurve",
     "brier_score",
@@ -102,13 +104,6 @@ def _log_probs(z, temperature):
     return logsumexp(log_p, axis=0) - math.log(z.shape[0])
 
 
-def _check_temperature(temperature):
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.number)) \
-            or not math.isfinite(temperature) or temperature <= 0:
-        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
-    return float(temperature)
-
-
 def temperature_softmax(logits, temperature=1.0):
     """Probabilities ``softmax(logits / T)``, averaged over ensemble members.
 
@@ -124,7 +119,7 @@ def temperature_softmax(logits, temperature=1.0):
     probs : `numpy.ndarray`
         ``(N, K)`` float64.
     """
-    return np.exp(_log_probs(_logits(logits), _check_temperature(temperature)))
+    return np.exp(_log_probs(_logits(logits), check_positive("temperature", temperature)))
 
 
 def negative_log_likelihood(probs, labels):
@@ -341,7 +336,8 @@ def calibration_summary(logits, labels, temperature, *, n_bins=15):
         ``_before`` and ``_after`` (plain floats, for a model card).
     """
     z = _logits(logits)
-    out = {"temperature": _check_temperature(temperature), "n_objects": int(z.shape[1])}
+    out = {"temperature": check_positive("temperature", temperature),
+           "n_objects": int(z.shape[1])}
     for when, t in (("before", 1.0), ("after", out["temperature"])):
         p = temperature_softmax(z, t)
         out[f"nll_{when}"] = negative_log_likelihood(p, labels)

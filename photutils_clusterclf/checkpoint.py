@@ -12,9 +12,7 @@ run code. Every problem is reported as a one-line `CheckpointError`.
 
 import dataclasses
 import datetime
-import importlib.metadata
 import pickle
-import platform
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -23,6 +21,8 @@ import torch
 
 from .classes import CLASSES
 from .fileio import atomic_output, sha256_file
+from .utils.provenance import software_versions
+from .utils.validation import check_positive
 
 __all__ = [
     "FORMAT_VERSION",
@@ -75,28 +75,6 @@ def _plain(value, where):
     )
 
 
-def _versions():
-    """Versions of the package and the libraries that shape its results."""
-    try:
-        from . import __version__ as package_version
-    except ImportError:  # package __init__ without __version__ (or not yet written)
-        try:
-            package_version = importlib.metadata.version("photutils-clusterclf")
-        except importlib.metadata.PackageNotFoundError:
-            package_version = "unknown"
-    import astropy
-    import torchvision
-
-    return {
-        "photutils_clusterclf": str(package_version),
-        "torch": str(torch.__version__),
-        "torchvision": torchvision.__version__,
-        "astropy": astropy.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-    }
-
-
 @dataclasses.dataclass
 class ModelCard:
     """Everything needed to apply a model exactly as it was trained.
@@ -141,7 +119,6 @@ class ModelCard:
     temperature: float = 1.0
 
     def __post_init__(self):
-        from .calibration import _check_temperature
         from .models import ARCHITECTURES
         from .preprocessing import Normalization
 
@@ -181,7 +158,7 @@ class ModelCard:
             if not isinstance(getattr(self, name), Mapping):
                 raise CheckpointError(f"model card {name} must be a dict")
         try:
-            self.temperature = _check_temperature(self.temperature)
+            self.temperature = check_positive("temperature", self.temperature)
         except ValueError as exc:
             raise CheckpointError(f"model card {exc}") from None
 
@@ -275,7 +252,7 @@ def save_checkpoint(path, card, state_dicts, *, overwrite=False):
         raise TypeError(f"card must be a ModelCard, got {type(card).__name__}")
     card = dataclasses.replace(
         card,
-        versions=dict(card.versions) or _versions(),
+        versions=dict(card.versions) or software_versions(),
         created=card.created
         or datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     )
@@ -328,6 +305,14 @@ def load_checkpoint(path, *, sha256=None):
         raise CheckpointError(
             f"checkpoint {path} has sha256 {digest}, expected {sha256}; "
             "wrong or modified file"
+        )
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    # torch.save writes a zip archive (or, before torch 1.6, a pickle).
+    if magic and magic != b"PK\x03\x04" and magic[:1] != b"\x80":
+        raise CheckpointError(
+            f"{path} is not a clusterclf checkpoint (not a file written by torch.save; "
+            "checkpoints are the .pt files written by training or ClusterClassifier.save)"
         )
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)

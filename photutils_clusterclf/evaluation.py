@@ -11,14 +11,16 @@ error, Brier score and the reliability diagram
 (`photutils_clusterclf.calibration`).
 """
 
+import functools
 import json
 import math
 
 import numpy as np
 from astropy.table import Table
 
-from . import calibration
+from .calibration import brier_score, reliability_curve
 from .classes import CLASSES, UNCLASSIFIED, fold_classes
+from .columns import probability_columns
 from .fileio import atomic_output
 
 __all__ = ["EvaluationReport", "HUMAN_CONSISTENCY", "WEI2020_RECALL"]
@@ -44,14 +46,13 @@ def _json_float(value):
 
 def _prob_columns(table, pred_column, prob_columns):
     """Class -> probability column name for `EvaluationReport.from_table`, or None."""
-    from .regions_io import _default_prob_columns
     if prob_columns is None:
         return None
     if isinstance(prob_columns, str):
         if prob_columns != "auto":
             raise ValueError(f"prob_columns={prob_columns!r}: give 'auto', None or the "
                              "four probability columns of the classes 1-4")
-        return _default_prob_columns(table, pred_column)
+        return probability_columns(table, pred_column)
     names = (dict(prob_columns) if isinstance(prob_columns, dict)
              else dict(zip(CLASSES, prob_columns, strict=False)))
     if sorted(names) != list(CLASSES) or len(prob_columns) != len(CLASSES):
@@ -156,8 +157,29 @@ class EvaluationReport:
                              f"per class 1-4 for each row, got shape {probs.shape}")
         probs = probs[keep]
         # Validates (NaN rows of classified candidates, sums) with one-line errors.
-        calibration.reliability_curve(probs, truth)
+        reliability_curve(probs, truth)
         return probs, truth.astype(np.int64)
+
+    @classmethod
+    def from_confusion(cls, confusion, *, truth_name="truth", pred_name="prediction"):
+        """A report from a (4, 4) confusion matrix (rows: truth, columns: prediction).
+
+        Used where only the counts are at hand (e.g. summed over the ranks
+        of a distributed validation).
+        """
+        confusion = np.asarray(confusion)
+        nc = len(CLASSES)
+        if confusion.shape != (nc, nc):
+            raise ValueError(f"confusion must have shape ({nc}, {nc}), got {confusion.shape}")
+        self = cls.__new__(cls)
+        self.truth_name, self.pred_name, self.mapping = str(truth_name), str(pred_name), None
+        self.n_excluded = self.n_unpredicted = 0
+        self.n = int(confusion.sum())
+        if self.n == 0:
+            raise ValueError("the confusion matrix is empty")
+        self.confusion_matrix = confusion
+        self._calibration = None  # counts only: no probabilities
+        return self
 
     @classmethod
     def from_table(cls, table, truth_column, pred_column, *, prob_columns=None, **kwargs):
@@ -199,7 +221,7 @@ class EvaluationReport:
 
     # ---- metrics -----------------------------------------------------------
 
-    @property
+    @functools.cached_property
     def confusion_matrix_normalized(self):
         """(4, 4) float: each truth row divided by its total (NaN for empty rows)."""
         rows = self.confusion_matrix.sum(axis=1, keepdims=True)
@@ -207,31 +229,31 @@ class EvaluationReport:
             return np.where(rows > 0, self.confusion_matrix / np.maximum(rows, 1),
                             np.nan)
 
-    @property
+    @functools.cached_property
     def support(self):
         """Class -> number of rows with that truth class."""
         rows = self.confusion_matrix.sum(axis=1)
         return {c: int(rows[i]) for i, c in enumerate(CLASSES)}
 
-    @property
+    @functools.cached_property
     def n_predicted(self):
         """Class -> number of rows predicted as that class."""
         cols = self.confusion_matrix.sum(axis=0)
         return {c: int(cols[i]) for i, c in enumerate(CLASSES)}
 
-    @property
+    @functools.cached_property
     def recall(self):
         """Class -> fraction of that truth class predicted as it ("accuracy")."""
         cm = self.confusion_matrix
         return {c: _ratio(cm[i, i], cm[i].sum()) for i, c in enumerate(CLASSES)}
 
-    @property
+    @functools.cached_property
     def precision(self):
         """Class -> fraction of the predictions of that class that are right."""
         cm = self.confusion_matrix
         return {c: _ratio(cm[i, i], cm[:, i].sum()) for i, c in enumerate(CLASSES)}
 
-    @property
+    @functools.cached_property
     def f1(self):
         """Class -> harmonic mean of precision and recall.
 
@@ -247,24 +269,24 @@ class EvaluationReport:
                 out[c] = 2 * p * r / (p + r) if p + r > 0 else 0.0
         return out
 
-    @property
+    @functools.cached_property
     def overall_accuracy(self):
         """Fraction of the ``n`` rows whose prediction equals the truth."""
         return _ratio(np.trace(self.confusion_matrix), self.n)
 
-    @property
+    @functools.cached_property
     def macro_recall(self):
         """Mean of the per-class recalls over the classes present in the truth."""
         values = [v for v in self.recall.values() if not math.isnan(v)]
         return float(np.mean(values))
 
-    @property
+    @functools.cached_property
     def two_class_accuracy(self):
         """Agreement on cluster (classes 1-3) versus not a cluster (class 4)."""
         cm = self.confusion_matrix
         return _ratio(cm[:3, :3].sum() + cm[3, 3], self.n)
 
-    @property
+    @functools.cached_property
     def cluster12_accuracy(self):
         """Agreement on classes 1+2 (bona fide clusters) versus classes 3+4."""
         cm = self.confusion_matrix
@@ -290,19 +312,19 @@ class EvaluationReport:
         if self._calibration is None:
             raise ValueError("this report has no probabilities: pass probs= (or "
                              "prob_columns= to from_table)")
-        return calibration.reliability_curve(*self._calibration, n_bins=n_bins)
+        return reliability_curve(*self._calibration, n_bins=n_bins)
 
-    @property
+    @functools.cached_property
     def ece(self):
         """Expected calibration error (15 bins) of the probabilities; NaN without them."""
         return self.reliability().ece if self.has_probabilities else math.nan
 
-    @property
+    @functools.cached_property
     def brier_score(self):
         """Multi-class Brier score (0 best, 2 worst) of the probabilities; NaN without them."""
         if not self.has_probabilities:
             return math.nan
-        return calibration.brier_score(*self._calibration)
+        return brier_score(*self._calibration)
 
     # ---- output ------------------------------------------------------------
 

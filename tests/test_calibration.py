@@ -238,7 +238,7 @@ def test_old_checkpoint_without_temperature_loads_with_one(tmp_path):
 def test_recalibration_from_member_probabilities_equals_fitting_the_logits():
     # The recipe of docs/training.rst: log-probabilities at T = 1 are the
     # logits up to a constant per row, which the softmax ignores.
-    from photutils_clusterclf.classifier import prepare_batch
+    from photutils_clusterclf.preprocessing import prepare_batch
     torch.manual_seed(0)
     models = [build_model("small_cnn", n_bands=len(BANDS), n_classes=4) for _ in range(2)]
     clf = ClusterClassifier.from_model(models, arch="small_cnn", bands=BANDS,
