@@ -140,17 +140,26 @@ def _cmd_evaluate(args):
     from .catalogs import read_catalog
     from .evaluation import EvaluationReport
     from .fileio import check_writable
-    from .visualization import save_confusion_matrix
-    for path in (args.plot, args.json):
+    from .visualization import save_confusion_matrix, save_reliability_diagram
+    for path in (args.plot, args.json, args.reliability_plot):
         if path:
             check_writable(path, overwrite=args.overwrite)
     table = read_catalog(args.catalog)
-    report = EvaluationReport.from_table(table, args.truth_column, args.pred_column)
+    prob_columns = (args.prob_columns if args.prob_columns in ("auto", "none")
+                    else args.prob_columns.split(","))
+    report = EvaluationReport.from_table(table, args.truth_column, args.pred_column,
+                                         prob_columns=None if prob_columns == "none"
+                                         else prob_columns)
+    if args.reliability_plot and not report.has_probabilities:
+        raise ValueError(f"--reliability-plot needs the probability columns of "
+                         f"{args.pred_column}; none found: pass --prob-columns P1,P2,P3,P4")
     print(report)
     if args.json:
         report.write_json(args.json, overwrite=args.overwrite)
     if args.plot:
         save_confusion_matrix(report, args.plot, overwrite=args.overwrite)
+    if args.reliability_plot:
+        save_reliability_diagram(report, args.reliability_plot, overwrite=args.overwrite)
 
 
 def _cmd_consensus(args):
@@ -365,6 +374,12 @@ def _add_evaluate(sub):
     p.add_argument("--pred-column", required=True)
     p.add_argument("--plot", default=None, help="confusion-matrix PNG")
     p.add_argument("--json", default=None, help="report as JSON")
+    p.add_argument("--prob-columns", default="auto",
+                   help="probability columns of classes 1-4 for ECE / Brier score: "
+                        "'auto' (those written with --pred-column, if present), 'none', "
+                        "or P1,P2,P3,P4")
+    p.add_argument("--reliability-plot", default=None,
+                   help="reliability-diagram PNG (needs the probability columns)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_cmd_evaluate)
 
