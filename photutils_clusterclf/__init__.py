@@ -35,6 +35,7 @@ __citation__ = __bibtex__ = """\
 }
 """
 
+from ._threads import num_threads, set_num_threads  # noqa: E402
 from .catalogs import read_catalog, read_legus_catalog, read_phangs_catalog  # noqa: E402
 from .classifier import ClusterClassifier  # noqa: E402
 from .cutouts import CutoutBatch, extract_cutouts  # noqa: E402
@@ -52,8 +53,10 @@ __all__ = [
     "build_model",
     "class_regions",
     "extract_cutouts",
+    "num_threads",
     "read_catalog",
     "read_legus_catalog",
     "read_phangs_catalog",
     "resolve_positions",
+    "set_num_threads",
 ]

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from . import __bibtex__, __version__
+from ._threads import parse_num_threads, set_num_threads
 
 __all__ = ["classify_files", "main"]
 
@@ -22,6 +23,14 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _num_threads(text):
+    """``--num-threads`` value: a positive integer or ``auto`` (None)."""
+    try:
+        return parse_num_threads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _band_files(pairs):
@@ -228,6 +237,9 @@ def _build_parser():
         p.add_argument("--quiet", action="store_true", help="no progress bars")
         if device:
             p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+        p.add_argument("--num-threads", type=_num_threads, default=None, metavar="N",
+                       help="CPU threads for torch (default auto: the CPUs not busy with "
+                            "other processes; see the performance docs)")
 
     p = sub.add_parser("demo", help="simulate galaxies, train, classify a held-out galaxy")
     p.add_argument("--out", default="clusterclf-demo", help="output directory "
@@ -340,6 +352,8 @@ def main(argv=None):
         parser.print_help()
         return EXIT_BAD_INPUT
     try:
+        if hasattr(args, "num_threads"):
+            set_num_threads(args.num_threads)
         args.func(args)
     except (ValueError, TypeError, KeyError, OSError) as exc:
         print(f"clusterclf {args.command}: error: {_message(exc)}", file=sys.stderr)
