@@ -47,7 +47,8 @@ def _band_files(pairs):
 
 
 def classify_files(model, catalog, images, out, *, regions=None, overwrite=False,
-                   sha256=None, device="auto", progress_bar=True, **classify_kwargs):
+                   sha256=None, device="auto", progress_bar=True, check_bands=True,
+                   **classify_kwargs):
     """Classify a catalogue file with images on disk; write the catalogue (and DS9 file).
 
     This is what ``clusterclf classify`` does; the demo and scripts call it
@@ -74,6 +75,9 @@ def classify_files(model, catalog, images, out, *, regions=None, overwrite=False
         ``"auto"``, ``"cpu"`` or ``"cuda"``.
     progress_bar : bool, optional
         Show a progress bar.
+    check_bands : bool, optional
+        Refuse band files whose header or PHANGS name says another band
+        (see `~photutils_clusterclf.MultiBandImage.from_fits`).
     **classify_kwargs
         Passed to `~photutils_clusterclf.ClusterClassifier.classify`.
 
@@ -91,7 +95,7 @@ def classify_files(model, catalog, images, out, *, regions=None, overwrite=False
         check_writable(regions, overwrite=overwrite)
     clf = ClusterClassifier.load(model, device=device, sha256=sha256)
     source = read_candidates(catalog)
-    with MultiBandImage.from_fits(images) as opened:
+    with MultiBandImage.from_fits(images, check_bands=check_bands) as opened:
         table = clf.classify(source, opened, progress_bar=progress_bar, **classify_kwargs)
     write_classified(table, out, regions or None, overwrite=overwrite,
                      **clf.region_options(source, **classify_kwargs))
@@ -105,6 +109,7 @@ def _cmd_classify(args):
                            _band_files(args.images) if args.images else args.images_dir,
                            args.out, regions=args.regions, overwrite=args.overwrite,
                            sha256=args.sha256, device=args.device,
+                           check_bands=not args.ignore_band_headers,
                            progress_bar=not args.quiet, origin=args.origin, use=args.use,
                            tta=args.tta, aggregate=args.aggregate,
                            column_style=args.column_style, batch_size=args.batch_size)
@@ -169,8 +174,9 @@ def _cmd_train(args):
     galaxies = []
     for spec in args.galaxy:
         catalog, images_dir = _parse_galaxy(spec)
-        galaxies.append((read_catalog(catalog), MultiBandImage.from_fits(images_dir),
-                         Path(catalog).stem))
+        images = MultiBandImage.from_fits(images_dir,
+                                          check_bands=not args.ignore_band_headers)
+        galaxies.append((read_catalog(catalog), images, Path(catalog).stem))
     training_set = TrainingSet.from_galaxies(galaxies, label_column=args.label_column,
                                              cutout_size=args.cutout_size,
                                              origin=args.origin,
@@ -279,6 +285,9 @@ def _build_parser():
                    help=f"ensemble members (default {defaults['n_models']})")
     p.add_argument("--seed", type=int, help=f"random seed (default {defaults['seed']})")
     p.add_argument("--origin", type=int, choices=(0, 1), default=None)
+    p.add_argument("--ignore-band-headers", action="store_true",
+                   help="trust the band names given even where a file's FILTER keyword "
+                        "or PHANGS name says another band")
     p.add_argument("--checkpoint-dir", default=None, help="write a resumable state each epoch")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir")
     p.add_argument("--overwrite", action="store_true")
@@ -290,6 +299,9 @@ def _build_parser():
     p.add_argument("--catalog", required=True,
                    help="candidate catalogue (FITS, ECSV, CSV, LEGUS .tab) or DS9 .reg file")
     _add_images_options(p)
+    p.add_argument("--ignore-band-headers", action="store_true",
+                   help="trust the band names given even where a file's FILTER keyword "
+                        "or PHANGS name says another band")
     p.add_argument("--out", required=True, help="output catalogue (.fits or .ecsv)")
     p.add_argument("--regions", default=None, help="also write a DS9 region file")
     p.add_argument("--origin", type=int, choices=(0, 1), default=None,
