@@ -35,7 +35,7 @@ from pathlib import Path
 import astropy.units as u
 import numpy as np
 import regions
-from astropy.coordinates import SkyCoord
+from astropy.coordinates import Angle, SkyCoord
 from astropy.table import Table
 from astropy.utils.exceptions import AstropyUserWarning
 from astropy.wcs import WCS
@@ -125,7 +125,9 @@ def resolve_positions(source, images=None, *, origin=None, use="auto", columns=N
           ``PHANGS_RA/PHANGS_DEC``, ``ra/dec``, ``RAJ2000/DEJ2000``,
           ``ALPHA_J2000/DELTA_J2000``, ``ra_deg/dec_deg``). Sky columns are
           angles (unitless values are degrees) taken in the frame of the
-          reference WCS;
+          reference WCS, or text: sexagesimal (``"01:36:41.7"``,
+          ``"1h36m41.7s"``: right ascension in hours; ``"+15:47:01"``) or
+          decimal degrees;
         - a `~astropy.coordinates.SkyCoord` (scalar or array);
         - a `~regions.PointPixelRegion`, `~regions.CirclePixelRegion`,
           `~regions.PointSkyRegion` or `~regions.CircleSkyRegion`, a list of
@@ -368,9 +370,39 @@ def _table_skycoord(table, sky, frame=None):
     """
     if isinstance(sky, str):
         return table[sky]
-    lon = _column_values(table[sky[0]], sky[0], "sky")
-    lat = _column_values(table[sky[1]], sky[1], "sky")
-    return SkyCoord(lon, lat, unit=u.deg, frame="icrs" if frame is None else frame)
+    frame = "icrs" if frame is None else frame
+    equatorial = getattr(frame, "name", frame) in ("icrs", "fk5", "fk4", "fk4noeterms")
+    lon = _sky_degrees(table[sky[0]], sky[0], u.hourangle if equatorial else u.deg)
+    lat = _sky_degrees(table[sky[1]], sky[1], u.deg)
+    return SkyCoord(lon, lat, unit=u.deg, frame=frame)
+
+
+def _sky_degrees(column, name, string_unit):
+    """Degrees of a sky column; text columns may hold sexagesimal angles.
+
+    Text such as ``"01:36:41.7"`` or ``"+15:47:01"`` (or with letters,
+    ``"1h36m41.7s"``) is parsed by `~astropy.coordinates.Angle`, in
+    ``string_unit`` (hours for right ascension) unless the text names its
+    unit; text that is a plain number is taken as degrees, like numeric
+    columns. Empty or masked entries become NaN.
+    """
+    if np.asarray(column).dtype.kind not in "US":
+        return _column_values(column, name, "sky")
+    text = np.char.strip(np.ma.getdata(column).astype(str))
+    missing = np.ma.getmaskarray(column) | (text == "")
+    degrees = np.full(text.shape, np.nan)
+    try:
+        degrees[~missing] = text[~missing].astype(np.float64)
+    except ValueError:
+        try:
+            degrees[~missing] = Angle(text[~missing], unit=string_unit).deg
+        except ValueError as exc:
+            raise ValueError(
+                f"column {name} holds text that is not an angle ({exc}); accepted are "
+                f"numbers in degrees or sexagesimal text such as "
+                f"{'01:36:41.7 (hours)' if string_unit == u.hourangle else '+15:47:01'}"
+            ) from None
+    return degrees
 
 
 def _accepted_names():
