@@ -10,14 +10,18 @@ moment (the run queue of ``/proc/loadavg``), at least 1, and never more
 than torch's own default. ``OMP_NUM_THREADS`` set
 in the environment is respected.
 
-torch is imported only when a thread count is applied.
+torch is imported only when a thread count is applied with
+`set_num_threads`; `apply_num_threads` (what the ``clusterclf`` commands
+call before any work) does not import it.
 """
 
 import contextlib
 import os
+import sys
 import time
 
-__all__ = ["default_num_threads", "num_threads", "parse_num_threads", "set_num_threads"]
+__all__ = ["apply_num_threads", "default_num_threads", "num_threads", "parse_num_threads",
+           "set_num_threads"]
 
 
 def _usable_cpus():
@@ -75,6 +79,41 @@ def default_num_threads(*, busy=None, cpus=None, torch_default=None):
 
         torch_default = _torch_default(torch)
     return max(1, min(cpus - busy, torch_default))
+
+
+def _physical_cores():
+    """Physical cores among the usable CPUs (torch's default thread count), from sysfs."""
+    cores = set()
+    try:
+        for cpu in os.sched_getaffinity(0):
+            topology = f"/sys/devices/system/cpu/cpu{cpu}/topology/"
+            with open(topology + "physical_package_id") as f1, open(topology + "core_id") as f2:
+                cores.add((f1.read().strip(), f2.read().strip()))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return _usable_cpus()
+    return len(cores) or _usable_cpus()
+
+
+def apply_num_threads(n=None):
+    """Use ``n`` torch threads from now on, without importing torch.
+
+    If torch is imported already, this is `set_num_threads`; otherwise
+    ``OMP_NUM_THREADS`` is set to the number, which torch reads when it is
+    imported (and which child processes inherit), so that commands that
+    stop at bad input do not pay for importing torch.
+
+    Parameters
+    ----------
+    n : int or "auto", optional
+        See `set_num_threads`.
+    """
+    n = parse_num_threads(n)
+    if "torch" in sys.modules:
+        set_num_threads(n)
+        return
+    if n is None:
+        n = default_num_threads(torch_default=_physical_cores())
+    os.environ["OMP_NUM_THREADS"] = str(n)
 
 
 def _torch_default(torch):

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from . import __bibtex__, __version__
-from ._threads import parse_num_threads, set_num_threads
+from ._threads import apply_num_threads, parse_num_threads
 
 __all__ = ["classify_files", "main"]
 
@@ -365,7 +365,7 @@ def main(argv=None):
         return EXIT_BAD_INPUT
     try:
         if hasattr(args, "num_threads"):
-            set_num_threads(args.num_threads)
+            apply_num_threads(args.num_threads)
         args.func(args)
     except (ValueError, TypeError, KeyError, OSError) as exc:
         print(f"clusterclf {args.command}: error: {_message(exc)}", file=sys.stderr)

@@ -1,10 +1,17 @@
 """The torch thread count: validation, the package default, the API and ``--num-threads``."""
 
+import os
+import sys
+
 import pytest
 import torch
 
 from photutils_clusterclf import num_threads, set_num_threads
-from photutils_clusterclf._threads import default_num_threads, parse_num_threads
+from photutils_clusterclf._threads import (
+    apply_num_threads,
+    default_num_threads,
+    parse_num_threads,
+)
 from photutils_clusterclf.cli import main
 
 
@@ -54,6 +61,23 @@ def test_set_num_threads_reaches_torch_and_returns_the_previous_value():
         set_num_threads(0)
 
 
+def test_apply_without_torch_goes_through_the_environment(monkeypatch):
+    # Before torch is imported (the commands' lazy path) the count is left in
+    # OMP_NUM_THREADS, which torch reads when it starts.
+    monkeypatch.delitem(sys.modules, "torch")
+    apply_num_threads("3")
+    assert os.environ["OMP_NUM_THREADS"] == "3"
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    apply_num_threads("auto")
+    assert 1 <= int(os.environ["OMP_NUM_THREADS"]) <= (os.cpu_count() or 1)
+
+
+def test_apply_with_torch_sets_torch(monkeypatch):
+    torch.set_num_threads(2)
+    apply_num_threads(1)
+    assert torch.get_num_threads() == 1 and "OMP_NUM_THREADS" not in os.environ
+
+
 def test_context_manager_restores_after_an_error():
     torch.set_num_threads(2)
     with pytest.raises(RuntimeError):
@@ -85,3 +109,18 @@ def test_cli_refuses_a_bad_thread_count(command, capsys):
     err = capsys.readouterr().err
     assert "--num-threads" in err and "positive integer or 'auto'" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_seeded_training_is_identical_with_the_same_thread_count():
+    """What the docs promise: same data, seed, options and thread count -> same weights."""
+    from photutils_clusterclf.training import TrainingSet, train_classifier
+    from test_training import FAST, _assert_same, _states, make_arrays
+
+    cutouts, labels = make_arrays(n=48)
+    training_set = TrainingSet(cutouts, labels, bands=("F275W", "F336W", "F438W", "F555W",
+                                                       "F814W"))
+    for threads in (1, 2):
+        with num_threads(threads):
+            a = train_classifier(training_set, seed=5, **FAST)
+            b = train_classifier(training_set, seed=5, **FAST)
+        _assert_same(_states(a), _states(b))
