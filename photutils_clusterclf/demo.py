@@ -154,10 +154,13 @@ def format_recall_table(report_human, report_true, members_human=(), members_tru
     """
     from .evaluation import HUMAN_CONSISTENCY, WEI2020_RECALL
 
-    def cell(report, members, k):
-        text = _pct(report.recall[k])
+    def cell(report, members, k=None):
+        def value(r):
+            return r.overall_accuracy if k is None else r.recall[k]
+
+        text = _pct(value(report)).strip() if k is None else _pct(value(report))
         if len(members) > 1:
-            values = [m.recall[k] for m in members]
+            values = [value(m) for m in members]
             text += f" ({_pct(min(values)).strip()}-{_pct(max(values)).strip()})"
         return text
 
@@ -182,9 +185,9 @@ def format_recall_table(report_human, report_true, members_human=(), members_tru
         lines.append(f"{k:>5}  {n:>3}   {cell(report_human, members_human, k):<24s}"
                      f"  {cell(report_true, members_true, k):<20s}"
                      f"   {WEI2020_RECALL[k]:<15s}    {HUMAN_CONSISTENCY[k]}")
-    lines.append(f"overall accuracy: {_pct(report_human.overall_accuracy).strip()} "
-                 f"against the human-like labels, {_pct(report_true.overall_accuracy).strip()} "
-                 "against the true classes")
+    lines.append(f"overall accuracy: {cell(report_human, members_human)} against the "
+                 f"human-like labels, {cell(report_true, members_true)} against the true "
+                 "classes")
     return "\n".join(lines)
 
 

@@ -5,7 +5,11 @@ import re
 import numpy as np
 import pytest
 
-from photutils_clusterclf.demo import confusion_figure, format_recall_table, member_reports
+from photutils_clusterclf.demo import (
+    confusion_figure,
+    format_recall_table,
+    member_reports,
+)
 from photutils_clusterclf.evaluation import EvaluationReport
 
 
@@ -55,7 +59,9 @@ def test_table_says_what_each_column_is_in_one_number_format(reports):
                   "true classes", "ensemble members", "not a comparison"):
         assert words in text
     overall = round(100 * reports["true"].overall_accuracy)
-    assert f"{overall}% against the true classes" in text
+    values = [m.overall_accuracy for m in reports["members_true"]]
+    low, high = round(100 * min(values)), round(100 * max(values))
+    assert f"{overall}% ({low}%-{high}%) against the true classes" in text
 
 
 def test_table_without_members_has_no_range(reports):

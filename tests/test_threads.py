@@ -80,10 +80,9 @@ def test_apply_with_torch_sets_torch(monkeypatch):
 
 def test_context_manager_restores_after_an_error():
     torch.set_num_threads(2)
-    with pytest.raises(RuntimeError):
-        with num_threads(1) as used:
-            assert used == 1 and torch.get_num_threads() == 1
-            raise RuntimeError("inside")
+    with pytest.raises(RuntimeError), num_threads(1) as used:
+        assert used == 1 and torch.get_num_threads() == 1
+        raise RuntimeError("inside")
     assert torch.get_num_threads() == 2
 
 
@@ -113,8 +112,9 @@ def test_cli_refuses_a_bad_thread_count(command, capsys):
 
 def test_seeded_training_is_identical_with_the_same_thread_count():
     """What the docs promise: same data, seed, options and thread count -> same weights."""
-    from photutils_clusterclf.training import TrainingSet, train_classifier
     from test_training import FAST, _assert_same, _states, make_arrays
+
+    from photutils_clusterclf.training import TrainingSet, train_classifier
 
     cutouts, labels = make_arrays(n=48)
     training_set = TrainingSet(cutouts, labels, bands=("F275W", "F336W", "F438W", "F555W",
