@@ -112,7 +112,9 @@ def resolve_positions(source, images=None, *, origin=None, use="auto", columns=N
           ``PHANGS_RA/PHANGS_DEC``, ``ra/dec``, ``RAJ2000/DEJ2000``,
           ``ALPHA_J2000/DELTA_J2000``, ``ra_deg/dec_deg``). Sky columns are
           angles (unitless values are degrees) taken in the frame of the
-          reference WCS;
+          reference WCS, or text: sexagesimal (``"01:36:41.7"``,
+          ``"1h36m41.7s"``: right ascension in hours; ``"+15:47:01"``) or
+          decimal degrees;
         - a `~astropy.coordinates.SkyCoord` (scalar or array);
         - a `~regions.PointPixelRegion`, `~regions.CirclePixelRegion`,
           `~regions.PointSkyRegion` or `~regions.CircleSkyRegion`, a list of
