@@ -8,6 +8,7 @@ Wei et al. 2020, MNRAS 493, 3178.
 
 from ._meta import __bibtex__, __citation__, __version__  # noqa: F401
 from .catalogs import read_catalog, read_legus_catalog, read_phangs_catalog
+from .consensus import consensus_labels
 from .cutouts import CutoutBatch, extract_cutouts
 from .evaluation import EvaluationReport
 from .images import MultiBandImage
@@ -40,6 +41,7 @@ __all__ = [
     "MultiBandImage",
     "build_model",
     "class_regions",
+    "consensus_labels",
     "decode_flags",
     "extract_cutouts",
     "read_catalog",

@@ -153,6 +153,19 @@ def _cmd_evaluate(args):
         save_confusion_matrix(report, args.plot, overwrite=args.overwrite)
 
 
+def _cmd_consensus(args):
+    from .catalogs import read_catalog
+    from .consensus import consensus_labels
+    from .fileio import check_writable, write_table
+    check_writable(args.out, overwrite=args.overwrite)
+    table = consensus_labels(read_catalog(args.catalog), columns=args.columns,
+                             method=args.method, ties=args.ties)
+    n = int((table["consensus_class"] > 0).sum())
+    write_table(table, args.out, overwrite=args.overwrite)
+    print(f"{args.method} consensus of {', '.join(args.columns)}: {n} of {len(table)} "
+          f"candidates have a class; wrote {args.out}")
+
+
 def _cmd_simulate(args):
     from .datasets import simulate_field
     out = Path(args.out)
@@ -341,6 +354,19 @@ def _add_evaluate(sub):
     p.set_defaults(func=_cmd_evaluate)
 
 
+def _add_consensus(sub):
+    p = sub.add_parser("consensus", help="consensus class of several labellers' class columns")
+    p.add_argument("--catalog", required=True, help="catalogue with the labellers' class columns")
+    p.add_argument("--columns", nargs="+", required=True, metavar="COLUMN",
+                   help="one class column per labeller, first = lead (breaks majority ties)")
+    p.add_argument("--method", choices=("majority", "dawid-skene"), default="majority")
+    p.add_argument("--ties", choices=("first", "none"), default="first",
+                   help="majority ties: first column's vote (default) or class 0")
+    p.add_argument("--out", required=True, help="output catalogue (.fits, .ecsv or .csv)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_cmd_consensus)
+
+
 def _add_regions(sub):
     p = sub.add_parser("regions", help="DS9 region file of classified candidates")
     p.add_argument("--catalog", required=True)
@@ -372,6 +398,7 @@ def _build_parser():
     _add_classify(sub)
     _add_classify_many(sub)
     _add_evaluate(sub)
+    _add_consensus(sub)
     _add_regions(sub)
     return parser
 
