@@ -107,7 +107,7 @@ def _log_joint(votes, log_confusion, log_prior):
     return out
 
 
-def dawid_skene(votes, *, smoothing=0.01, tol=1e-6, max_iter=500):
+def dawid_skene(votes, *, smoothing=0.01, tol=1e-6, max_iter=5000):
     """Dawid-Skene estimates of the true classes and of each labeller's confusion matrix.
 
     Expectation-maximisation over the labellers' confusion matrices and the
@@ -232,7 +232,7 @@ def _check_columns(table, columns):
 
 
 def consensus_labels(table, *, columns, method="majority", mapping=None, ties="first",
-                     smoothing=0.01, tol=1e-6, max_iter=500):
+                     smoothing=0.01, tol=1e-6, max_iter=5000):
     """Consensus class of several labellers' class columns.
 
     Parameters
