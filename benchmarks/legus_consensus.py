@@ -64,6 +64,12 @@ def consensus_lines(table):
     votes = np.stack([np.asarray(table[c]) > 0 for c in VOTERS], axis=1).sum(axis=1)
     lines = [f"votes per candidate from {', '.join(VOTERS)}: "
              + ", ".join(f"{k}: {int(np.sum(votes == k))}" for k in range(len(VOTERS) + 1))]
+    mag = np.asarray(table["mag_F555W"])
+    human = np.asarray(table["class_human_mode"]) > 0
+    detected = mag < 99  # 99.999 = no detection
+    lines.append("median F555W magnitude of the candidates with / without class_human_mode: "
+                 f"{np.median(mag[detected & human]):.2f} / "
+                 f"{np.median(mag[detected & ~human]):.2f}")
     results = {method: consensus_labels(table, columns=list(VOTERS), method=method)
                for method in ("majority", "dawid-skene")}
     meta = results["dawid-skene"].meta["consensus"]
