@@ -24,6 +24,7 @@ gets ``consensus_class`` 0, ``consensus_n_votes`` 0 and NaN agreement and
 probabilities.
 """
 
+import numbers
 import warnings
 from dataclasses import dataclass
 
@@ -32,6 +33,7 @@ from astropy.table import QTable
 from astropy.utils.exceptions import AstropyUserWarning
 
 from .classes import CLASSES, UNCLASSIFIED, fold_classes
+from .utils.validation import check_choice, check_integer
 
 __all__ = ["CONSENSUS_METHODS", "DawidSkeneResult", "consensus_labels", "dawid_skene"]
 
@@ -89,13 +91,12 @@ def _vote_counts(votes):
     return np.stack([(votes == c).sum(axis=1) for c in CLASSES], axis=1)
 
 
-def _check_positive(name, value, *, integer=False):
-    ok = np.isscalar(value) and not isinstance(value, bool) and np.isfinite(value) and value > 0
-    if ok and integer:
-        ok = int(value) == value
-    if not ok:
-        kind = "a positive integer" if integer else "a positive finite number"
-        raise ValueError(f"{name} must be {kind}, got {value!r}")
+def _check_positive(name, value):
+    """``value`` as a float, or `ValueError` if it is not a positive finite number."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if not (ok and np.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return float(value)
 
 
 def _log_joint(votes, log_confusion, log_prior):
@@ -150,9 +151,9 @@ def dawid_skene(votes, *, smoothing=0.01, tol=1e-6, max_iter=5000):
         On votes other than 0-4, no vote at all, or invalid options.
     """
     votes = _check_votes(votes)
-    _check_positive("smoothing", smoothing)
-    _check_positive("tol", tol)
-    _check_positive("max_iter", max_iter, integer=True)
+    smoothing = _check_positive("smoothing", smoothing)
+    tol = _check_positive("tol", tol)
+    max_iter = check_integer("max_iter", max_iter)
     voted = (votes > 0).any(axis=1)
     if not voted.any():
         raise ValueError("no candidate has a vote (every vote is 0 / missing)")
@@ -170,7 +171,7 @@ def dawid_skene(votes, *, smoothing=0.01, tol=1e-6, max_iter=5000):
     onehot = [np.eye(_K + 1)[sub[:, lab]][:, 1:] for lab in range(sub.shape[1])]
     confusion = prior = None
     converged, change = False, np.inf
-    for n_iter in range(1, int(max_iter) + 1):
+    for n_iter in range(1, max_iter + 1):
         # M-step: expected confusion counts and class frequencies.
         new_confusion = np.stack([post.T @ hot for hot in onehot]) + smoothing
         new_confusion /= new_confusion.sum(axis=2, keepdims=True)
@@ -298,10 +299,8 @@ def consensus_labels(table, *, columns, method="majority", mapping=None, ties="f
     >>> out["consensus_class"].tolist(), out["consensus_n_votes"].tolist()
     ([1, 2, 4, 0], [3, 3, 3, 0])
     """
-    if method not in CONSENSUS_METHODS:
-        raise ValueError(f"method={method!r} is not one of {', '.join(CONSENSUS_METHODS)}")
-    if ties not in TIE_RULES:
-        raise ValueError(f"ties={ties!r} is not one of {', '.join(TIE_RULES)}")
+    check_choice("method", method, CONSENSUS_METHODS)
+    check_choice("ties", ties, TIE_RULES)
     columns = _check_columns(table, columns)
     votes = np.stack([fold_classes(table[c], mapping=mapping) for c in columns],
                      axis=1).astype(np.int64)

@@ -171,12 +171,12 @@ def test_replacing_consensus_columns_warns():
     ({"columns": []}, ValueError, "columns is empty"),
     ({"columns": ["a", "a"]}, ValueError, "repeated"),
     ({"columns": ["a", "zz"]}, KeyError, "'zz' not in the table; available: a, b"),
-    ({"columns": ["a", "b"], "method": "mean"}, ValueError, "majority, dawid-skene"),
-    ({"columns": ["a", "b"], "ties": "random"}, ValueError, "first, none"),
+    ({"columns": ["a", "b"], "method": "mean"}, ValueError, "'majority', 'dawid-skene'"),
+    ({"columns": ["a", "b"], "ties": "random"}, ValueError, "'first', 'none'"),
     ({"columns": ["a", "b"], "method": "dawid-skene", "smoothing": 0}, ValueError,
      "smoothing must be a positive finite number"),
     ({"columns": ["a", "b"], "method": "dawid-skene", "max_iter": 2.5}, ValueError,
-     "max_iter must be a positive integer"),
+     "max_iter must be an integer >= 1"),
 ])
 def test_bad_input_messages(kwargs, error, match):
     table = Table({"a": [1, 2], "b": [2, 2]})
