@@ -82,6 +82,12 @@ class TrainingSet:
     summary : dict, optional
         Counts to report (see `summary`); computed from the arrays when
         omitted.
+    soft_labels : array-like, shape (N, 4), optional
+        Class probabilities to train on instead of ``labels`` (soft labels,
+        e.g. the ``consensus_prob1`` ... ``consensus_prob4`` columns of
+        `~photutils_clusterclf.consensus_labels`): non-negative, rows
+        summing to 1. ``labels`` still drive the class balance and the
+        validation.
 
     Attributes
     ----------
@@ -99,9 +105,12 @@ class TrainingSet:
         class 0), ``invalid_position``, ``no_overlap``, ``no_coverage``),
         ``label_column``, and the same per galaxy under ``galaxies``
         (with ``n_rows``, the catalogue length).
+    soft_labels : `numpy.ndarray` or None
+        ``(N, 4)`` float32 class probabilities, or None (hard labels).
     """
 
-    def __init__(self, cutouts, labels, *, galaxy=None, bands, size=None, summary=None):
+    def __init__(self, cutouts, labels, *, galaxy=None, bands, size=None, summary=None,
+                 soft_labels=None):
         cutouts = np.asarray(cutouts, dtype=np.float32)  # native-endian float32
         if cutouts.ndim != 4 or cutouts.shape[-1] != cutouts.shape[-2]:
             raise ValueError(f"cutouts must have shape (N, B, S, S), got {cutouts.shape}")
@@ -129,6 +138,7 @@ class TrainingSet:
         self.bands = bands
         self.size = int(side)
         self.summary = summary if summary is not None else _summarize(self.labels, galaxy)
+        self.soft_labels = None if soft_labels is None else _check_soft_labels(soft_labels, n)
         self._fingerprint = None
 
     def __len__(self):
@@ -152,13 +162,15 @@ class TrainingSet:
             digest = hashlib.sha256()
             for arr in (np.ascontiguousarray(self.cutouts), self.labels):
                 digest.update(arr.data)
+            if self.soft_labels is not None:
+                digest.update(self.soft_labels.data)
             digest.update(json.dumps([self.galaxy.tolist(), list(self.bands)]).encode())
             self._fingerprint = digest.hexdigest()
         return self._fingerprint
 
     @classmethod
     def from_galaxies(cls, galaxies, *, label_column, cutout_size=DEFAULT_CUTOUT_SIZE, bands=None,
-                      origin=None, mapping=None, progress_bar=False):
+                      origin=None, mapping=None, progress_bar=False, soft_label_columns=None):
         """Build a training set from labelled catalogues and their images.
 
         Labels are folded with `~photutils_clusterclf.classes.fold_classes`
@@ -192,11 +204,19 @@ class TrainingSet:
             Code folding, passed to `~photutils_clusterclf.classes.fold_classes`.
         progress_bar : bool, optional
             Show a progress bar over galaxies.
+        soft_label_columns : sequence of 4 str, optional
+            Columns of class probabilities 1-4 to train on as soft labels
+            (e.g. ``consensus_prob1`` ... ``consensus_prob4`` with
+            ``label_column="consensus_class"``); they must be finite on
+            every labelled row.
 
         Returns
         -------
         `TrainingSet`
         """
+        if soft_label_columns is not None and len(soft_label_columns) != len(CLASSES):
+            raise ValueError("soft_label_columns must name 4 columns (probabilities of the "
+                             f"classes 1-4), got {list(soft_label_columns)}")
         entries = [_galaxy_entry(g, k, label_column, origin) for k, g in enumerate(galaxies)]
         if not entries:
             raise ValueError("no galaxies given: pass a list of (catalog, images[, name]) entries")
@@ -204,7 +224,7 @@ class TrainingSet:
         if len(set(names)) != len(names):
             raise ValueError(f"galaxy names must be unique, got {names}")
         bands = tuple(bands) if bands is not None else tuple(entries[0]["images"].bands)
-        parts, labels, galaxy, excluded, n_rows = [], [], [], {}, {}
+        parts, labels, galaxy, excluded, n_rows, soft = [], [], [], {}, {}, []
         for entry in add_progress_bar(entries, desc="cutouts", unit="galaxy",
                                       enabled=progress_bar):
             catalog, name, column = entry["catalog"], entry["name"], entry["label_column"]
@@ -229,19 +249,24 @@ class TrainingSet:
                               f"({reasons})", AstropyUserWarning)
             parts.append(batch.data[ok])
             labels.append(folded[keep][ok])
+            if soft_label_columns is not None:
+                soft.append(_soft_columns(catalog, soft_label_columns, name)[keep][ok])
             galaxy.append(np.full(int(ok.sum()), name))
             excluded[name], n_rows[name] = reasons, len(catalog)
         labels = np.concatenate(labels).astype(np.int64)
         galaxy = np.concatenate(galaxy)
         summary = _summarize(labels, galaxy, excluded=excluded, n_rows=n_rows,
                              label_column=label_column)
+        if soft_label_columns is not None:
+            summary["soft_label_columns"] = list(soft_label_columns)
         # Galaxies without a single usable object still appear in the summary.
         for name in names:
             summary["galaxies"].setdefault(name, {
                 "n_rows": n_rows[name], "n_objects": 0, "classes": _class_counts(labels[:0]),
                 "n_excluded": excluded[name]})
         return cls(np.concatenate(parts), labels, galaxy=galaxy, bands=bands,
-                   size=cutout_size, summary=summary)
+                   size=cutout_size, summary=summary,
+                   soft_labels=np.concatenate(soft) if soft else None)
 
     def save(self, path, *, overwrite=False):
         """Write the training set to one ``.npz`` file (atomically).
@@ -253,10 +278,12 @@ class TrainingSet:
         overwrite : bool, optional
             Replace an existing file.
         """
+        soft = {} if self.soft_labels is None else {"soft_labels": self.soft_labels}
         with atomic_output(path, overwrite=overwrite) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, version=np.int64(TRAINING_SET_VERSION), cutouts=self.cutouts,
                      labels=self.labels, galaxy=self.galaxy, bands=np.asarray(self.bands),
-                     size=np.int64(self.size), summary=np.asarray(json.dumps(self.summary)))
+                     size=np.int64(self.size), summary=np.asarray(json.dumps(self.summary)),
+                     **soft)
 
     @classmethod
     def load(cls, path):
@@ -277,7 +304,30 @@ class TrainingSet:
                              f"this package reads version {TRAINING_SET_VERSION}")
         return cls(data["cutouts"], data["labels"], galaxy=data["galaxy"],
                    bands=data["bands"].tolist(), size=int(data["size"]),
-                   summary=json.loads(str(data["summary"])))
+                   summary=json.loads(str(data["summary"])),
+                   soft_labels=data.get("soft_labels"))
+
+
+def _check_soft_labels(soft_labels, n):
+    """``(n, 4)`` float32 class probabilities, or `ValueError`."""
+    soft = np.asarray(soft_labels, dtype=np.float64)
+    if soft.shape != (n, len(CLASSES)):
+        raise ValueError(f"soft_labels must have shape ({n}, 4), got {soft.shape}")
+    if not (np.isfinite(soft).all() and (soft >= 0).all()
+            and np.allclose(soft.sum(axis=1), 1, atol=1e-4)):
+        raise ValueError("soft_labels must be finite, non-negative class probabilities "
+                         "whose rows sum to 1")
+    return (soft / soft.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def _soft_columns(catalog, columns, name):
+    """``(rows, 4)`` soft labels of one catalogue (NaN where masked)."""
+    missing = [c for c in columns if c not in catalog.colnames]
+    if missing:
+        raise KeyError(f"soft-label column(s) {', '.join(map(repr, missing))} not in the "
+                       f"catalogue of {name}; columns are {', '.join(catalog.colnames)}")
+    return np.stack([np.ma.filled(np.ma.asarray(catalog[c], dtype=float), np.nan)
+                     for c in columns], axis=1)
 
 
 def _galaxy_entry(item, index, label_column, origin):

@@ -164,6 +164,7 @@ class _Trainer:
         self.train_idx, self.val_idx = split
         self.val_batches = val_batches
         self.targets = torch.from_numpy(ts.labels - 1)
+        self.soft = None if ts.soft_labels is None else torch.from_numpy(ts.soft_labels)
         self.seed = opts["seed"] + member
         self.normalization = normalization
         self.input_size = opts["input_size"]
@@ -262,13 +263,19 @@ class _Trainer:
                 raw = random_augment(torch.from_numpy(raw), self.generator).numpy()
             share = np.array_split(np.arange(batch.size), ctx.world)[ctx.rank]
             x = prepare_batch(raw[share], self.normalization, self.input_size).to(ctx.device)
-            y = labels[batch[share]].to(ctx.device)
-            denom = self.class_weights[labels[batch]].sum()
+            if self.soft is None:
+                y = labels[batch[share]].to(ctx.device)
+                weight, denom = w[y], self.class_weights[labels[batch]].sum()
+            else:
+                # Soft labels: cross entropy against class probabilities, each
+                # object weighted by its expected class weight.
+                y = self.soft[batch[share]].to(ctx.device)
+                weight, denom = y @ w, (self.soft[batch] @ self.class_weights).sum()
             logits = self.network(x)
             # Sum over this rank's share / global weight sum, times the world
             # size because DDP averages gradients over ranks: the gradient is
             # that of the global weighted mean loss.
-            loss = (F.cross_entropy(logits, y, reduction="none") * w[y]).sum() / denom * ctx.world
+            loss = (F.cross_entropy(logits, y, reduction="none") * weight).sum() / denom * ctx.world
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
