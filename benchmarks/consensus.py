@@ -17,15 +17,16 @@ binomial standard error) of
 and a paired count of the candidates where exactly one of majority and
 Dawid-Skene is right.
 
-``--train`` also trains the demo's network (resnet18, cutout 32, up to 25
-epochs, seed 0) on the labeller-1 labels, the majority labels and the
-Dawid-Skene labels and measures each model against the true classes of a
-held-out galaxy (14 Mpc): the one-expert vs three-experts experiment of Wei
-et al. 2020 with a better consensus.
+``--train`` also trains a network (``--arch``, default the demo's
+resnet18; cutout 32; ``--epochs``, default 25; seed 0) on the labeller-1
+labels, the majority labels, the Dawid-Skene classes and the Dawid-Skene
+probabilities (soft labels) and measures each model against the true
+classes of a held-out galaxy (14 Mpc): the one-expert vs three-experts
+experiment of Wei et al. 2020 with a better consensus.
 
 Run from the repository root (1 torch thread on the shared 2-core machine)::
 
-    OMP_NUM_THREADS=1 python benchmarks/consensus.py [--train]
+    OMP_NUM_THREADS=1 python benchmarks/consensus.py [--train [--arch small_cnn] [--epochs N]]
 """
 
 import argparse
@@ -66,7 +67,7 @@ def simulate(progress=print):
         cat["galaxy"] = field.target
         catalogs.append((cat, field))
         progress(f"simulated {field.target} at {distance:g} Mpc "
-                 f"({time.perf_counter() - start:.0f} s)")
+                 f"({time.perf_counter() - start:.0f} s)", flush=True)
     return catalogs
 
 
@@ -111,8 +112,14 @@ def confusion_lines(meta):
     return "\n".join(lines)
 
 
-def train_and_measure(catalogs, columns, progress=print):
-    """Train the demo network on each label column; agreement with the held-out truth."""
+#: Training labels: (name, label column, soft-label columns or None).
+TRAINING_LABELS = ((LABELLERS[0], LABELLERS[0], None), ("majority", "majority", None),
+                   ("dawid_skene", "dawid_skene", None),
+                   ("dawid_skene soft", "dawid_skene", [f"ds_prob{k}" for k in (1, 2, 3, 4)]))
+
+
+def train_and_measure(catalogs, *, arch, epochs, progress=print):
+    """Train a network on each label set; agreement with the held-out truth."""
     import torch
 
     from photutils_clusterclf.training import TrainingSet, train_classifier
@@ -122,22 +129,22 @@ def train_and_measure(catalogs, columns, progress=print):
     images = heldout.to_multiband_image()
     lines = [("model trained on       held-out accuracy vs true  macro recall  "
              "recall 1 / 2 / 3 / 4")]
-    for column in columns:
+    for title, column, soft in TRAINING_LABELS:
         start = time.perf_counter()
         galaxies = [(cat, field.to_multiband_image(), field.target) for cat, field in catalogs]
         training_set = TrainingSet.from_galaxies(galaxies, label_column=column, cutout_size=32,
-                                                 progress_bar=False)
+                                                 soft_label_columns=soft, progress_bar=False)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", AstropyUserWarning)  # no ImageNet weights here
-            clf = train_classifier(training_set, arch="resnet18", input_size=32, epochs=25,
+            clf = train_classifier(training_set, arch=arch, input_size=32, epochs=epochs,
                                    seed=0, device="cpu", progress_bar=False)
         out = clf.classify(heldout.catalog, images, progress_bar=False)
         report = EvaluationReport(out["CLASS_TRUE"], out["class_ml"])
         recall = " / ".join(f"{report.recall[c]:.2f}" for c in (1, 2, 3, 4))
-        lines.append(f"{column:22s} {report.overall_accuracy:26.3f} "
+        lines.append(f"{title:22s} {report.overall_accuracy:26.3f} "
                      f"{report.macro_recall:13.3f}  {recall}")
-        progress(f"trained on {column} ({time.perf_counter() - start:.0f} s, weights "
-                 f"{clf.card.training['options']['weights']})")
+        progress(f"trained {arch} on {title} ({time.perf_counter() - start:.0f} s, weights "
+                 f"{clf.card.training['options']['weights']})", flush=True)
     return "\n".join(lines)
 
 
@@ -145,6 +152,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--train", action="store_true",
                         help="also train on single, majority and Dawid-Skene labels")
+    parser.add_argument("--arch", default="resnet18", help="network for --train")
+    parser.add_argument("--epochs", type=int, default=25, help="at most this many (--train)")
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     catalogs = simulate()
@@ -159,6 +168,8 @@ def main(argv=None):
     bounds = np.cumsum([0] + [len(cat) for cat, _ in catalogs])
     for (cat, _), lo, hi in zip(catalogs, bounds[:-1], bounds[1:]):
         cat["dawid_skene"] = ds["consensus_class"][lo:hi]
+        for k in (1, 2, 3, 4):
+            cat[f"ds_prob{k}"] = ds[f"consensus_prob{k}"][lo:hi]
     print()
     print(agreement_table(pooled, np.concatenate(per_galaxy)))
     meta = ds.meta["consensus"]
@@ -167,7 +178,7 @@ def main(argv=None):
     print(confusion_lines(meta))
     if args.train:
         print()
-        print(train_and_measure(catalogs, [LABELLERS[0], "majority", "dawid_skene"]))
+        print(train_and_measure(catalogs, arch=args.arch, epochs=args.epochs), flush=True)
     return 0
 
 
