@@ -26,7 +26,7 @@ experiment of Wei et al. 2020 with a better consensus.
 
 Run from the repository root (1 torch thread on the shared 2-core machine)::
 
-    OMP_NUM_THREADS=1 python benchmarks/consensus.py [--train [--arch small_cnn] [--epochs N]]
+    OMP_NUM_THREADS=1 python benchmarks/consensus.py [--train [--arch A] [--weights none] [--epochs N]]
 """
 
 import argparse
@@ -118,7 +118,7 @@ TRAINING_LABELS = ((LABELLERS[0], LABELLERS[0], None), ("majority", "majority", 
                    ("dawid_skene soft", "dawid_skene", [f"ds_prob{k}" for k in (1, 2, 3, 4)]))
 
 
-def train_and_measure(catalogs, *, arch, epochs, progress=print):
+def train_and_measure(catalogs, *, arch, weights, epochs, progress=print):
     """Train a network on each label set; agreement with the held-out truth."""
     import torch
 
@@ -136,7 +136,8 @@ def train_and_measure(catalogs, *, arch, epochs, progress=print):
                                                  soft_label_columns=soft, progress_bar=False)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", AstropyUserWarning)  # no ImageNet weights here
-            clf = train_classifier(training_set, arch=arch, input_size=32, epochs=epochs,
+            clf = train_classifier(training_set, arch=arch, weights=weights, input_size=32,
+                                   epochs=epochs,
                                    seed=0, device="cpu", progress_bar=False)
         out = clf.classify(heldout.catalog, images, progress_bar=False)
         report = EvaluationReport(out["CLASS_TRUE"], out["class_ml"])
@@ -153,6 +154,8 @@ def main(argv=None):
     parser.add_argument("--train", action="store_true",
                         help="also train on single, majority and Dawid-Skene labels")
     parser.add_argument("--arch", default="resnet18", help="network for --train")
+    parser.add_argument("--weights", choices=("imagenet", "none"), default="imagenet",
+                        help="initialisation for --train (small_cnn: none)")
     parser.add_argument("--epochs", type=int, default=25, help="at most this many (--train)")
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -178,7 +181,8 @@ def main(argv=None):
     print(confusion_lines(meta))
     if args.train:
         print()
-        print(train_and_measure(catalogs, arch=args.arch, epochs=args.epochs), flush=True)
+        print(train_and_measure(catalogs, arch=args.arch, epochs=args.epochs,
+                                weights=None if args.weights == "none" else args.weights), flush=True)
     return 0
 
 
