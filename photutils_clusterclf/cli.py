@@ -185,19 +185,6 @@ def _cmd_consensus(args):
           f"candidates have a class; wrote {args.out}")
 
 
-def _cmd_consensus(args):
-    from .catalogs import read_catalog
-    from .consensus import consensus_labels
-    from .fileio import check_writable, write_table
-    check_writable(args.out, overwrite=args.overwrite)
-    table = consensus_labels(read_catalog(args.catalog), columns=args.columns,
-                             method=args.method, ties=args.ties)
-    n = int((table["consensus_class"] > 0).sum())
-    write_table(table, args.out, overwrite=args.overwrite)
-    print(f"{args.method} consensus of {', '.join(args.columns)}: {n} of {len(table)} "
-          f"candidates have a class; wrote {args.out}")
-
-
 def _cmd_simulate(args):
     from .datasets import simulate_field
     out = Path(args.out)
