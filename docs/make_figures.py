@@ -13,9 +13,16 @@ figures are reproducible:
 * ``overlay.png``, ``overlay.reg``-style colours: the predicted classes of a
   held-out simulated galaxy on its colour image;
 * ``confusion_matrix.png``: that galaxy's confusion matrix against its
-  human-like labels.
+  human-like labels;
+* ``reliability.png``: the reliability diagram of a larger held-out
+  galaxy against its human-like labels, with the probabilities as trained
+  (temperature 1) and with the temperature fitted on the validation galaxy;
+* with ``--screenshots`` (needs ``ds9``, ``xvfb-run`` and ``chromium``):
+  ``ds9_classes.png``, SAOImage DS9's own view (``-saveimage png``) of the
+  held-out galaxy with the package's region file, and ``inspect_page.png``,
+  the ``clusterclf inspect`` page of its catalogue in headless Chromium.
 
-The classifier behind the last two is a ``small_cnn`` trained for a few
+The classifier behind all but the gallery is a ``small_cnn`` trained for a few
 epochs on three small simulated galaxies: it illustrates the figures, it is
 not the model of the paper-experiment page.
 """
@@ -32,6 +39,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(STATIC), help="output directory")
     parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--screenshots", action="store_true",
+                        help="also the DS9 and inspection-page screenshots")
     args = parser.parse_args(argv)
 
     from astropy.utils.exceptions import AstropyUserWarning
@@ -40,7 +49,8 @@ def main(argv=None):
     from photutils_clusterclf.datasets import simulate_field
     from photutils_clusterclf.training import TrainingSet, train_classifier
     from photutils_clusterclf.visualization import (plot_cutout_gallery, save_confusion_matrix,
-                                                    save_figure, save_overlay)
+                                                    save_figure, save_overlay,
+                                                    save_reliability_diagram)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -81,10 +91,66 @@ def main(argv=None):
                           title="held-out simulated galaxy",
                           xlabel="predicted class (class_ml)", ylabel="human-like class")
     print(report)
-    for name in ("gallery.png", "overlay.png", "confusion_matrix.png"):
+
+    # (d) reliability diagram: enough candidates (1000) for 15 confidence bins
+    big = simulate_field(shape=(2300, 2300), n_candidates=1000, distance_mpc=10.0,
+                         label_noise="human", seed=SEED + 11, target="heldout-big")
+    big_images = big.to_multiband_image()
+    fitted = clf.temperature
+    curves = {}
+    for name, temperature in (("as trained, T = 1", 1.0),
+                              (f"calibrated, T = {fitted:.2f}", fitted)):
+        clf.temperature = temperature
+        big_table = clf.classify(big.catalog, big_images, progress_bar=False)
+        curves[name] = EvaluationReport.from_table(
+            big_table, "PHANGS_CLUSTER_CLASS_HUMAN", "class_ml", prob_columns="auto").reliability()
+    save_reliability_diagram(curves, out / "reliability.png", overwrite=True, dpi=100,
+                             title="held-out simulated galaxy vs human-like labels")
+    print(", ".join(f"{name}: ECE {curve.ece:.3f}" for name, curve in curves.items()))
+    names = ["gallery.png", "overlay.png", "confusion_matrix.png", "reliability.png"]
+    if args.screenshots:
+        _screenshots(heldout, table, out)
+        names += ["ds9_classes.png", "inspect_page.png"]
+    for name in names:
         path = out / name
         _shrink_png(path)
         print(f"wrote {path} ({path.stat().st_size // 1024} kB)")
+
+
+def _screenshots(heldout, table, out):
+    """DS9 and Chromium screenshots of the classified held-out galaxy."""
+    import subprocess
+    import tempfile
+
+    from photutils_clusterclf.inspect_page import write_inspection_page
+    from photutils_clusterclf.regions_io import write_class_regions
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        paths = heldout.write(tmp)
+        regions = tmp / "classes.reg"
+        write_class_regions(table, regions)
+        # Debian's DS9 does not load Tk-Img's "window" format, which
+        # -saveimage needs; a one-line Tcl file loads it first.
+        (tmp / "img.tcl").write_text("package require img::window\n")
+        channels = []
+        for channel, band in (("red", "F814W"), ("green", "F555W"), ("blue", "F438W")):
+            channels += [f"-{channel}", str(paths[band]), "-scale", "asinh",
+                         "-scale", "mode", "99.5"]
+        # the 400 x 400 px part of overlay.png, 1.5 screen pixels per pixel
+        subprocess.run(["xvfb-run", "-a", "-s", "-screen 0 1280x1024x24", "ds9",
+                        "-source", str(tmp / "img.tcl"), "-width", "600", "-height", "600",
+                        "-rgb", *channels, "-rgb", "close", "-zoom", "1.5",
+                        "-pan", "to", "351", "351", "image", "-regions", "load", "all",
+                        str(regions), "-saveimage", "png", str(out / "ds9_classes.png"),
+                        "-exit"], check=True, timeout=120)
+        page = tmp / "inspect.html"
+        write_inspection_page(table, heldout.to_multiband_image(), page, progress_bar=False)
+        subprocess.run(["chromium", "--headless=new", "--no-sandbox", "--disable-gpu",
+                        "--hide-scrollbars", "--window-size=1250,760",
+                        "--virtual-time-budget=10000",
+                        f"--screenshot={out / 'inspect_page.png'}", page.as_uri()],
+                       check=True, timeout=120, capture_output=True)
 
 
 def _shrink_png(path):

@@ -12,9 +12,7 @@ run code. Every problem is reported as a one-line `CheckpointError`.
 
 import dataclasses
 import datetime
-import importlib.metadata
 import pickle
-import platform
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -23,6 +21,8 @@ import torch
 
 from .classes import CLASSES
 from .fileio import atomic_output, sha256_file
+from .utils.provenance import software_versions
+from .utils.validation import check_positive
 
 __all__ = [
     "FORMAT_VERSION",
@@ -75,28 +75,6 @@ def _plain(value, where):
     )
 
 
-def _versions():
-    """Versions of the package and the libraries that shape its results."""
-    try:
-        from . import __version__ as package_version
-    except ImportError:  # package __init__ without __version__ (or not yet written)
-        try:
-            package_version = importlib.metadata.version("photutils-clusterclf")
-        except importlib.metadata.PackageNotFoundError:
-            package_version = "unknown"
-    import astropy
-    import torchvision
-
-    return {
-        "photutils_clusterclf": str(package_version),
-        "torch": str(torch.__version__),
-        "torchvision": torchvision.__version__,
-        "astropy": astropy.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-    }
-
-
 @dataclasses.dataclass
 class ModelCard:
     """Everything needed to apply a model exactly as it was trained.
@@ -126,6 +104,11 @@ class ModelCard:
         Keyword options of `photutils_clusterclf.models.build_model` beyond
         the architecture (``stem``, ``head``); empty for the standard
         network (and in checkpoints written before they existed).
+    temperature : float, optional
+        Temperature ``T > 0`` dividing the logits before the softmax at
+        classification (`photutils_clusterclf.calibration`); fitted on the
+        validation set by training. Cards written before it existed load
+        with 1 (probabilities as trained).
     """
 
     arch: str
@@ -138,6 +121,7 @@ class ModelCard:
     versions: dict = dataclasses.field(default_factory=dict)
     created: str = ""
     model_options: dict = dataclasses.field(default_factory=dict)
+    temperature: float = 1.0
 
     def __post_init__(self):
         from .models import ARCHITECTURES
@@ -185,6 +169,10 @@ class ModelCard:
         for name in ("training", "versions"):
             if not isinstance(getattr(self, name), Mapping):
                 raise CheckpointError(f"model card {name} must be a dict")
+        try:
+            self.temperature = check_positive("temperature", self.temperature)
+        except ValueError as exc:
+            raise CheckpointError(f"model card {exc}") from None
 
     def to_dict(self):
         """Plain-container form (what the checkpoint file stores)."""
@@ -276,7 +264,7 @@ def save_checkpoint(path, card, state_dicts, *, overwrite=False):
         raise TypeError(f"card must be a ModelCard, got {type(card).__name__}")
     card = dataclasses.replace(
         card,
-        versions=dict(card.versions) or _versions(),
+        versions=dict(card.versions) or software_versions(),
         created=card.created
         or datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     )
@@ -329,6 +317,14 @@ def load_checkpoint(path, *, sha256=None):
         raise CheckpointError(
             f"checkpoint {path} has sha256 {digest}, expected {sha256}; "
             "wrong or modified file"
+        )
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    # torch.save writes a zip archive (or, before torch 1.6, a pickle).
+    if magic and magic != b"PK\x03\x04" and magic[:1] != b"\x80":
+        raise CheckpointError(
+            f"{path} is not a clusterclf checkpoint (not a file written by torch.save; "
+            "checkpoints are the .pt files written by training or ClusterClassifier.save)"
         )
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)

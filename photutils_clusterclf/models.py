@@ -36,7 +36,10 @@ import torch
 import torchvision
 from torch import nn
 
+from .utils.validation import check_integer
+
 __all__ = [
+    "resolve_device",
     "ARCHITECTURES",
     "HEADS",
     "MIN_INPUT_SIZE",
@@ -77,23 +80,23 @@ MIN_INPUT_SIZE = {
     "small_cnn": 8,
 }
 
-# Per architecture: torchvision weights enum (None: no ImageNet weights),
-# state-dict prefix of the first convolution and of the final linear layer.
-_SPECS = {
-    "resnet18": (torchvision.models.ResNet18_Weights.IMAGENET1K_V1, "conv1", "fc"),
-    "resnet34": (torchvision.models.ResNet34_Weights.IMAGENET1K_V1, "conv1", "fc"),
-    "vgg19_bn": (
-        torchvision.models.VGG19_BN_Weights.IMAGENET1K_V1,
-        "features.0",
-        "classifier.6",
-    ),
-    "vgg11_bn": (
-        torchvision.models.VGG11_BN_Weights.IMAGENET1K_V1,
-        "features.0",
-        "classifier.6",
-    ),
-    "small_cnn": (None, "features.0", "classifier.1"),
+# Per architecture: state-dict prefixes of the first convolution and of the
+# final linear layer (the layers replaced for N bands and 4 classes).
+_LAYERS = {
+    "resnet18": ("conv1", "fc"),
+    "resnet34": ("conv1", "fc"),
+    "vgg19_bn": ("features.0", "classifier.6"),
+    "vgg11_bn": ("features.0", "classifier.6"),
+    "small_cnn": ("features.0", "classifier.1"),
 }
+
+
+def _imagenet_weights(arch):
+    """torchvision's ImageNet weights entry of ``arch`` (None for small_cnn)."""
+    if arch == "small_cnn":
+        return None
+    return torchvision.models.get_model_weights(arch).IMAGENET1K_V1
+
 
 _IMAGENET_CLASSES = 1000
 _RGB = 3
@@ -101,8 +104,29 @@ _RGB = 3
 _PROBE_TIMEOUT = 3.0
 
 
+def resolve_device(device="auto"):
+    """Turn ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or a `torch.device` into a device.
+
+    ``"auto"`` picks CUDA when available, else the CPU. Asking for CUDA on a
+    machine without it is an error rather than a silent fallback.
+    """
+    if isinstance(device, torch.device):
+        return device
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' "
+                         "or 'cuda:N'") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available; "
+                         "use device='cpu' or 'auto'")
+    return dev
+
+
 def _check_arch(arch):
-    if arch not in _SPECS:
+    if arch not in _LAYERS:
         raise ValueError(
             f"unknown architecture {arch!r}; accepted: {', '.join(ARCHITECTURES)}"
         )
@@ -172,7 +196,7 @@ def check_variant(arch, stem="standard", head="standard"):
 
 def _head_prefix(arch, head):
     """State-dict prefix of the final linear layer."""
-    return "classifier" if arch.startswith("vgg") and head == "compact" else _SPECS[arch][2]
+    return "classifier" if arch.startswith("vgg") and head == "compact" else _LAYERS[arch][1]
 
 
 def _apply_variant(model, arch, stem, head, n_classes):
@@ -196,9 +220,9 @@ def _architecture(arch, n_bands, n_classes, stem="standard", head="standard"):
     """Randomly initialised ``arch`` with an ``n_bands`` stem and ``n_classes`` head."""
     if arch == "small_cnn":
         return _small_cnn(n_bands, n_classes)
-    model = getattr(torchvision.models, arch)(weights=None, num_classes=n_classes)
+    model = torchvision.models.get_model(arch, weights=None, num_classes=n_classes)
     model = _apply_variant(model, arch, stem, head, n_classes)
-    parent, _, name = _SPECS[arch][1].rpartition(".")
+    parent, _, name = _LAYERS[arch][0].rpartition(".")
     holder = model.get_submodule(parent)  # "" is the model itself
     old = getattr(holder, name)
     if n_bands != old.in_channels:
@@ -229,7 +253,7 @@ def imagenet_weights_file(arch):
         Unknown architecture, or one without ImageNet weights (``small_cnn``).
     """
     _check_arch(arch)
-    enum = _SPECS[arch][0]
+    enum = _imagenet_weights(arch)
     if enum is None:
         raise ValueError(
             f"architecture {arch} has no ImageNet weights; use weights=None or a "
@@ -271,7 +295,7 @@ def _imagenet_state_dict(arch):
     path = imagenet_weights_file(arch)
     if path.is_file():
         return _read_state_dict(path)
-    enum = _SPECS[arch][0]
+    enum = _imagenet_weights(arch)
     if os.environ.get("CLUSTERCLF_OFFLINE", "") not in ("", "0"):
         reason = "CLUSTERCLF_OFFLINE is set"
     elif not _reachable(enum.url):
@@ -313,9 +337,9 @@ def _adapt_imagenet(state, arch, n_bands, head):
     """Turn a 3-channel, 1000-class ImageNet state dict into our stem; drop its head.
 
     The stem kernel becomes the mean over RGB repeated over the bands times
-    3 / n_bands (DESIGN 8), so a flat image gives the same activations.
+    3 / n_bands, so a flat image gives the same activations.
     """
-    stem, head = _SPECS[arch][1], _head_prefix(arch, head)
+    stem, head = _LAYERS[arch][0], _head_prefix(arch, head)
     state = {k: v for k, v in state.items() if not k.startswith(head + ".")}
     w = state[stem + ".weight"]
     state[stem + ".weight"] = w.mean(dim=1, keepdim=True).repeat(1, n_bands, 1, 1) * (
@@ -326,10 +350,10 @@ def _adapt_imagenet(state, arch, n_bands, head):
 
 def _load_weights(model, state, arch, n_bands, n_classes, source, head_variant):
     """Load ``state`` into ``model``: ImageNet-shaped (adapted) or ours (as is)."""
-    stem, head = _SPECS[arch][1], _head_prefix(arch, head_variant)
+    stem, head = _LAYERS[arch][0], _head_prefix(arch, head_variant)
     stem_w = state.get(stem + ".weight")
     # A compact head's own key, else the ImageNet head's (dropped when adapting).
-    head_w = state.get(head + ".weight", state.get(_SPECS[arch][2] + ".weight"))
+    head_w = state.get(head + ".weight", state.get(_LAYERS[arch][1] + ".weight"))
     if stem_w is None or head_w is None:
         raise ValueError(
             f"weights {source} do not fit {arch}: no {stem}.weight / {head}.weight"
@@ -401,9 +425,8 @@ def build_model(arch, *, n_bands=5, n_classes=4, weights=None, stem="standard",
         ImageNet weights neither cached nor downloadable, or a missing path.
     """
     _check_arch(arch)
-    for name, value in (("n_bands", n_bands), ("n_classes", n_classes)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    n_bands = check_integer("n_bands", n_bands)
+    n_classes = check_integer("n_classes", n_classes)
     check_variant(arch, stem, head)
     model = _architecture(arch, n_bands, n_classes, stem, head)
     if weights is None:

@@ -1,4 +1,4 @@
-"""Figures: confusion matrix, colour overlay of classes, cutout galleries.
+"""Figures: confusion matrix, reliability diagram, colour overlay of classes, cutout galleries.
 
 Library functions never touch pyplot's global state: figures are
 `matplotlib.figure.Figure` objects with an Agg canvas, so they work in
@@ -26,10 +26,13 @@ __all__ = [
     "plot_confusion_matrix",
     "plot_cutout_gallery",
     "plot_overlay",
+    "plot_reliability_diagram",
     "rgb_image",
     "save_confusion_matrix",
     "save_figure",
     "save_overlay",
+    "save_reliability_diagram",
+    "stretch_cutouts",
 ]
 
 #: Short class names for legends and gallery rows.
@@ -161,6 +164,85 @@ def save_confusion_matrix(report_or_matrix, path, *, overwrite=False, dpi=150,
     save_figure(ax.figure, path, overwrite=overwrite, dpi=dpi)
 
 
+# ---- reliability diagram ----------------------------------------------------
+
+def plot_reliability_diagram(curves, *, ax=None, title=None, counts=True):
+    """Draw accuracy against confidence, one line per reliability curve.
+
+    A calibrated classifier follows the diagonal: among the objects whose
+    top probability is about 0.8, 80 % have that class. Points below it
+    are over-confident. The legend gives each curve's expected
+    calibration error.
+
+    Parameters
+    ----------
+    curves : `~photutils_clusterclf.calibration.ReliabilityCurve` or dict
+        One curve, or label -> curve (e.g. ``{"before": ..., "after": ...}``).
+    ax : `~matplotlib.axes.Axes`, optional
+        Where to draw; a new figure by default.
+    title : str, optional
+        Axes title.
+    counts : bool, optional
+        Also show, as steps on a secondary axis, the fraction of objects in
+        each confidence bin.
+
+    Returns
+    -------
+    ax : `~matplotlib.axes.Axes`
+    """
+    if not isinstance(curves, Mapping):
+        curves = {None: curves}
+    if not curves:
+        raise ValueError("no reliability curve to plot")
+    ax = _new_axes(ax, (4.5, 4.5))
+    ax.plot([0, 1], [0, 1], ls="--", color="0.5", lw=1, label="calibrated")
+    hist = ax.twinx() if counts else None
+    for (label, curve), color in zip(curves.items(), ("C0", "C3", "C2", "C1", "C4"),
+                                     strict=False):
+        full = curve.counts > 0
+        text = f"ECE {curve.ece:.3f}" if label is None else f"{label} (ECE {curve.ece:.3f})"
+        ax.plot(curve.confidence[full], curve.accuracy[full], "o-", color=color, ms=4,
+                label=text)
+        if hist is not None:
+            hist.stairs(curve.counts / max(curve.n, 1), curve.bin_edges, color=color,
+                        alpha=0.35, lw=1)
+    if hist is not None:
+        hist.set_ylim(0, 1)
+        hist.set_ylabel("fraction of objects per bin", color="0.4")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence (top class probability)")
+    ax.set_ylabel("accuracy (fraction of that class)")
+    ax.legend(loc="upper left", fontsize=8)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def save_reliability_diagram(report_or_curves, path, *, overwrite=False, dpi=150, **kwargs):
+    """Plot a reliability diagram and save it atomically.
+
+    Parameters
+    ----------
+    report_or_curves : `~photutils_clusterclf.evaluation.EvaluationReport`, curve or dict
+        A report with probabilities (its names become the title), or what
+        `plot_reliability_diagram` takes.
+    path : str or `~pathlib.Path`
+        Output image file.
+    overwrite : bool, optional
+        Replace an existing file.
+    dpi : float, optional
+        Resolution.
+    **kwargs
+        Passed to `plot_reliability_diagram`.
+    """
+    if hasattr(report_or_curves, "plot_reliability"):
+        ax = report_or_curves.plot_reliability(**kwargs)
+    else:
+        ax = plot_reliability_diagram(report_or_curves, **kwargs)
+    save_figure(ax.figure, path, overwrite=overwrite, dpi=dpi)
+
+
 # ---- RGB view and overlay ---------------------------------------------------
 
 def _image_bands(images):
@@ -168,7 +250,7 @@ def _image_bands(images):
     return tuple(images.bands) if hasattr(images, "bands") else tuple(images)
 
 
-def _default_rgb_bands(available):
+def default_rgb_bands(available):
     """Red, green, blue filters chosen from ``available`` (distinct where possible)."""
     chosen = []
     for preference in _RGB_PREFERENCE:
@@ -191,9 +273,13 @@ def _stretch_band(data, stretch, q=10.0):
     finite = finite[::max(1, finite.size // 1_000_000)]
     if finite.size == 0:
         return np.zeros(data.shape)
-    low = np.median(finite)
-    high = np.percentile(finite, 99.5)
-    scaled = (np.nan_to_num(data, nan=low) - low) / max(high - low, 1e-30)
+    return _scale(data, np.median(finite), np.percentile(finite, 99.5), stretch, q)
+
+
+def _scale(data, low, high, stretch, q):
+    """Map ``low`` to 0 and ``high`` to 1 (arrays broadcast), NaN to 0, then stretch."""
+    filled = np.where(np.isnan(data), low, data)
+    scaled = (filled - low) / np.maximum(high - low, 1e-30)
     if stretch == "asinh":
         # asinh is linear for faint pixels and logarithmic for bright ones,
         # so both the disk and the cluster cores stay visible.
@@ -201,12 +287,63 @@ def _stretch_band(data, stretch, q=10.0):
     return np.clip(scaled, 0, 1)
 
 
+def stretch_cutouts(cutouts, *, stretch="asinh", q=10.0):
+    """Scale every plane of a cutout stack to [0, 1] as the figures do.
+
+    Each ``(S, S)`` plane is scaled on its own, exactly as
+    `plot_cutout_gallery` and `rgb_image` scale a band: its median (the
+    background) maps to 0, its 99.5th percentile to 1, NaN pixels to 0.
+    A colour composite is three of these planes stacked as red, green,
+    blue.
+
+    Parameters
+    ----------
+    cutouts : array-like
+        ``(..., S, S)`` cutouts, e.g. the ``(N, B, S, S)`` data of a
+        `~photutils_clusterclf.cutouts.CutoutBatch`; NaN allowed.
+    stretch : {"asinh", "linear"}, optional
+        Scaling between the two levels.
+    q : float, optional
+        Softening of the asinh stretch.
+
+    Returns
+    -------
+    scaled : `numpy.ndarray`
+        Float array of the same shape, in [0, 1]; all-NaN planes are 0.
+    """
+    if stretch not in ("asinh", "linear"):
+        raise ValueError(f"stretch must be 'asinh' or 'linear', got {stretch!r}")
+    data = np.asarray(cutouts, dtype=float)
+    if data.ndim < 2:
+        raise ValueError(f"cutouts must have at least 2 dimensions, got shape {data.shape}")
+    # np.sort puts NaN last: the quantiles of the finite pixels are read at
+    # interpolated ranks (numpy's "linear" method), far faster than
+    # np.nanpercentile along an axis.
+    ordered = np.sort(data.reshape(*data.shape[:-2], -1), axis=-1)
+    n_finite = np.count_nonzero(~np.isnan(ordered), axis=-1)
+    empty = (n_finite == 0)[..., None, None]
+    low, high = (_sorted_quantile(ordered, n_finite, level)[..., None, None]
+                 for level in (0.5, 0.995))
+    scaled = _scale(data, np.where(empty, 0.0, low), np.where(empty, 1.0, high), stretch, q)
+    return np.where(empty, 0.0, scaled)
+
+
+def _sorted_quantile(ordered, n_finite, level):
+    """Quantile of the first ``n_finite`` entries of each sorted row (NaN where none)."""
+    rank = np.maximum(n_finite - 1, 0) * level
+    below = np.floor(rank).astype(np.int64)
+    above = np.minimum(below + 1, np.maximum(n_finite - 1, 0))
+    lo = np.take_along_axis(ordered, below[..., None], axis=-1)[..., 0]
+    hi = np.take_along_axis(ordered, above[..., None], axis=-1)[..., 0]
+    return lo + (hi - lo) * (rank - below)
+
+
 def _rgb_view(images, *, bands, stretch, region, max_size):
     """RGB array and its imshow ``extent`` in the original pixel frame."""
     if isinstance(images, Mapping):
         images = {str(band).upper(): data for band, data in images.items()}
     available = _image_bands(images)
-    bands = _default_rgb_bands(available) if bands is None else tuple(
+    bands = default_rgb_bands(available) if bands is None else tuple(
         str(b).upper() for b in bands)
     if len(bands) != 3:
         raise ValueError(f"bands must name 3 filters (red, green, blue), got {bands}")

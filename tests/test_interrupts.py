@@ -15,9 +15,9 @@ from astropy.io import fits
 from astropy.table import Table
 from test_bad_input import make_classifier, run_cli, write_band_files, write_catalogue
 
-from photutils_clusterclf import ClusterClassifier
-from photutils_clusterclf.cli import classify_files
+from photutils_clusterclf._inference import InferenceEngine
 from photutils_clusterclf.datasets import simulate_field
+from photutils_clusterclf.pipeline import classify_files
 
 OLD = b"an existing output that must survive"
 
@@ -85,7 +85,7 @@ def classify_argv(field, out, *extra):
 
 def interrupt_forward(monkeypatch, after_batches=2):
     """Make the forward pass raise KeyboardInterrupt after some batches."""
-    real = ClusterClassifier._member_probs
+    real = InferenceEngine.member_probs
     state = {"batches": 0}
 
     def member_probs(self, inputs, *, tta):
@@ -94,7 +94,7 @@ def interrupt_forward(monkeypatch, after_batches=2):
             raise KeyboardInterrupt
         return real(self, inputs, tta=tta)
 
-    monkeypatch.setattr(ClusterClassifier, "_member_probs", member_probs)
+    monkeypatch.setattr(InferenceEngine, "member_probs", member_probs)
     return state
 
 
@@ -167,11 +167,16 @@ def test_classify_writer_fails_on_new_output_leaves_nothing(field, monkeypatch, 
 def test_classify_interrupted_while_writing_regions_leaves_no_catalogue(
     field, monkeypatch, capsys
 ):
-    import regions
+    from photutils_clusterclf import regions_io
 
     out = field["out_dir"] / "classified.fits"
     reg = field["out_dir"] / "classified.reg"
-    monkeypatch.setattr(regions.Regions, "write", partial_writer(KeyboardInterrupt()))
+
+    def interrupted(rows, precision=8):
+        raise KeyboardInterrupt
+
+    # The DS9 text is made while the catalogue's temporary file exists.
+    monkeypatch.setattr(regions_io, "_ds9_text", interrupted)
     status, _, _ = run_cli(classify_argv(field, out, "--regions", reg), capsys)
     assert status == 130
     assert snapshot(field["out_dir"]) == {}

@@ -254,3 +254,19 @@ def test_candidate_features_errors():
         candidate_features(np.zeros((1, 5, 15, 15)), bands=BANDS[:2])
     with pytest.raises(ValueError, match="reference_band 'F999W'"):
         candidate_features(np.zeros((1, 5, 15, 15)), bands=BANDS, reference_band="F999W")
+
+
+def test_cli_train_help_lists_the_variants_and_normalizations(capsys):
+    # The CLI writes the names out (their lists live in modules that import
+    # torch, which building the parser must not): they must stay in step.
+    from photutils_clusterclf.cli import main
+    from photutils_clusterclf.models import HEADS, STEMS
+    from photutils_clusterclf.preprocessing import NORMALIZATIONS
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "{" + ",".join(("auto",) + STEMS) + "}" in out
+    assert "{" + ",".join(("auto",) + HEADS) + "}" in out
+    listed = out.split("--normalization {")[1].split("}")[0].split(",")
+    assert set(listed) == set(NORMALIZATIONS)

@@ -4,21 +4,44 @@ In PHANGS-HST a candidate is a source found in the images (DAOStarFinder on
 the V band), then kept by a concentration-index cut, so every catalogue row
 stands out from its local background. `detected_catalog` builds such a
 catalogue for a simulated field and gives each detection the true class of
-the injected source it recovers.
+the injected source it recovers; `concentration_index` is the CI both it
+and the simulated catalogues measure.
 """
 
 import astropy.units as u
 import numpy as np
 from astropy.stats import sigma_clipped_stats
+from photutils.aperture import CircularAnnulus, CircularAperture, aperture_photometry
 from photutils.detection import DAOStarFinder
 from scipy.spatial import cKDTree
 
 from .labels import label_noise_matrix, noisy_labels
 
-__all__ = ["detected_catalog"]
+__all__ = ["concentration_index", "detected_catalog"]
 
 # Pixel-integrated stars measure about 0.2 px broader than the Moffat FWHM.
 _PIXEL_BROADENING = 0.2
+
+
+def concentration_index(image, x, y):
+    """CI = mag(r = 1 px) - mag(r = 3 px), the background being the mean of a 7-10 px annulus.
+
+    Returns an array of the CI at the pixel positions ``x``, ``y`` of
+    ``image`` (NaN where a flux is not positive).
+    """
+    ci = np.full(x.size, np.nan)
+    if x.size == 0:
+        return ci
+    xy = np.column_stack([x, y])
+    apertures = [CircularAperture(xy, 1.0), CircularAperture(xy, 3.0),
+                 CircularAnnulus(xy, 7.0, 10.0)]
+    phot = aperture_photometry(image, apertures)
+    bkg = np.asarray(phot["aperture_sum_2"], dtype=float) / apertures[2].area
+    f1 = np.asarray(phot["aperture_sum_0"], dtype=float) - bkg * apertures[0].area
+    f3 = np.asarray(phot["aperture_sum_1"], dtype=float) - bkg * apertures[1].area
+    good = (f1 > 0) & (f3 > 0)
+    ci[good] = -2.5 * np.log10(f1[good] / f3[good])
+    return ci
 
 
 def detected_catalog(field, *, band="F555W", threshold=3.0, ci_min=1.3, match_radius=2.5,
@@ -68,8 +91,6 @@ def detected_catalog(field, *, band="F555W", threshold=3.0, ci_min=1.3, match_ra
         ``ID_PHANGS_CLUSTER`` renumbered from 1, plus ``SIM_INJECTED_ID``
         (0 for unmatched detections).
     """
-    from .simulate import _concentration_index
-
     if band not in field.images:
         raise ValueError(f"band {band!r} not in the field; bands are {list(field.images)}")
     injected = field.catalog
@@ -91,7 +112,7 @@ def detected_catalog(field, *, band="F555W", threshold=3.0, ci_min=1.3, match_ra
         names = ("x_centroid", "y_centroid") if "x_centroid" in sources.colnames \
             else ("xcentroid", "ycentroid")
         xs, ys = (np.asarray(sources[n], dtype=float) for n in names)
-    ci = _concentration_index(image, xs, ys)
+    ci = concentration_index(image, xs, ys)
     keep = np.isfinite(ci) & (ci >= ci_min)
     xs, ys, ci = xs[keep], ys[keep], ci[keep]
 

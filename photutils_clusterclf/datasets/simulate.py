@@ -1,6 +1,6 @@
 """Simulated PHANGS-HST-like fields with star-cluster candidates of known class.
 
-The physical ranges follow DESIGN.md section 9; how pixels are rendered is
+The physical ranges are listed on the developer page of the docs; how pixels are rendered is
 described in `photutils_clusterclf.datasets.render`. Everything random
 comes from one `numpy.random.Generator` seeded by ``seed``, so the same
 seed gives identical arrays and byte-identical files.
@@ -16,14 +16,13 @@ from astropy import units as u
 from astropy.io import fits
 from astropy.table import QTable
 from astropy.wcs import WCS
-from photutils.aperture import CircularAnnulus, CircularAperture, aperture_photometry
 from scipy import ndimage
 from scipy.signal import fftconvolve
 from scipy.spatial import cKDTree
 
 from ..classes import CLASSES, fold_classes
-from ..fileio import atomic_output
-from .detect import detected_catalog
+from ..fileio import atomic_output, write_fits_table
+from .detect import concentration_index, detected_catalog
 from .labels import label_noise_matrix, noisy_labels
 from .render import PSFTable, add_stamp, render_eff, render_sersic
 
@@ -85,7 +84,7 @@ BAND_SPECS = {
 }
 
 # Colours m_band - V in the band order (NUV, U, B, V, I). Young: U-B -1.4,
-# V-I 0.4; old: U-B 0.0, V-I 1.15 (DESIGN.md section 9; Turner et al. 2021).
+# V-I 0.4; old: U-B 0.0, V-I 1.15 (Turner et al. 2021; developer page of the docs).
 _COLOURS = {
     "young": np.array([-1.7, -1.3, 0.1, 0.0, -0.4]),
     "intermediate": np.array([-0.2, -0.3, 0.25, 0.0, -0.7]),
@@ -115,7 +114,7 @@ def _truncated_lf(rng, n, bright, faint, slope):
 
 
 def _cluster_v(rng):
-    # slope 0.13 puts the median near V = 23 on 19-24.8 (DESIGN.md section 9)
+    # slope 0.13 puts the median near V = 23 on 19-24.8 (the simulator table of the developer page)
     return float(_truncated_lf(rng, 1, 19.0, 24.8, 0.13)[0])
 
 
@@ -525,23 +524,6 @@ def _add_noise(model, spec, rng):
     return counts
 
 
-def _concentration_index(image, x, y):
-    """CI = mag(r = 1 px) - mag(r = 3 px), minus the mean of a 7-10 px annulus."""
-    ci = np.full(x.size, np.nan)
-    if x.size == 0:
-        return ci
-    xy = np.column_stack([x, y])
-    apertures = [CircularAperture(xy, 1.0), CircularAperture(xy, 3.0),
-                 CircularAnnulus(xy, 7.0, 10.0)]
-    phot = aperture_photometry(image, apertures)
-    bkg = np.asarray(phot["aperture_sum_2"], dtype=float) / apertures[2].area
-    f1 = np.asarray(phot["aperture_sum_0"], dtype=float) - bkg * apertures[0].area
-    f3 = np.asarray(phot["aperture_sum_1"], dtype=float) - bkg * apertures[1].area
-    good = (f1 > 0) & (f3 > 0)
-    ci[good] = -2.5 * np.log10(f1[good] / f3[good])
-    return ci
-
-
 def _make_wcs(shape, center):
     wcs = WCS(naxis=2)
     wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
@@ -621,7 +603,7 @@ def _build(shape, objects, xs, ys, ctx, *, distance_mpc, label_noise, target,
     catalog["CLASS_TRUE"] = true
     for b, band in enumerate(bands):
         catalog[f"PHANGS_{band}_VEGA"] = mags[:, b]
-    catalog["PHANGS_CI"] = _concentration_index(images["F555W"], xs, ys)
+    catalog["PHANGS_CI"] = concentration_index(images["F555W"], xs, ys)
     catalog["SIM_MORPHOLOGY"] = [o.morphology for o in objects]
     catalog["SIM_AGE"] = [o.age for o in objects]
     catalog["SIM_REFF_PC"] = np.array([o.r_eff_pc for o in objects], dtype=float)
@@ -943,5 +925,5 @@ class SimulatedField:
                 hdu = fits.PrimaryHDU(np.asarray(self.images[band], dtype=np.float32),
                                       header=self.header(band))
                 hdu.writeto(tmps[band])
-            self.catalog.write(tmps["catalog"], format="fits")
+            write_fits_table(self.catalog, tmps["catalog"])
         return paths

@@ -1,0 +1,29 @@
+"""Training: labelled training sets, the options of a run, and the training loop.
+
+`TrainingSet` (`~photutils_clusterclf.training.dataset`) gathers the
+labelled raw cutouts of one or more galaxies; `train_classifier`
+(`~photutils_clusterclf.training.loop`) fine-tunes one network or an
+ensemble on it with the `TrainingOptions` it records in the model card and
+returns a `~photutils_clusterclf.ClusterClassifier`. Several devices under
+torchrun are handled by the private ``_ddp`` module.
+"""
+
+from .options import TrainingOptions
+
+#: Names whose modules need torch, imported on first use (the command line
+#: reads the defaults of `TrainingOptions` for its help without torch).
+_LAZY = {"TrainingSet": "dataset", "train_classifier": "loop"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
+__all__ = ["TrainingOptions", "TrainingSet", "train_classifier"]
