@@ -184,7 +184,16 @@ def _default_rgb_bands(available):
 
 
 def _stretch_band(data, stretch, q=10.0):
-    """Map one band to [0, 1]: background (median) to 0, 99.5th percentile to 1."""
+    """Map one band to [0, 1]: background (median) to 0, 99.5th percentile to 1.
+
+    The limits go to astropy's `~astropy.visualization.ManualInterval`; the
+    ``"asinh"`` stretch is `~astropy.visualization.AsinhStretch` with
+    ``a = 1 / q``, i.e. ``arcsinh(q x) / arcsinh(q)``: linear for faint
+    pixels and logarithmic for bright ones, so that both the disk and the
+    cluster cores stay visible. NaN pixels map to the background.
+    """
+    from astropy.visualization import AsinhStretch, LinearStretch, ManualInterval
+
     finite = data[np.isfinite(data)]
     # Percentiles of a regular subsample (<= ~10^6 pixels) are as good and
     # several times faster on big views.
@@ -192,13 +201,13 @@ def _stretch_band(data, stretch, q=10.0):
     if finite.size == 0:
         return np.zeros(data.shape)
     low = np.median(finite)
-    high = np.percentile(finite, 99.5)
-    scaled = (np.nan_to_num(data, nan=low) - low) / max(high - low, 1e-30)
-    if stretch == "asinh":
-        # asinh is linear for faint pixels and logarithmic for bright ones,
-        # so both the disk and the cluster cores stay visible.
-        scaled = np.arcsinh(q * scaled) / np.arcsinh(q)
-    return np.clip(scaled, 0, 1)
+    high = max(np.percentile(finite, 99.5), low + 1e-30)
+    if high <= low:  # flat band: the background is black, anything above it white
+        return (np.nan_to_num(data, nan=low) > low).astype(float)
+    interval = ManualInterval(vmin=low, vmax=high)
+    scaled = interval(np.nan_to_num(data, nan=low), clip=True)
+    band_stretch = AsinhStretch(a=1.0 / q) if stretch == "asinh" else LinearStretch()
+    return band_stretch(scaled, clip=True)
 
 
 def _rgb_view(images, *, bands, stretch, region, max_size):
