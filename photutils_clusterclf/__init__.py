@@ -8,6 +8,7 @@ Wei et al. 2020, MNRAS 493, 3178.
 
 from ._meta import __bibtex__, __citation__, __version__  # noqa: F401
 from . import connect  # noqa: F401  (registers the "clusterclf" FITS writer)
+from .config import conf  # noqa: F401  (astropy configuration items)
 from .catalogs import read_catalog, read_legus_catalog, read_phangs_catalog
 from .cutouts import CutoutBatch, extract_cutouts
 from .evaluation import EvaluationReport
