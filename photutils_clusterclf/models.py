@@ -26,6 +26,7 @@ import torch
 import torchvision
 from torch import nn
 
+from .config import offline
 from .utils.validation import check_integer
 
 __all__ = [
@@ -219,8 +220,8 @@ def _imagenet_state_dict(arch):
     if path.is_file():
         return _read_state_dict(path)
     enum = _imagenet_weights(arch)
-    if os.environ.get("CLUSTERCLF_OFFLINE", "") not in ("", "0"):
-        reason = "CLUSTERCLF_OFFLINE is set"
+    if offline():
+        reason = "offline: photutils_clusterclf.conf.offline or $CLUSTERCLF_OFFLINE is set"
     elif not _reachable(enum.url):
         reason = f"{urlparse(enum.url).hostname} is unreachable"
     else:
@@ -317,7 +318,8 @@ def build_model(arch, *, n_bands=5, n_classes=4, weights=None):
         `None`: random initialisation (seed with `torch.manual_seed`).
         ``"imagenet"``: torchvision's ImageNet weights from
         `imagenet_weights_file` (downloaded there if missing and the network
-        is reachable; ``CLUSTERCLF_OFFLINE=1`` never tries), stem adapted to
+        is reachable; ``photutils_clusterclf.conf.offline = True`` or
+        ``CLUSTERCLF_OFFLINE=1`` never tries), stem adapted to
         ``n_bands``, new randomly initialised head. A path: a ``.pth`` state
         dict, either torchvision ImageNet-shaped (adapted the same way) or
         already of this ``arch``/``n_bands``/``n_classes`` (loaded as is).

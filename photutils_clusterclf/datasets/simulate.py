@@ -22,7 +22,8 @@ from scipy.signal import fftconvolve
 from scipy.spatial import cKDTree
 
 from ..classes import CLASSES, fold_classes
-from ..fileio import atomic_output, write_fits_table
+from ..connect import write_fits_table
+from ..fileio import atomic_output
 from .labels import label_noise_matrix, noisy_labels
 from .render import PSFTable, add_stamp, render_eff, render_sersic
 
