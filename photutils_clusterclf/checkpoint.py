@@ -274,8 +274,10 @@ def save_checkpoint(path, card, state_dicts, *, overwrite=False):
         "card": card.to_dict(),
         "state_dicts": _check_state_dicts(state_dicts),
     }
-    with atomic_output(path, overwrite=overwrite) as tmp:
-        torch.save(payload, tmp)
+    # Through a file object: torch.save names the archive inside the zip after
+    # a path, which would make the bytes depend on the temporary file name.
+    with atomic_output(path, overwrite=overwrite) as tmp, open(tmp, "wb") as fh:
+        torch.save(payload, fh)
     return sha256_file(path)
 
 

@@ -294,9 +294,13 @@ def build_model(arch, *, n_bands=5, n_classes=4, weights=None):
         ``"imagenet"``: torchvision's ImageNet weights from
         `imagenet_weights_file` (downloaded there if missing and the network
         is reachable; ``CLUSTERCLF_OFFLINE=1`` never tries), stem adapted to
-        ``n_bands``, new randomly initialised head. A path: a ``.pth`` state
-        dict, either torchvision ImageNet-shaped (adapted the same way) or
-        already of this ``arch``/``n_bands``/``n_classes`` (loaded as is).
+        ``n_bands``, new randomly initialised head. A registered name such as
+        ``"sim-resnet18"``: the named pretrained weights
+        (`~photutils_clusterclf.weights.load_weights`, SHA-256 checked). A
+        path: a clusterclf checkpoint (its first member; e.g. a model trained
+        on another galaxy) or a ``.pth`` state dict, either torchvision
+        ImageNet-shaped (adapted the same way) or already of this
+        ``arch``/``n_bands``/``n_classes`` (loaded as is).
 
     Returns
     -------
@@ -307,9 +311,11 @@ def build_model(arch, *, n_bands=5, n_classes=4, weights=None):
     Raises
     ------
     ValueError
-        Unknown architecture, bad sizes, or weights that do not fit.
+        Unknown architecture, bad sizes, weights that do not fit, or a named
+        weights file whose SHA-256 does not match (modified file).
     FileNotFoundError
-        ImageNet weights neither cached nor downloadable, or a missing path.
+        ImageNet weights neither cached nor downloadable, a named weights
+        file not in the cache, or a missing path.
     """
     _check_arch(arch)
     for name, value in (("n_bands", n_bands), ("n_classes", n_classes)):
@@ -321,16 +327,24 @@ def build_model(arch, *, n_bands=5, n_classes=4, weights=None):
     if isinstance(weights, str) and weights == "imagenet":
         state, source = _imagenet_state_dict(arch), f"ImageNet {arch}"
     elif isinstance(weights, (str, os.PathLike)):
+        from .weights import list_weights, read_state_dict
+
+        found = read_state_dict(weights, arch=arch, n_bands=n_bands)
         path = Path(weights)
-        if not path.is_file():
+        if found is not None:
+            state, source = found
+        elif not path.is_file():
             raise FileNotFoundError(
                 f"weights file {path} does not exist; pass weights=None, "
-                "'imagenet' or the path of a .pth state dict"
+                f"'imagenet', a pretrained name ({', '.join(list_weights())}) or the "
+                "path of a .pth state dict or clusterclf checkpoint"
             )
-        state, source = _read_state_dict(path), str(path)
+        else:
+            state, source = _read_state_dict(path), str(path)
     else:
         raise TypeError(
-            f"weights must be None, 'imagenet' or a path, got {type(weights).__name__}"
+            "weights must be None, 'imagenet', a pretrained name or a path, got "
+            f"{type(weights).__name__}"
         )
     _load_weights(model, state, arch, n_bands, n_classes, source)
     return model

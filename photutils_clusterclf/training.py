@@ -568,7 +568,8 @@ class _Trainer:
         frozen = self.epoch < opts["freeze_backbone_epochs"]
         # lr 0 freezes the backbone identically with and without DDP (AdamW's
         # decoupled weight decay is scaled by lr too).
-        self.optimizer.param_groups[0]["lr"] = 0.0 if frozen else self.optimizer.param_groups[1]["lr"]
+        self.optimizer.param_groups[0]["lr"] = 0.0 if frozen else (
+            self.optimizer.param_groups[1]["lr"] * opts["backbone_lr_factor"])
         self.network.train()
         labels, w = self.targets, self.device_class_weights
         order = _epoch_order(self.train_idx, self.ts.labels, opts["class_balance"], self.generator)
@@ -669,6 +670,10 @@ def _reproducible(device):
 
 def _resolve_weights(arch, weights, require_pretrained):
     """The ``weights`` to build with: ImageNet if available, else random init with a warning."""
+    from .weights import WEIGHTS, find_weights_file
+    if isinstance(weights, str) and weights in WEIGHTS:
+        find_weights_file(weights)  # a missing file fails now, before any work
+        return weights
     if weights != "imagenet" or require_pretrained:
         return weights
     path = imagenet_weights_file(arch)
@@ -683,7 +688,7 @@ def _resolve_weights(arch, weights, require_pretrained):
 def train_classifier(training_set, *, arch="resnet18", weights="imagenet",
                      require_pretrained=False, input_size=None, epochs=30, batch_size=64,
                      lr=1e-3, weight_decay=1e-4, n_models=1, seed=0, device="auto",
-                     freeze_backbone_epochs=0, val_galaxy=None, val_fraction=0.2, patience=8,
+                     freeze_backbone_epochs=0, backbone_lr_factor=1.0, val_galaxy=None, val_fraction=0.2, patience=8,
                      class_balance="weighted", augment=True, progress_bar=True,
                      checkpoint_dir=None, resume=False, log=None):
     """Train a network (or an ensemble) on a `TrainingSet`.
@@ -695,8 +700,12 @@ def train_classifier(training_set, *, arch="resnet18", weights="imagenet",
     arch : str, optional
         Architecture for `~photutils_clusterclf.models.build_model`
         (``"resnet18"``, ``"vgg19_bn"``, ...).
-    weights : {"imagenet", None} or path, optional
-        Initialisation. With ``"imagenet"`` and no cached ImageNet file, an
+    weights : {"imagenet", None}, pretrained name or path, optional
+        Initialisation (see `~photutils_clusterclf.models.build_model`): a
+        registered name such as ``"sim-resnet18"``
+        (`~photutils_clusterclf.weights`), a previous clusterclf checkpoint
+        (continue training on a new galaxy), or a ``.pth`` state dict. With
+        ``"imagenet"`` and no cached ImageNet file, an
         `~astropy.utils.exceptions.AstropyUserWarning` says so and training
         starts from random initialisation, unless ``require_pretrained``.
     require_pretrained : bool, optional
@@ -725,6 +734,10 @@ def train_classifier(training_set, *, arch="resnet18", weights="imagenet",
     freeze_backbone_epochs : int, optional
         Train only the first convolution (the new ``n_bands``-channel stem)
         and the classification head for this many epochs.
+    backbone_lr_factor : float, optional
+        Learning rate of every layer but the stem and the head, relative to
+        ``lr`` (discriminative fine-tuning: e.g. 0.1 keeps pretrained
+        features close to where they were).
     val_galaxy : str or list of str, optional
         Galaxies held out for validation. Default: with several galaxies, the
         galaxy whose share of the objects is closest to ``val_fraction``
@@ -778,6 +791,8 @@ def train_classifier(training_set, *, arch="resnet18", weights="imagenet",
                                                          freeze_backbone_epochs, 0)):
         if isinstance(value, bool) or int(value) != value or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    if not (isinstance(backbone_lr_factor, (int, float)) and 0 <= backbone_lr_factor <= 1):
+        raise ValueError(f"backbone_lr_factor must be a number in [0, 1], got {backbone_lr_factor!r}")
     if patience is not None and (int(patience) != patience or patience < 1):
         raise ValueError(f"patience must be a positive integer or None, got {patience!r}")
     if resume and checkpoint_dir is None:
@@ -791,7 +806,8 @@ def train_classifier(training_set, *, arch="resnet18", weights="imagenet",
     opts = {"arch": arch, "weights": None if weights is None else str(weights),
             "input_size": input_size, "epochs": int(epochs), "batch_size": int(batch_size),
             "lr": float(lr), "weight_decay": float(weight_decay), "seed": int(seed),
-            "freeze_backbone_epochs": int(freeze_backbone_epochs), "val_split": split,
+            "freeze_backbone_epochs": int(freeze_backbone_epochs),
+            "backbone_lr_factor": float(backbone_lr_factor), "val_split": split,
             "patience": None if patience is None else int(patience),
             "class_balance": class_balance, "augment": bool(augment)}
     # The very normalisation object the model card records, so that
