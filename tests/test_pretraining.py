@@ -59,6 +59,7 @@ def _stop_after_first_epoch(record):
         raise _Stop
 
 
+@pytest.mark.slow
 def test_pretrain_is_bit_for_bit_reproducible_and_resumable(tmp_path):
     path, sha = pretrain(tmp_path / "a.pt", progress_bar=False, batch_size=16, **TINY)
     assert not (tmp_path / ".a.pt.pretrain").exists()  # work dir removed on success
@@ -82,6 +83,7 @@ def test_pretrain_is_bit_for_bit_reproducible_and_resumable(tmp_path):
         pretrain(tmp_path / "a.pt", progress_bar=False, **TINY)
 
 
+@pytest.mark.slow
 def test_cli_pretrain_name_installs_into_the_cache(tmp_path, monkeypatch, capsys):
     entry = WeightsEntry(name="sim-tiny", arch="small_cnn", bands=BANDS, cutout_size=32,
                          input_size=32, description="test corpus", recipe=TINY)
