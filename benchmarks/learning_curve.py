@@ -70,6 +70,8 @@ def _parse(argv):
     p.add_argument("--pretrain-epochs", type=int)
     p.add_argument("--variants", action="store_true",
                    help="also discriminative lr and frozen warm-up at 300 labels")
+    p.add_argument("--replot", metavar="JSON", default=None,
+                   help="only redraw --plot and print the table from a results file")
     p.add_argument("--num-threads", type=int, default=None, help="torch threads")
     p.add_argument("--device", default="cpu")
     p.add_argument("--data-dir", default=str(HERE / "_data" / "learning_curve"))
@@ -166,7 +168,7 @@ def _plot(results, config, path):
     from matplotlib.figure import Figure
 
     from photutils_clusterclf.visualization import save_figure
-    fig = Figure(figsize=(9, 4))
+    fig = Figure(figsize=(9, 4.6))
     for ax, truth in zip(fig.subplots(1, 2, sharey=True), ("true", "human")):
         for init, style in (("random", "o-"), ("sim", "s-"), ("imagenet", "^-")):
             rows = [r for r in results if r["init"] == init and r["variant"] == "default"]
@@ -178,14 +180,21 @@ def _plot(results, config, path):
             ax.errorbar(ns, [np.mean(v) for v in vals], yerr=[np.std(v) for v in vals],
                         fmt=style, capsize=3, label={"sim": "simulated-field weights"}.get(
                             init, init))
+        for variant, style in (("backbone_lr_0.1", "D"), ("frozen_warmup_3", "v")):
+            rows = [r for r in results if r["variant"] == variant]
+            if rows:
+                vals = [r["eval"]["nominal"][truth] for r in rows]
+                ax.errorbar([rows[0]["n_labels"]], [np.mean(vals)], yerr=[np.std(vals)],
+                            fmt=style, capsize=3, label=f"simulated-field weights, {variant}")
         ax.set_xscale("log")
         ax.set_xlabel("human-like labels used for fine-tuning")
         ax.set_title(f"held-out galaxy, against {'true classes' if truth == 'true' else 'human-like labels'}")
         ax.grid(alpha=0.3)
     fig.axes[0].set_ylabel("macro recall")
-    fig.axes[0].legend()
+    fig.legend(*fig.axes[0].get_legend_handles_labels(), loc="lower center", ncol=2,
+               fontsize="small")
     fig.suptitle(f"{config['arch']}, mean and std over seeds {config['seeds']}")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     save_figure(fig, path, overwrite=True)
 
 
@@ -209,8 +218,18 @@ def _table(results):
     return "\n".join(lines)
 
 
+def replot(results_json, plot):
+    """Redraw the figure from a results file (no training)."""
+    data = json.loads(Path(results_json).read_text())
+    _plot(data["runs"], data["config"], plot)
+    print(_table(data["runs"]))
+
+
 def main(argv=None):
     args, config = _parse(argv)
+    if args.replot:
+        replot(args.replot, args.plot)
+        return 0
     import torch
     if args.num_threads:
         torch.set_num_threads(args.num_threads)

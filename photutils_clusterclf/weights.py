@@ -190,7 +190,7 @@ def find_weights_file(name):
     expected = entry.file_name(entry.sha256) if entry.sha256 else f"{name}-<sha256[:8]>.pt"
     how = [f"make it with `{entry.command}` (installs it in {target})"] if entry.command else []
     if entry.url:
-        how.append(f"download {entry.url} there")
+        how.append(f"download {entry.url} into {target}")
     raise FileNotFoundError(
         f"pretrained weights {name!r} not found: no {expected} in "
         f"{' or '.join(str(d) for d in weights_dirs())}; "
