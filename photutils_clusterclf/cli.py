@@ -194,6 +194,14 @@ def _train_defaults():
     return {name: parameters[name].default for name in _TRAIN_OPTIONS}
 
 
+def _pretrain_defaults():
+    """pretrain's defaults, shown in --help without repeating them here."""
+    import inspect
+
+    from .pretraining import pretrain
+    return {k: v.default for k, v in inspect.signature(pretrain).parameters.items()}
+
+
 def _cmd_pretrain(args):
     from .pretraining import pretrain
     options = {k: getattr(args, k) for k in ("arch", "n_fields", "n_candidates", "epochs",
@@ -299,10 +307,7 @@ def _build_parser():
     p.add_argument("--out", default=None, help="weights file to write (.pt)")
     p.add_argument("--name", default=None,
                    help="make a registered entry (its recipe) and install it in the cache")
-    import inspect
-
-    from .pretraining import pretrain
-    pre = {k: v.default for k, v in inspect.signature(pretrain).parameters.items()}
+    pre = _pretrain_defaults()
     p.add_argument("--arch", help=f"network (default {pre['arch']})")
     p.add_argument("--n-fields", type=int, help=f"simulated fields (default {pre['n_fields']})")
     p.add_argument("--n-candidates", type=int,
