@@ -7,13 +7,17 @@ a randomly initialised classifier of the package's default configuration
 and batch size:
 
 (a) the network's forward pass alone on pre-made normalised batches
-    (``ClusterClassifier._member_probs``, what `classify` calls per batch);
+    (``InferenceEngine.member_probs``, what `classify` calls per batch);
 (b) ``clusterclf classify`` end to end, in-process through
-    `photutils_clusterclf.cli.classify_files`: FITS images (memory-mapped)
+    `photutils_clusterclf.pipeline.classify_files`: FITS images (memory-mapped)
     and catalogue on disk -> classified FITS catalogue and DS9 file on disk.
 
-Each is timed ``--repeat`` times and the best kept. The last line is
-``end_to_end_over_model_only=<ratio of throughputs>`` (target >= 0.7).
+The two are measured round-robin (a, b, a, b, ...) ``--repeat`` times, so
+that a busy spell of the machine hits both alike; each network-alone
+measurement runs for at least ``--min-seconds`` (the batches are cycled),
+so one busy second cannot decide it. Printed: each round's throughputs and
+ratio, the median and the spread (min-max) of each, and last
+``end_to_end_over_model_only=<ratio of the median throughputs>``.
 
 Run::
 
@@ -89,14 +93,16 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def best_of(fn, repeat):
-    """Smallest wall time of ``repeat`` calls of ``fn``."""
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+def timed(fn):
+    """Wall time of one call of ``fn``."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def spread(values):
+    """``median (min-max)`` of a list of throughputs."""
+    return (f"{np.median(values):,.0f} ({min(values):,.0f}-{max(values):,.0f})")
 
 
 def main(argv=None):
@@ -106,7 +112,10 @@ def main(argv=None):
     parser.add_argument("--n-candidates", type=int, default=100_000)
     parser.add_argument("--batch-size", type=int, default=None,
                         help="objects per forward pass (default: the package default)")
-    parser.add_argument("--repeat", type=int, default=3, help="best of this many runs")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="rounds of (network alone, end to end)")
+    parser.add_argument("--min-seconds", type=float, default=5.0,
+                        help="shortest network-alone measurement")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--num-threads", type=int, default=None,
                         help="torch threads (default: torch's default, one per core)")
@@ -115,10 +124,11 @@ def main(argv=None):
         torch.set_num_threads(args.num_threads)
 
     from photutils_clusterclf import ClusterClassifier
-    from photutils_clusterclf.classifier import default_batch_size, prepare_batch
-    from photutils_clusterclf.cli import classify_files
+    from photutils_clusterclf._inference import default_batch_size
     from photutils_clusterclf.cutouts import extract_cutouts
     from photutils_clusterclf.images import MultiBandImage
+    from photutils_clusterclf.pipeline import classify_files
+    from photutils_clusterclf.preprocessing import prepare_batch
 
     paths, info = field_files(args.size, args.n_candidates)
     print(f"field {args.size}x{args.size} px, {args.n_candidates} candidates: "
@@ -143,16 +153,18 @@ def main(argv=None):
     batches = [prepare_batch(raw[s:s + batch_size], clf.normalization, INPUT_SIZE)
                for s in range(0, n_model, batch_size)]
     del raw, images
-    clf._member_probs(batches[0], tta=False)  # warm-up
+    clf._engine.member_probs(batches[0], tta=False)  # warm-up
 
     def model_only():
-        for batch in batches:
-            clf._member_probs(batch, tta=False)
+        """Cycle the batches for at least --min-seconds; returns objects/s."""
+        done, start = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - start) < args.min_seconds or not done:
+            for batch in batches:
+                clf._engine.member_probs(batch, tta=False)
+            done += n_model
+        return done / elapsed
 
-    t_model = best_of(model_only, args.repeat)
-    model_rate = n_model / t_model
-
-    # (b) end to end through the CLI code path.
+    model_rates, e2e_rates = [], []
     with tempfile.TemporaryDirectory(dir=DATA) as tmp:
         def end_to_end():
             classify_files(model, paths["catalog"], {b: paths[b] for b in BANDS},
@@ -160,13 +172,16 @@ def main(argv=None):
                            overwrite=True, device=args.device, progress_bar=False,
                            batch_size=batch_size)
 
-        t_e2e = best_of(end_to_end, args.repeat)
-    e2e_rate = n / t_e2e
-    ratio = e2e_rate / model_rate
-    print(f"model_only: {model_rate:,.0f} objects/s ({n_model} objects in {t_model:.2f} s, "
-          f"best of {args.repeat})")
-    print(f"end_to_end: {e2e_rate:,.0f} objects/s ({n} objects in {t_e2e:.2f} s, "
-          f"best of {args.repeat})")
+        for round_ in range(args.repeat):
+            model_rates.append(model_only())
+            e2e_rates.append(n / timed(end_to_end))
+            print(f"round {round_ + 1}: network alone {model_rates[-1]:,.0f} objects/s, "
+                  f"end to end {e2e_rates[-1]:,.0f} objects/s, "
+                  f"ratio {e2e_rates[-1] / model_rates[-1]:.3f}")
+    ratio = float(np.median(e2e_rates) / np.median(model_rates))
+    print(f"model_only: {spread(model_rates)} objects/s (median (min-max) of "
+          f"{args.repeat} measurements of >= {args.min_seconds:g} s)")
+    print(f"end_to_end: {spread(e2e_rates)} objects/s ({n} objects per run)")
     print(f"peak_rss_mb={peak_rss_mb():.0f}")
     print(f"end_to_end_over_model_only={ratio:.3f}")
     return ratio

@@ -11,7 +11,7 @@ memory, ``torch.inference_mode``, the unfused network):
   (`torch.fx.experimental.optimization.fuse`);
 - ``bn_folded+channels_last``: both;
 - ``package``: what `~photutils_clusterclf.ClusterClassifier` runs now
-  (``ClusterClassifier._member_probs``);
+  (``InferenceEngine.member_probs``);
 - ``jit_optimized``: `torch.jit.optimize_for_inference` of a traced model
   (freezing, conv-bn folding, oneDNN conversion);
 - ``compile`` (with ``--compile``): `torch.compile` (inductor), after a
@@ -50,11 +50,11 @@ AUTOCAST_TOLERANCE = 2e-2
 def normalized_batches(n_objects, batch_size, *, size=2000, n_candidates=5000):
     """Real normalised cutouts of a (cached) simulated field, in CPU batches."""
     from bench_classify import BANDS, CUTOUT_SIZE, INPUT_SIZE, field_files
+
     from photutils_clusterclf.catalogs import read_catalog
-    from photutils_clusterclf.classifier import prepare_batch
     from photutils_clusterclf.cutouts import extract_cutouts
     from photutils_clusterclf.images import MultiBandImage
-    from photutils_clusterclf.preprocessing import Normalization
+    from photutils_clusterclf.preprocessing import Normalization, prepare_batch
 
     paths, _ = field_files(size, n_candidates)
     cat = read_catalog(paths["catalog"])[:n_objects]
@@ -90,8 +90,9 @@ def softmax_runner(module, *, channels_last=False, device="cpu"):
 
 def options(model, batches, args):
     """Name -> (runner, batches, tolerance)."""
-    from photutils_clusterclf import ClusterClassifier
     from torch.fx.experimental.optimization import fuse
+
+    from photutils_clusterclf import ClusterClassifier
 
     device = torch.device(args.device)
     eager = copy.deepcopy(model).to(device)
@@ -109,7 +110,7 @@ def options(model, batches, args):
     clf = ClusterClassifier.from_model(copy.deepcopy(model), arch="resnet18",
                                        bands=("F275W", "F336W", "F438W", "F555W", "F814W"),
                                        cutout_size=32, device=device)
-    out["package"] = (lambda b: torch.from_numpy(clf._member_probs(b, tta=False)[0]),
+    out["package"] = (lambda b: torch.from_numpy(clf._engine.member_probs(b, tta=False)[0]),
                       batches, TOLERANCE)
     if args.autocast and device.type == "cuda":
         for dtype in (torch.bfloat16, torch.float16):
@@ -117,7 +118,7 @@ def options(model, batches, args):
                                                bands=clf.bands, cutout_size=32, device=device)
             amp.autocast_dtype = dtype
             out[f"package+autocast_{str(dtype)[6:]}"] = (
-                lambda b, amp=amp: torch.from_numpy(amp._member_probs(b, tta=False)[0]),
+                lambda b, amp=amp: torch.from_numpy(amp._engine.member_probs(b, tta=False)[0]),
                 batches, AUTOCAST_TOLERANCE)
     if device.type == "cpu":
         with torch.inference_mode():
@@ -180,7 +181,7 @@ def main(argv=None):
     parser.add_argument("--autocast", action="store_true",
                         help="also try bf16/fp16 autocast (CUDA only)")
     args = parser.parse_args(argv)
-    from photutils_clusterclf.classifier import default_batch_size
+    from photutils_clusterclf._inference import default_batch_size
 
     if args.num_threads:
         torch.set_num_threads(args.num_threads)

@@ -2,7 +2,7 @@
 
 Each case runs in a fresh subprocess (so that ``ru_maxrss`` is its own)
 through the ``clusterclf classify`` code path
-(`photutils_clusterclf.cli.classify_files`: memory-mapped FITS images and
+(`photutils_clusterclf.pipeline.classify_files`: memory-mapped FITS images and
 catalogue on disk -> FITS catalogue and DS9 file on disk), on the cached
 simulated field of ``bench_classify.py``; the small case classifies the
 first ``--small`` rows of the same catalogue.
@@ -47,11 +47,11 @@ def _status_mb(fields):
 def run_case(args):
     """Classify ``args.case`` candidates in this process; print a JSON line."""
     import torch
-
     from bench_classify import BANDS, field_files, model_file
+
     from photutils_clusterclf.catalogs import read_catalog
-    from photutils_clusterclf.cli import classify_files
     from photutils_clusterclf.fileio import write_table
+    from photutils_clusterclf.pipeline import classify_files
 
     if args.num_threads:
         torch.set_num_threads(args.num_threads)

@@ -87,7 +87,7 @@ def _parse(argv):
 
 def _pretrained(config, data_dir, device):
     """The simulated-field weights (made with `pretrain` once, then reused)."""
-    from photutils_clusterclf.pretraining import pretrain
+    from photutils_clusterclf.training import pretrain
     path = data_dir / (f"sim-{config['arch']}-{config['pretrain_fields']}x"
                        f"{config['pretrain_candidates']}-e{config['pretrain_epochs']}.pt")
     if path.is_file():

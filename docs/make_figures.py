@@ -13,7 +13,11 @@ figures are reproducible:
 * ``overlay.png``, ``overlay.reg``-style colours: the predicted classes of a
   held-out simulated galaxy on its colour image;
 * ``confusion_matrix.png``: that galaxy's confusion matrix against its
-  human-like labels.
+  human-like labels;
+* with ``--screenshots`` (needs ``ds9``, ``xvfb-run`` and ``chromium``):
+  ``ds9_classes.png``, SAOImage DS9's own view (``-saveimage png``) of that
+  galaxy with the package's region file, and ``inspect_page.png``, the
+  ``clusterclf inspect`` page of its catalogue in headless Chromium.
 
 The classifier behind the last two is a ``small_cnn`` trained for a few
 epochs on three small simulated galaxies: it illustrates the figures, it is
@@ -32,6 +36,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(STATIC), help="output directory")
     parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--screenshots", action="store_true",
+                        help="also the DS9 and inspection-page screenshots")
     args = parser.parse_args(argv)
 
     from astropy.utils.exceptions import AstropyUserWarning
@@ -81,10 +87,50 @@ def main(argv=None):
                           title="held-out simulated galaxy",
                           xlabel="predicted class (class_ml)", ylabel="human-like class")
     print(report)
-    for name in ("gallery.png", "overlay.png", "confusion_matrix.png"):
+    names = ["gallery.png", "overlay.png", "confusion_matrix.png"]
+    if args.screenshots:
+        _screenshots(heldout, table, out)
+        names += ["ds9_classes.png", "inspect_page.png"]
+    for name in names:
         path = out / name
         _shrink_png(path)
         print(f"wrote {path} ({path.stat().st_size // 1024} kB)")
+
+
+def _screenshots(heldout, table, out):
+    """DS9 and Chromium screenshots of the classified held-out galaxy."""
+    import subprocess
+    import tempfile
+
+    from photutils_clusterclf.inspect_page import write_inspection_page
+    from photutils_clusterclf.regions_io import write_class_regions
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        paths = heldout.write(tmp)
+        regions = tmp / "classes.reg"
+        write_class_regions(table, regions)
+        # Debian's DS9 does not load Tk-Img's "window" format, which
+        # -saveimage needs; a one-line Tcl file loads it first.
+        (tmp / "img.tcl").write_text("package require img::window\n")
+        channels = []
+        for channel, band in (("red", "F814W"), ("green", "F555W"), ("blue", "F438W")):
+            channels += [f"-{channel}", str(paths[band]), "-scale", "asinh",
+                         "-scale", "mode", "99.5"]
+        # the 400 x 400 px part of overlay.png, 1.5 screen pixels per pixel
+        subprocess.run(["xvfb-run", "-a", "-s", "-screen 0 1280x1024x24", "ds9",
+                        "-source", str(tmp / "img.tcl"), "-width", "600", "-height", "600",
+                        "-rgb", *channels, "-rgb", "close", "-zoom", "1.5",
+                        "-pan", "to", "351", "351", "image", "-regions", "load", "all",
+                        str(regions), "-saveimage", "png", str(out / "ds9_classes.png"),
+                        "-exit"], check=True, timeout=120)
+        page = tmp / "inspect.html"
+        write_inspection_page(table, heldout.to_multiband_image(), page, progress_bar=False)
+        subprocess.run(["chromium", "--headless=new", "--no-sandbox", "--disable-gpu",
+                        "--hide-scrollbars", "--window-size=1250,760",
+                        "--virtual-time-budget=10000",
+                        f"--screenshot={out / 'inspect_page.png'}", page.as_uri()],
+                       check=True, timeout=120, capture_output=True)
 
 
 def _shrink_png(path):

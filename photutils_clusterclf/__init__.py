@@ -6,43 +6,33 @@ ImageNet-pretrained ResNet18 / VGG19-BN networks fine-tuned as in
 Wei et al. 2020, MNRAS 493, 3178.
 """
 
-__version__ = "0.1.0"
+from ._meta import __bibtex__, __citation__, __version__  # noqa: F401
+from .catalogs import read_catalog, read_legus_catalog, read_phangs_catalog
+from .consensus import consensus_labels
+from .cutouts import CutoutBatch, extract_cutouts
+from .evaluation import EvaluationReport
+from .images import MultiBandImage
+from .positions import resolve_positions
+from .regions_io import class_regions
+from .utils.flags import decode_flags
 
-__citation__ = __bibtex__ = """\
-@ARTICLE{2020MNRAS.493.3178W,
-       author = {{Wei}, Wei and {Huerta}, E.~A. and {Whitmore}, Bradley C. and
-                 {Lee}, Janice C. and {Hannon}, Stephen and {Chandar}, Rupali and
-                 {Dale}, Daniel A. and {Larson}, Kirsten L. and {Thilker}, David A. and
-                 {Ubeda}, Leonardo and {Boquien}, M{\\'e}d{\\'e}ric and {Chevance}, M{\\'e}lanie and
-                 {Kruijssen}, J.~M. Diederik and {Schruba}, Andreas and {Blanc}, Guillermo A. and
-                 {Congiu}, Enrico},
-        title = "{Deep transfer learning for star cluster classification: I. application to the PHANGS-HST survey}",
-      journal = {\\mnras},
-         year = 2020,
-        month = apr,
-       volume = {493},
-       number = {3},
-        pages = {3178-3193},
-          doi = {10.1093/mnras/staa325},
-}
+#: Names whose modules need torch: imported on first use, so that
+#: ``clusterclf --cite`` and the command line's input checks do not pay for
+#: importing torch (several seconds).
+_LAZY = {"ClusterClassifier": "classifier", "build_model": "models"}
 
-@software{photutils_clusterclf,
-       author = {{photutils-clusterclf developers}},
-        title = {photutils-clusterclf: star-cluster candidate classification
-                 in multi-band HST imaging with transfer-learned CNNs},
-         year = 2026,
-      version = {0.1.0},
-}
-"""
 
-from .catalogs import read_catalog, read_legus_catalog, read_phangs_catalog  # noqa: E402
-from .classifier import ClusterClassifier  # noqa: E402
-from .cutouts import CutoutBatch, extract_cutouts  # noqa: E402
-from .evaluation import EvaluationReport  # noqa: E402
-from .images import MultiBandImage  # noqa: E402
-from .models import build_model  # noqa: E402
-from .positions import resolve_positions  # noqa: E402
-from .regions_io import class_regions  # noqa: E402
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "ClusterClassifier",
@@ -51,6 +41,8 @@ __all__ = [
     "MultiBandImage",
     "build_model",
     "class_regions",
+    "consensus_labels",
+    "decode_flags",
     "extract_cutouts",
     "read_catalog",
     "read_legus_catalog",

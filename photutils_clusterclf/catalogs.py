@@ -13,13 +13,16 @@ that `photutils_clusterclf.positions.resolve_positions` converts positions
 without guessing, and the format in ``table.meta["catalog_format"]``.
 """
 
+import re
 from pathlib import Path
 
 import astropy.units as u
 import numpy as np
+from astropy.io import registry
 from astropy.table import MaskedColumn, QTable
 
 from .classes import PHANGS_FOLD, fold_classes
+from .fileio import FITS_ORIGIN_KEY
 
 __all__ = [
     "LEGUS_BANDS",
@@ -64,6 +67,30 @@ _ACCEPTED = ("LEGUS .tab, PHANGS-HST FITS, or any FITS / ECSV / CSV table "
              "astropy can read")
 
 
+#: Public PHANGS-HST catalogue file names (Maschmann et al. 2024 release):
+#: ``hlsp_phangs-cat_hst_<instr>_<target>_multi_v1_<product>.fits``.
+PHANGS_FILE_NAME = re.compile(
+    r"hlsp_phangs-cat_hst_(?P<instrument>[a-z0-9-]+)_(?P<target>[a-z0-9-]+)_multi_v1_"
+    r"(?P<product>obs-(?:human|machine)-cluster-class12|"
+    r"obs-(?:human|machine)-compact-association-class3|obs-sed-candidates|"
+    r"obs-candidates)\.fits(?:\.gz)?$", re.IGNORECASE)
+
+#: Identifier columns of PHANGS-HST catalogues, in the order they are looked for.
+PHANGS_ID_COLUMNS = ("ID_PHANGS_CLUSTER", "ID_PHANGS_CANDIDATE", "ID_PHANGS_ALLSOURCES")
+
+
+def _phangs_meta(table, path):
+    """Target, instrument and product from a public file name; the identifier column."""
+    match = PHANGS_FILE_NAME.match(Path(path).name)
+    if match:
+        table.meta.setdefault("target", match["target"].upper())
+        table.meta.setdefault("instrument", match["instrument"].upper())
+        table.meta["phangs_product"] = match["product"].lower()
+    ids = [c for c in PHANGS_ID_COLUMNS if c in table.colnames]
+    if ids:
+        table.meta["id_column"] = ids[0]
+
+
 def _fold_phangs(table, path):
     """Add the folded human-class column and the PHANGS metadata in place."""
     if "PHANGS_X" not in table.colnames or "PHANGS_Y" not in table.colnames:
@@ -78,6 +105,7 @@ def _fold_phangs(table, path):
             table.add_column(folded, name=PHANGS_FOLDED_COLUMN, index=index)
     table.meta["origin"] = 0
     table.meta["catalog_format"] = "phangs"
+    _phangs_meta(table, path)
     return table
 
 
@@ -294,6 +322,8 @@ def read_catalog(path, *, format=None):
     except Exception as exc:  # astropy raises many types for a bad file
         raise ValueError(f"cannot read {path} (format={format!r}): {exc}; "
                          f"accepted: {_ACCEPTED}") from None
+    if FITS_ORIGIN_KEY in table.meta:  # written by this package's FITS writer
+        table.meta.setdefault("origin", int(table.meta.pop(FITS_ORIGIN_KEY)))
     if "PHANGS_X" in table.colnames and "PHANGS_Y" in table.colnames:
         return _fold_phangs(table, path)
     return table
@@ -308,11 +338,11 @@ def _existing(path):
 
 
 def read_candidates(path):
-    """Candidates from a file: a catalogue table, or a DS9 region file as its path.
+    """Candidates from a file: a catalogue table, or the regions of a DS9 file.
 
-    Region files are returned as the path itself, which
-    `~photutils_clusterclf.positions.resolve_positions` reads; everything
-    else goes through `read_catalog`.
+    DS9 files (``.reg``, ``.ds9``) are read with the ``regions`` package
+    (whose pixel centres are 0-based); everything else goes through
+    `read_catalog`.
 
     Parameters
     ----------
@@ -321,9 +351,19 @@ def read_candidates(path):
 
     Returns
     -------
-    source : `~astropy.table.QTable` or str
+    source : `~astropy.table.QTable` or `~regions.Regions`
     """
     path = _existing(path)
     if path.suffix.lower() in (".reg", ".ds9"):
-        return str(path)
+        from regions import Regions
+
+        try:
+            return Regions.read(path, format="ds9")
+        except Exception as exc:  # the regions parser raises many types
+            raise ValueError(f"cannot read {path} as a DS9 region file: {exc}") from None
     return read_catalog(path)
+
+
+# Astropy unified I/O: QTable.read(path, format="legus") / format="phangs".
+registry.register_reader("legus", QTable, read_legus_catalog, force=True)
+registry.register_reader("phangs", QTable, read_phangs_catalog, force=True)

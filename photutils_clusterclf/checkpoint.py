@@ -12,9 +12,7 @@ run code. Every problem is reported as a one-line `CheckpointError`.
 
 import dataclasses
 import datetime
-import importlib.metadata
 import pickle
-import platform
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -23,6 +21,7 @@ import torch
 
 from .classes import CLASSES
 from .fileio import atomic_output, sha256_file
+from .utils.provenance import software_versions
 
 __all__ = [
     "FORMAT_VERSION",
@@ -30,12 +29,18 @@ __all__ = [
     "CheckpointError",
     "ModelCard",
     "check_bands",
+    "is_checkpoint",
     "load_checkpoint",
     "save_checkpoint",
 ]
 
 #: Version of the checkpoint layout written by `save_checkpoint`.
 FORMAT_VERSION = 1
+
+#: Architectures a model card may name (the networks that
+#: `photutils_clusterclf.models.build_model` builds; defined here so that
+#: reading a card needs no network code).
+ARCHITECTURES = ("resnet18", "vgg19_bn", "resnet34", "vgg11_bn", "small_cnn")
 
 _FORMAT_NAME = "photutils-clusterclf checkpoint"
 _REQUIRED = ("arch", "bands", "cutout_size", "input_size", "normalization")
@@ -73,28 +78,6 @@ def _plain(value, where):
         f"model card entry {where} is a {type(value).__name__}; only dicts, lists, "
         "str, int, float, bool, None, tensors and NumPy numbers/arrays can be stored"
     )
-
-
-def _versions():
-    """Versions of the package and the libraries that shape its results."""
-    try:
-        from . import __version__ as package_version
-    except ImportError:  # package __init__ without __version__ (or not yet written)
-        try:
-            package_version = importlib.metadata.version("photutils-clusterclf")
-        except importlib.metadata.PackageNotFoundError:
-            package_version = "unknown"
-    import astropy
-    import torchvision
-
-    return {
-        "photutils_clusterclf": str(package_version),
-        "torch": str(torch.__version__),
-        "torchvision": torchvision.__version__,
-        "astropy": astropy.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-    }
 
 
 @dataclasses.dataclass
@@ -135,7 +118,6 @@ class ModelCard:
     created: str = ""
 
     def __post_init__(self):
-        from .models import ARCHITECTURES
         from .preprocessing import Normalization
 
         if self.arch not in ARCHITECTURES:
@@ -264,7 +246,7 @@ def save_checkpoint(path, card, state_dicts, *, overwrite=False):
         raise TypeError(f"card must be a ModelCard, got {type(card).__name__}")
     card = dataclasses.replace(
         card,
-        versions=dict(card.versions) or _versions(),
+        versions=dict(card.versions) or software_versions(),
         created=card.created
         or datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     )
@@ -286,6 +268,22 @@ def _first_line(exc):
     return (
         f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
     )
+
+
+def is_checkpoint(path):
+    """Whether ``path`` is a file written by `save_checkpoint` (not validated further).
+
+    False for anything else: a missing or unreadable file, or a bare state
+    dict (which `~photutils_clusterclf.models.build_model` reads itself).
+    """
+    path = Path(path)
+    if not path.is_file():
+        return False
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # unreadable: not a checkpoint
+        return False
+    return isinstance(payload, dict) and payload.get("format") == _FORMAT_NAME
 
 
 def load_checkpoint(path, *, sha256=None):
@@ -319,6 +317,14 @@ def load_checkpoint(path, *, sha256=None):
         raise CheckpointError(
             f"checkpoint {path} has sha256 {digest}, expected {sha256}; "
             "wrong or modified file"
+        )
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    # torch.save writes a zip archive (or, before torch 1.6, a pickle).
+    if magic and magic != b"PK\x03\x04" and magic[:1] != b"\x80":
+        raise CheckpointError(
+            f"{path} is not a clusterclf checkpoint (not a file written by torch.save; "
+            "checkpoints are the .pt files written by training or ClusterClassifier.save)"
         )
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)

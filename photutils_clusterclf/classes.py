@@ -1,6 +1,6 @@
 """The class scheme of PHANGS-HST and LEGUS star-cluster catalogues.
 
-Classes 1-4 are the machine-learning targets (DESIGN.md section 2). PHANGS
+Classes 1-4 are the machine-learning targets (see the classes page of the docs). PHANGS
 human catalogues also use codes 5-19 for specific kinds of non-cluster; for
 training and evaluation they fold into class 4. LEGUS class 0 means "not
 inspected" and is never a label.

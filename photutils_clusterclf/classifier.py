@@ -6,32 +6,30 @@ normalisation, input size), so that classification always preprocesses
 exactly as training did.
 """
 
-import concurrent.futures
-import copy
-import datetime
 import warnings
 
 import numpy as np
 import torch
 from astropy.table import QTable, Table
 from astropy.utils.exceptions import AstropyUserWarning
-from tqdm.auto import tqdm
 
-from . import __version__
-from .checkpoint import Checkpoint, ModelCard, check_bands, load_checkpoint, save_checkpoint
+from ._inference import InferenceEngine, default_batch_size
+from .checkpoint import (
+    Checkpoint,
+    ModelCard,
+    check_bands,
+    load_checkpoint,
+    save_checkpoint,
+)
 from .classes import CLASSES, UNCLASSIFIED
-from .cutouts import CutoutBatch, extract_cutouts
-from .models import build_model
+from .cutouts import CutoutBatch
+from .models import build_model, resolve_device
 from .positions import resolve_positions
-from .preprocessing import DIHEDRAL_TRANSFORMS, Normalization, dihedral, resize
+from .preprocessing import Normalization
+from .utils.provenance import provenance
+from .utils.validation import check_choice, check_integer
 
-__all__ = [
-    "ClusterClassifier",
-    "aggregate_members",
-    "default_batch_size",
-    "prepare_batch",
-    "resolve_device",
-]
+__all__ = ["ClusterClassifier", "aggregate_members"]
 
 AGGREGATES = ("mean", "mode")
 COLUMN_STYLES = ("default", "phangs")
@@ -39,73 +37,6 @@ COLUMN_STYLES = ("default", "phangs")
 #: Short method and software reference written into every classified catalogue.
 CITATION = ("Wei et al. 2020, MNRAS 493, 3178 (doi:10.1093/mnras/staa325); "
             "photutils-clusterclf; BibTeX: clusterclf --cite")
-
-
-def resolve_device(device="auto"):
-    """Turn ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or a `torch.device` into a device.
-
-    ``"auto"`` picks CUDA when available, else the CPU. Asking for CUDA on a
-    machine without it is an error rather than a silent fallback.
-    """
-    if isinstance(device, torch.device):
-        return device
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' "
-                         "or 'cuda:N'") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available; "
-                         "use device='cpu' or 'auto'")
-    return dev
-
-
-def default_batch_size(device):
-    """Batch size that keeps a device busy without exhausting its memory."""
-    return 512 if resolve_device(device).type == "cuda" else 128
-
-
-def _inference_module(model):
-    """An inference copy of an eval-mode network: batch norm folded, channels-last.
-
-    Folding batch normalisation into the preceding convolutions removes a
-    memory-bound pass per layer, and channels-last (NHWC) is the layout
-    oneDNN and cuDNN convolutions run fastest in; together they change the
-    probabilities by about 1e-5 (benchmarks/bench_inference_options.py).
-    """
-    from torch.fx.experimental.optimization import fuse
-    try:
-        runner = fuse(model)  # a copy: the given model keeps its layers for saving
-    except Exception:  # noqa: BLE001 - fx cannot trace every custom network;
-        # folding is only an optimisation, the network itself is still fine.
-        runner = copy.deepcopy(model)
-    return runner.to(memory_format=torch.channels_last)
-
-
-def prepare_batch(raw, normalization, input_size):
-    """Raw cutouts -> network input: normalise, fill, resize.
-
-    This is the one preprocessing path shared by training and
-    classification.
-
-    Parameters
-    ----------
-    raw : `numpy.ndarray`
-        ``(N, B, S, S)`` float32 cutouts, NaN where there is no data.
-    normalization : `~photutils_clusterclf.preprocessing.Normalization`
-        The model card's normalisation.
-    input_size : int
-        Side of the network input; cutouts are resized when it differs.
-
-    Returns
-    -------
-    batch : `torch.Tensor`
-        ``(N, B, input_size, input_size)`` float32, finite, on the CPU.
-    """
-    tensor = torch.from_numpy(np.ascontiguousarray(normalization(raw), dtype=np.float32))
-    return resize(tensor, input_size)
 
 
 def aggregate_members(member_probs, *, aggregate="mean"):
@@ -131,8 +62,7 @@ def aggregate_members(member_probs, *, aggregate="mean"):
     quality : `numpy.ndarray`
         ``(N,)`` float32.
     """
-    if aggregate not in AGGREGATES:
-        raise ValueError(f"aggregate={aggregate!r} is not one of {AGGREGATES}")
+    check_choice("aggregate", aggregate, AGGREGATES)
     member_probs = np.asarray(member_probs, dtype=np.float32)
     probs = member_probs.mean(axis=0)
     n = probs.shape[0]
@@ -147,6 +77,23 @@ def aggregate_members(member_probs, *, aggregate="mean"):
         quality = counts[np.arange(n), index] / member_probs.shape[0]
     classes = np.asarray(CLASSES, dtype=np.int16)[index]
     return probs, classes, quality.astype(np.float32)
+
+
+#: Below this fraction of classifiable candidates, `ClusterClassifier.classify` warns.
+MIN_CLASSIFIED_FRACTION = 0.5
+
+
+def _warn_coverage(n, n_classified, positions):
+    """Warn loudly when no candidate, or only a small fraction, lies on the images."""
+    if n == 0 or n_classified >= MIN_CLASSIFIED_FRACTION * n:
+        return
+    what = "none" if n_classified == 0 else f"only {n_classified}"
+    warnings.warn(
+        f"{what} of the {n} candidates could be classified ({positions.description}): "
+        f"{n - n_classified} lie off the images or where a band has no data (see the "
+        "class_ml_flags column). Check that the catalogue and the images are of the same "
+        "field, the pixel origin (origin=0 or 1) and whether the sky columns (use='sky') "
+        "are the right positions", AstropyUserWarning)
 
 
 class ClusterClassifier:
@@ -191,11 +138,20 @@ class ClusterClassifier:
         self.normalization = Normalization.from_dict(card.normalization)
         self.models = [m.to(self.device).eval() for m in models]
         # What actually runs: optimised copies; `models` stay as given for saving.
-        self._runners = [_inference_module(m) for m in self.models]
-        #: ``None`` (float32) or ``torch.bfloat16`` / ``torch.float16``: autocast
-        #: of the forward pass, used on CUDA only (probabilities then differ by
-        #: up to about 1e-2 from float32; see benchmarks/RESULTS.md).
-        self.autocast_dtype = None
+        self._engine = InferenceEngine(self.models, card, self.normalization, self.device)
+
+    @property
+    def autocast_dtype(self):
+        """``None`` (float32) or ``torch.bfloat16`` / ``torch.float16``: autocast on CUDA.
+
+        Used on CUDA only; probabilities then differ by up to about 1e-2
+        from float32 (see the performance page).
+        """
+        return self._engine.autocast_dtype
+
+    @autocast_dtype.setter
+    def autocast_dtype(self, dtype):
+        self._engine.autocast_dtype = dtype
 
     @classmethod
     def load(cls, path, *, device="auto", sha256=None):
@@ -282,24 +238,6 @@ class ClusterClassifier:
         return self.sha256
 
     # -- inference ---------------------------------------------------------
-    def _member_probs(self, inputs, *, tta):
-        """``(M, n, 4)`` softmax probabilities for a prepared CPU batch."""
-        transforms = range(DIHEDRAL_TRANSFORMS) if tta else (0,)
-        cuda = self.device.type == "cuda"
-        # Asynchronous only from pinned memory (what `_stream` hands over on CUDA).
-        x = inputs.to(self.device, non_blocking=cuda and inputs.is_pinned())
-        # One forward pass over all transforms: bigger batches run faster.
-        x = torch.cat([dihedral(x, k) for k in transforms]) if tta else x
-        x = x.contiguous(memory_format=torch.channels_last)
-        amp = torch.autocast("cuda", dtype=self.autocast_dtype or torch.float16,
-                             enabled=cuda and self.autocast_dtype is not None)
-        out = []
-        with torch.inference_mode(), amp:
-            for model in self._runners:
-                p = torch.softmax(model(x).float(), dim=1)
-                out.append(p.reshape(len(transforms), -1, p.shape[1]).mean(dim=0))
-        return torch.stack(out).cpu().numpy()
-
     def _raw_array(self, cutouts):
         if isinstance(cutouts, CutoutBatch):
             check_bands(self.card, cutouts.bands)
@@ -326,7 +264,7 @@ class ClusterClassifier:
         batch_size : int, optional
             Objects per forward pass; chosen for the device by default.
         progress_bar : bool, optional
-            Show a tqdm progress bar.
+            Show a progress bar.
 
         Returns
         -------
@@ -335,16 +273,8 @@ class ClusterClassifier:
         """
         raw = self._raw_array(cutouts)
         batch_size = int(batch_size or default_batch_size(self.device))
-        out = np.empty((self.n_members, len(raw), len(CLASSES)), dtype=np.float32)
-        with tqdm(total=len(raw), disable=not progress_bar, unit="obj",
-                  desc="classify") as bar:
-            for start in range(0, len(raw), batch_size):
-                stop = min(start + batch_size, len(raw))
-                inputs = prepare_batch(raw[start:stop], self.normalization,
-                                       self.card.input_size)
-                out[:, start:stop] = self._member_probs(inputs, tta=tta)
-                bar.update(stop - start)
-        return out
+        return self._engine.predict_members(raw, tta=tta, batch_size=batch_size,
+                                            progress_bar=progress_bar)
 
     def predict_proba(self, cutouts, *, tta=False, batch_size=None, progress_bar=False):
         """Class probabilities, averaged over ensemble members (and transforms).
@@ -369,69 +299,19 @@ class ClusterClassifier:
                                        progress_bar=progress_bar)
         return members.mean(axis=0)
 
-    def _prepared_batches(self, images, x, y, flags, batch_size):
-        """Yield ``(rows, inputs, n_scanned)`` for full batches of classifiable rows.
-
-        Rows are cut out in chunks; the classifiable ones are buffered until
-        a whole batch is ready, so that catalogues with many unclassifiable
-        rows (off the footprint, NaN positions) still run the network on
-        full batches. ``flags`` is filled in as rows are scanned. Memory is
-        bounded by the chunk size, whatever the catalogue length.
-        """
-        chunk = max(batch_size, 2048)
-        rows = np.empty(0, dtype=np.intp)
-        data = None
-        for start in range(0, len(x), chunk):
-            sl = slice(start, min(start + chunk, len(x)))
-            batch = extract_cutouts(images, x[sl], y[sl], size=self.card.cutout_size,
-                                    bands=self.bands)
-            flags[sl] = batch.flags
-            ok = np.flatnonzero(batch.classifiable)
-            # Rows left over from the previous chunk, then this chunk's.
-            rows = np.concatenate([rows, ok + start])
-            data = batch.data[ok] if data is None else np.concatenate([data, batch.data[ok]])
-            n_full = len(rows) - len(rows) % batch_size
-            for i in range(0, n_full, batch_size):
-                yield rows[i:i + batch_size], self._inputs(data[i:i + batch_size]), sl.stop
-            rows, data = rows[n_full:], data[n_full:]
-        if len(rows):
-            yield rows, self._inputs(data), len(x)
-
-    def _inputs(self, raw):
-        """Network input for raw cutouts, pinned on CUDA so the copy to the GPU overlaps."""
-        inputs = prepare_batch(raw, self.normalization, self.card.input_size)
-        return inputs.pin_memory() if self.device.type == "cuda" else inputs
-
-    def _stream(self, images, x, y, flags, *, tta, batch_size, progress_bar):
-        """Yield ``(rows, member_probs)`` batch by batch.
-
-        The next batch is cut out and normalised in a background thread
-        while the networks run on the current one.
-        """
-        batches = self._prepared_batches(images, x, y, flags, batch_size)
-        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool, \
-                tqdm(total=len(x), disable=not progress_bar, unit="obj",
-                     desc="classify") as bar:
-            pending = pool.submit(next, batches, None)
-            while (item := pending.result()) is not None:
-                pending = pool.submit(next, batches, None)
-                rows, inputs, n_scanned = item
-                yield rows, self._member_probs(inputs, tta=tta)
-                bar.update(n_scanned - bar.n)
-            bar.update(len(x) - bar.n)
-
-    def classify(self, source, images, *, origin=None, use="auto", tta=False,
+    def classify(self, source, images, *, origin=None, use="auto", columns=None, tta=False,
                  aggregate="mean", column_style="default", prefix="", tag=None,
-                 batch_size=None, progress_bar=True, copy=True):
+                 batch_size=None, progress_bar=False, copy=True):
         """Classify candidates and return the catalogue with class columns added.
 
         Parameters
         ----------
-        source : `~astropy.table.Table`, `~astropy.coordinates.SkyCoord`, regions, str or array
+        source : `~astropy.table.Table`, `~astropy.coordinates.SkyCoord`, regions or array
             The candidates: a table with pixel or sky position columns
             (PHANGS, LEGUS or photutils names), a `~astropy.coordinates.SkyCoord`,
-            point/circle regions or a `regions.Regions`, a DS9 region file, or
-            an ``(N, 2)`` array of pixel positions. See
+            point/circle regions or a `regions.Regions` (a DS9 file read by
+            `~photutils_clusterclf.catalogs.read_candidates`), or an
+            ``(N, 2)`` array of pixel positions. See
             `~photutils_clusterclf.positions.resolve_positions`.
         images : `~photutils_clusterclf.images.MultiBandImage`
             The images; they must contain the model's bands.
@@ -440,6 +320,9 @@ class ClusterClassifier:
             1: FITS/DS9/LEGUS). Required when it cannot be inferred.
         use : {"auto", "pixel", "sky"}, optional
             Which positions to use when a table has both.
+        columns : str or (str, str), optional
+            Position columns of a table to use instead of the detection
+            (see `~photutils_clusterclf.positions.resolve_positions`).
         tta : bool, optional
             Test-time augmentation over the 8 dihedral transforms.
         aggregate : {"mean", "mode"}, optional
@@ -466,13 +349,13 @@ class ClusterClassifier:
             One row per input candidate, in input order, with the new columns.
             Candidates that could not be classified have class 0 and a flag.
         """
-        if aggregate not in AGGREGATES:
-            raise ValueError(f"aggregate={aggregate!r} is not one of {AGGREGATES}")
+        check_choice("aggregate", aggregate, AGGREGATES)
+        batch_size = check_integer("batch_size", batch_size, allow_none=True)
         names = self.column_names(column_style=column_style, prefix=prefix, tag=tag)
         check_bands(self.card, images.bands)
         # Positions refer to the images' reference band, which need not be
         # one of the model's bands: resolve them on the full image set.
-        positions = resolve_positions(source, images, origin=origin, use=use)
+        positions = resolve_positions(source, images, origin=origin, use=use, columns=columns)
         table = self._output_table(source, positions, copy=copy)
         n = len(positions.x)
         batch_size = int(batch_size or default_batch_size(self.device))
@@ -480,7 +363,7 @@ class ClusterClassifier:
         member_probs = np.zeros((self.n_members, n, len(CLASSES)), dtype=np.float32)
         flags = np.zeros(n, dtype=np.int16)
         classified = np.zeros(n, dtype=bool)
-        for rows, probs in self._stream(images, positions.x, positions.y, flags, tta=tta,
+        for rows, probs in self._engine.stream(images, positions.x, positions.y, flags, tta=tta,
                                         batch_size=batch_size,
                                         progress_bar=progress_bar and n > batch_size):
             member_probs[:, rows] = probs
@@ -499,6 +382,7 @@ class ClusterClassifier:
                 warnings.warn(f"replacing existing column {name}; pass prefix= to keep it",
                               AstropyUserWarning)
             table[name] = values
+        _warn_coverage(n, int(classified.sum()), positions)
         table.meta["clusterclf"] = self._provenance(positions, tta=tta, aggregate=aggregate,
                                                     column_style=column_style,
                                                     n_classified=int(classified.sum()), n=n)
@@ -514,19 +398,18 @@ class ClusterClassifier:
         names : dict
             Keys ``"class"``, ``"qual"``, ``"prob1"``..``"prob4"``, ``"flags"``.
         """
+        check_choice("column_style", column_style, COLUMN_STYLES)
         if column_style == "default":
             base = f"{prefix}class_ml"
             probs = {f"prob{k}": f"{prefix}prob_class{k}" for k in CLASSES}
             return {"class": base, "qual": f"{base}_qual", **probs, "flags": f"{base}_flags"}
-        if column_style == "phangs":
-            tag = (tag or self.phangs_tag).upper()
-            base = f"PHANGS_CLUSTER_CLASS_ML_{tag}"
-            probs = {f"prob{k}": f"{base}_PROB{k}" for k in CLASSES}
-            return {"class": base, "qual": f"{base}_QUAL", **probs, "flags": f"{base}_FLAGS"}
-        raise ValueError(f"column_style={column_style!r} is not one of {COLUMN_STYLES}")
+        tag = (tag or self.phangs_tag).upper()
+        base = f"PHANGS_CLUSTER_CLASS_ML_{tag}"
+        probs = {f"prob{k}": f"{base}_PROB{k}" for k in CLASSES}
+        return {"class": base, "qual": f"{base}_QUAL", **probs, "flags": f"{base}_FLAGS"}
 
-    def region_options(self, source, *, origin=None, use="auto", column_style="default",
-                       prefix="", tag=None, **classify_options):
+    def region_options(self, source, *, origin=None, use="auto", columns=None,
+                       column_style="default", prefix="", tag=None, **classify_options):
         """Options of `~photutils_clusterclf.regions_io.class_regions` for a classified table.
 
         They draw the class column that `classify` wrote for ``source``, at
@@ -538,7 +421,7 @@ class ClusterClassifier:
         ----------
         source : object
             The ``source`` given to `classify`.
-        origin, use, column_style, prefix, tag : optional
+        origin, use, columns, column_style, prefix, tag : optional
             As given to `classify`.
         **classify_options
             Other options of `classify`; they do not change the regions.
@@ -546,13 +429,14 @@ class ClusterClassifier:
         Returns
         -------
         options : dict
-            ``column``, ``origin`` and ``use``.
+            ``column``, ``origin``, ``use`` and ``columns``.
         """
         from_table = isinstance(source, Table)
         names = self.column_names(column_style=column_style, prefix=prefix, tag=tag)
         return {"column": names["class"],
                 "origin": origin if from_table else None,
-                "use": use if from_table else "auto"}
+                "use": use if from_table else "auto",
+                "columns": columns if from_table else None}
 
     @property
     def phangs_tag(self):
@@ -577,24 +461,10 @@ class ClusterClassifier:
         return table
 
     def _provenance(self, positions, **options):
-        import astropy
-        import torchvision
         card = self.card
-        return {
-            "software": "photutils-clusterclf",
-            "version": __version__,
-            "versions": {"torch": str(torch.__version__), "torchvision": torchvision.__version__,
-                         "astropy": astropy.__version__, "numpy": np.__version__},
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "model_arch": card.arch,
-            "model_members": self.n_members,
-            "model_sha256": self.sha256 or "unsaved",
-            "bands": list(card.bands),
-            "cutout_size": card.cutout_size,
-            "input_size": card.input_size,
-            "normalization": dict(card.normalization),
-            "positions": positions.description,
-            "device": str(self.device),
-            **options,
-            "citation": CITATION,
-        }
+        return provenance(
+            model_arch=card.arch, model_members=self.n_members,
+            model_sha256=self.sha256 or "unsaved", bands=list(card.bands),
+            cutout_size=card.cutout_size, input_size=card.input_size,
+            normalization=dict(card.normalization), positions=positions.description,
+            device=str(self.device), **options, citation=CITATION)

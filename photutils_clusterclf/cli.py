@@ -6,13 +6,14 @@ them atomically (temporary file, then rename).
 """
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
 
-from . import __bibtex__, __version__
+from ._meta import __bibtex__, __version__
 
-__all__ = ["classify_files", "main"]
+__all__ = ["main"]
 
 EXIT_BAD_INPUT = 2
 
@@ -37,66 +38,54 @@ def _band_files(pairs):
     return files
 
 
-def classify_files(model, catalog, images, out, *, regions=None, overwrite=False,
-                   sha256=None, device="auto", progress_bar=True, **classify_kwargs):
-    """Classify a catalogue file with images on disk; write the catalogue (and DS9 file).
+def _check_outputs(args, *options):
+    """Outputs of ``--option`` names: known format, directory exists, no clobbering."""
+    from .fileio import table_format
+    for option in options:
+        path = getattr(args, option.lstrip("-").replace("-", "_"))
+        if path is None:
+            continue
+        if option == "--out" and args.command == "classify":
+            try:
+                table_format(path)
+            except ValueError as exc:
+                raise ValueError(f"--out {path}: {str(exc).split(': ', 1)[1]}") from None
+        path = Path(path)
+        if path.exists() and not args.overwrite:
+            raise FileExistsError(f"{option} {path} already exists; add --overwrite to "
+                                  "replace it")
+        if not path.parent.is_dir():
+            raise FileNotFoundError(f"{option} {path}: directory {path.parent} does not exist")
 
-    This is what ``clusterclf classify`` does; the demo and scripts call it
-    to go through exactly the same path.
 
-    Parameters
-    ----------
-    model : str or `~pathlib.Path`
-        Checkpoint file.
-    catalog : str or `~pathlib.Path`
-        Candidate catalogue (FITS, ECSV, CSV, LEGUS ``.tab``) or DS9 ``.reg`` file.
-    images : str, `~pathlib.Path` or dict
-        Directory of PHANGS-named band files, or a mapping band -> file.
-    out : str or `~pathlib.Path`
-        Output catalogue, ``.fits`` or ``.ecsv``.
-    regions : str or `~pathlib.Path`, optional
-        Also write a DS9 region file of the predicted classes; it and the
-        catalogue are renamed into place only once both are complete.
-    overwrite : bool, optional
-        Replace existing outputs.
-    sha256 : str, optional
-        Expected SHA-256 of the model file.
-    device : str, optional
-        ``"auto"``, ``"cpu"`` or ``"cuda"``.
-    progress_bar : bool, optional
-        Show a progress bar.
-    **classify_kwargs
-        Passed to `~photutils_clusterclf.ClusterClassifier.classify`.
-
-    Returns
-    -------
-    table : `~astropy.table.QTable`
-        The classified catalogue, as written.
-    """
-    from .catalogs import read_candidates
-    from .classifier import ClusterClassifier
-    from .fileio import check_writable, write_classified
-    from .images import MultiBandImage
-    check_writable(out, overwrite=overwrite)
-    if regions:
-        check_writable(regions, overwrite=overwrite)
-    clf = ClusterClassifier.load(model, device=device, sha256=sha256)
-    source = read_candidates(catalog)
-    with MultiBandImage.from_fits(images) as opened:
-        table = clf.classify(source, opened, progress_bar=progress_bar, **classify_kwargs)
-    write_classified(table, out, regions or None, overwrite=overwrite,
-                     **clf.region_options(source, **classify_kwargs))
-    return table
+def _check_inputs(args):
+    """The classify inputs exist, checked before torch is imported or a model loaded."""
+    if bool(args.images) == bool(args.images_dir):
+        raise ValueError("give the images either as --images BAND=FILE ... or as --images-dir DIR")
+    for option, path in (("--model", args.model), ("--catalog", args.catalog)):
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{option} {path} does not exist or is not a file")
+    if args.images_dir and not Path(args.images_dir).is_dir():
+        raise FileNotFoundError(f"--images-dir {args.images_dir} does not exist or is not a "
+                                "directory (give the directory of the band FITS files, or "
+                                "--images BAND=FILE ...)")
+    files = _band_files(args.images) if args.images else {}
+    missing = [f"{band}={path}" for band, path in files.items() if not Path(path).is_file()]
+    if missing:
+        raise FileNotFoundError(f"--images: no such file {', '.join(missing)}")
+    return files or args.images_dir
 
 
 def _cmd_classify(args):
-    if bool(args.images) == bool(args.images_dir):
-        raise ValueError("give the images either as --images BAND=FILE ... or as --images-dir DIR")
-    table = classify_files(args.model, args.catalog,
-                           _band_files(args.images) if args.images else args.images_dir,
+    images = _check_inputs(args)
+    _check_outputs(args, "--out", "--regions")
+    from .pipeline import classify_files
+    table = classify_files(args.model, args.catalog, images,
                            args.out, regions=args.regions, overwrite=args.overwrite,
+                           require_overlap=True,
                            sha256=args.sha256, device=args.device,
                            progress_bar=not args.quiet, origin=args.origin, use=args.use,
+                           columns=_columns(args.columns),
                            tta=args.tta, aggregate=args.aggregate,
                            column_style=args.column_style, batch_size=args.batch_size)
     n_ok = table.meta["clusterclf"]["n_classified"]
@@ -104,12 +93,46 @@ def _cmd_classify(args):
     print(f"classified {n_ok} of {len(table)} candidates; wrote {', '.join(written)}")
 
 
+def _columns(names):
+    """``--columns X Y`` (or one SkyCoord column) -> the ``columns`` argument."""
+    if names is None:
+        return None
+    if len(names) > 2:
+        raise ValueError(f"--columns takes two names (X Y or RA DEC) or one SkyCoord column, "
+                         f"not {len(names)}")
+    return names[0] if len(names) == 1 else tuple(names)
+
+
 def _cmd_regions(args):
+    import astropy.units as u
+
     from .catalogs import read_catalog
+    from .fileio import check_writable
+    from .images import MultiBandImage
     from .regions_io import write_class_regions
+    if args.radius is not None and args.radius_arcsec is not None:
+        raise ValueError("give the circle radius either as --radius (pixels) or as "
+                         "--radius-arcsec, not both")
+    if args.images and args.images_dir:
+        raise ValueError("give the images either as --images BAND=FILE ... or as --images-dir DIR")
+    check_writable(args.out, overwrite=args.overwrite)
+    images = _band_files(args.images) if args.images else args.images_dir
+    radius = (args.radius_arcsec * u.arcsec if args.radius_arcsec is not None
+              else (args.radius if args.radius is not None else 5.0))
     table = read_catalog(args.catalog)
-    write_class_regions(table, args.out, column=args.column, frame=args.frame,
-                        radius=args.radius, origin=args.origin, overwrite=args.overwrite)
+    with contextlib.ExitStack() as stack:
+        wcs = stack.enter_context(MultiBandImage.from_fits(images)) if images else None
+        try:
+            write_class_regions(table, args.out, column=args.column, frame=args.frame,
+                                radius=radius, wcs=wcs, origin=args.origin,
+                                overwrite=args.overwrite)
+        except ValueError as exc:
+            if wcs is None and "wcs=" in str(exc):
+                raise ValueError(f"{exc} -- on the command line: give the images "
+                                 "(--images-dir or --images) for their WCS, or a sky radius "
+                                 "with --radius-arcsec when the catalogue has RA/Dec "
+                                 "columns") from None
+            raise
     print(f"wrote {args.out}")
 
 
@@ -128,6 +151,19 @@ def _cmd_evaluate(args):
         report.write_json(args.json, overwrite=args.overwrite)
     if args.plot:
         save_confusion_matrix(report, args.plot, overwrite=args.overwrite)
+
+
+def _cmd_consensus(args):
+    from .catalogs import read_catalog
+    from .consensus import consensus_labels
+    from .fileio import check_writable, write_table
+    check_writable(args.out, overwrite=args.overwrite)
+    table = consensus_labels(read_catalog(args.catalog), columns=args.columns,
+                             method=args.method, ties=args.ties)
+    n = int((table["consensus_class"] > 0).sum())
+    write_table(table, args.out, overwrite=args.overwrite)
+    print(f"{args.method} consensus of {', '.join(args.columns)}: {n} of {len(table)} "
+          f"candidates have a class; wrote {args.out}")
 
 
 def _cmd_simulate(args):
@@ -157,15 +193,15 @@ def _cmd_train(args):
     from .images import MultiBandImage
     from .training import TrainingSet, train_classifier
     check_writable(args.out, overwrite=args.overwrite)
-    galaxies = []
-    for spec in args.galaxy:
-        catalog, images_dir = _parse_galaxy(spec)
-        galaxies.append((read_catalog(catalog), MultiBandImage.from_fits(images_dir),
-                         Path(catalog).stem))
-    training_set = TrainingSet.from_galaxies(galaxies, label_column=args.label_column,
-                                             cutout_size=args.cutout_size,
-                                             origin=args.origin,
-                                             progress_bar=not args.quiet)
+    specs = [_parse_galaxy(spec) for spec in args.galaxy]
+    with contextlib.ExitStack() as stack:
+        galaxies = [(read_catalog(catalog),
+                     stack.enter_context(MultiBandImage.from_fits(images_dir)),
+                     Path(catalog).stem) for catalog, images_dir in specs]
+        training_set = TrainingSet.from_galaxies(galaxies, label_column=args.label_column,
+                                                 cutout_size=args.cutout_size,
+                                                 origin=args.origin,
+                                                 progress_bar=not args.quiet)
     # Options left out on the command line keep train_classifier's defaults.
     options = {name: getattr(args, name) for name in _TRAIN_OPTIONS
                if getattr(args, name) is not None}
@@ -186,24 +222,24 @@ _TRAIN_OPTIONS = ("arch", "weights", "input_size", "epochs", "n_models", "seed",
 
 
 def _train_defaults():
-    """train_classifier's defaults, shown in --help without repeating them here."""
-    import inspect
+    """TrainingOptions' defaults, shown in --help without repeating them here."""
+    import dataclasses
 
-    from .training import train_classifier
-    parameters = inspect.signature(train_classifier).parameters
-    return {name: parameters[name].default for name in _TRAIN_OPTIONS}
+    from .training.options import TrainingOptions
+    fields = {f.name: f.default for f in dataclasses.fields(TrainingOptions)}
+    return {name: fields[name] for name in _TRAIN_OPTIONS}
 
 
 def _pretrain_defaults():
     """pretrain's defaults, shown in --help without repeating them here."""
     import inspect
 
-    from .pretraining import pretrain
+    from .training.pretraining import pretrain
     return {k: v.default for k, v in inspect.signature(pretrain).parameters.items()}
 
 
 def _cmd_pretrain(args):
-    from .pretraining import pretrain
+    from .training.pretraining import pretrain
     options = {k: getattr(args, k) for k in ("arch", "n_fields", "n_candidates", "epochs",
                                              "seed") if getattr(args, k) is not None}
     if args.name is not None:
@@ -222,43 +258,53 @@ def _cmd_demo(args):
 
 
 def _cmd_classify_many(args):
-    from .distributed import run_manifest
+    from .many import run_manifest
     run_manifest(args.manifest, model=args.model, out_dir=args.out_dir,
                  scheduler=args.scheduler, overwrite=args.overwrite, device=args.device,
                  progress_bar=not args.quiet)
 
 
-def _add_images_options(p):
+def _cmd_inspect(args):
+    from .catalogs import read_catalog
+    from .images import MultiBandImage
+    from .inspect_page import write_inspection_page
+    _check_outputs(args, "--out")
+    table = read_catalog(args.catalog)
+    with MultiBandImage.from_fits(args.images_dir) as images:
+        n = write_inspection_page(table, images, args.out, column=args.column,
+                                  order=args.order, max_rows=args.max,
+                                  cutout_size=args.cutout_size, id_column=args.id_column,
+                                  origin=args.origin, overwrite=args.overwrite,
+                                  progress_bar=not args.quiet)
+    print(f"wrote {args.out} ({n} candidates)")
+
+
+def _add_images_options(p, *, required=True):
+    extra = "" if required else " (their WCS converts between pixels and the sky)"
     p.add_argument("--images", nargs="+", metavar="BAND=FILE", default=None,
-                   help="one FITS file per band, e.g. F555W=ngc628_f555w.fits")
+                   help=f"one FITS file per band, e.g. F555W=ngc628_f555w.fits{extra}")
     p.add_argument("--images-dir", metavar="DIR", default=None,
                    help="directory of PHANGS-named band files "
                         "(hlsp_phangs-hst_hst_<instr>_<target>_<filter>_v1_exp-drc-sci.fits)")
 
 
-def _build_parser():
-    from .cutouts import DEFAULT_CUTOUT_SIZE
-    parser = _Parser(prog="clusterclf",
-                     description="Classify star-cluster candidates in multi-band HST images "
-                                 "with transfer-learned CNNs (Wei et al. 2020).")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--cite", action="store_true",
-                        help="print BibTeX for the method paper and this software")
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+def _common(p, *, device=True):
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    if device:
+        p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
 
-    def common(p, *, device=True):
-        p.add_argument("--quiet", action="store_true", help="no progress bars")
-        if device:
-            p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
 
+def _add_demo(sub):
     p = sub.add_parser("demo", help="simulate galaxies, train, classify a held-out galaxy")
     p.add_argument("--out", default="clusterclf-demo", help="output directory "
                    "(default ./clusterclf-demo)")
     p.add_argument("--quick", action="store_true", help="smaller fields and model (< 3 min)")
     p.add_argument("--retrain", action="store_true", help="retrain even if a model exists")
-    common(p)
+    _common(p)
     p.set_defaults(func=_cmd_demo)
 
+
+def _add_simulate(sub):
     p = sub.add_parser("simulate", help="write a simulated PHANGS-like field")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--target", default="sim-galaxy", help="target name used in file names")
@@ -270,11 +316,14 @@ def _build_parser():
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_cmd_simulate)
 
+
+def _add_train(sub):
     p = sub.add_parser("train", help="train a classifier on labelled galaxies")
     p.add_argument("--galaxy", action="append", required=True, metavar="CAT=IMAGES_DIR",
                    help="a labelled catalogue and its directory of band files (repeatable)")
     p.add_argument("--label-column", required=True)
     p.add_argument("--out", required=True, help="checkpoint file to write (.pt)")
+    from .cutouts import DEFAULT_CUTOUT_SIZE
     defaults = _train_defaults()
     p.add_argument("--arch", help=f"network (default {defaults['arch']}; also resnet34, "
                    "vgg11_bn, vgg19_bn, small_cnn)")
@@ -299,9 +348,11 @@ def _build_parser():
     p.add_argument("--checkpoint-dir", default=None, help="write a resumable state each epoch")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir")
     p.add_argument("--overwrite", action="store_true")
-    common(p)
+    _common(p)
     p.set_defaults(func=_cmd_train)
 
+
+def _add_pretrain(sub):
     p = sub.add_parser("pretrain", help="pretrain a network on simulated fields "
                        "(named weights such as sim-resnet18)")
     p.add_argument("--out", default=None, help="weights file to write (.pt)")
@@ -319,9 +370,11 @@ def _build_parser():
                         "rerun the same command to resume")
     p.add_argument("--keep-work-dir", action="store_true")
     p.add_argument("--overwrite", action="store_true")
-    common(p)
+    _common(p)
     p.set_defaults(func=_cmd_pretrain)
 
+
+def _add_classify(sub):
     p = sub.add_parser("classify", help="add machine classes to a candidate catalogue")
     p.add_argument("--model", required=True, help="checkpoint file")
     p.add_argument("--catalog", required=True,
@@ -332,15 +385,19 @@ def _build_parser():
     p.add_argument("--origin", type=int, choices=(0, 1), default=None,
                    help="pixel convention of x/y columns (0 numpy/PHANGS, 1 FITS/LEGUS)")
     p.add_argument("--use", choices=("auto", "pixel", "sky"), default="auto")
+    p.add_argument("--columns", nargs="+", metavar="NAME", default=None,
+                   help="position columns to use: X Y (pixel) or RA DEC (sky, with --use sky)")
     p.add_argument("--column-style", choices=("default", "phangs"), default="default")
     p.add_argument("--aggregate", choices=("mean", "mode"), default="mean")
     p.add_argument("--tta", action="store_true", help="average over the 8 dihedral transforms")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--sha256", default=None, help="expected SHA-256 of the model file")
     p.add_argument("--overwrite", action="store_true")
-    common(p)
+    _common(p)
     p.set_defaults(func=_cmd_classify)
 
+
+def _add_classify_many(sub):
     p = sub.add_parser("classify-many", help="classify many galaxies (serial or on Dask)")
     p.add_argument("--manifest", required=True,
                    help="CSV with columns galaxy, catalog, images_dir")
@@ -348,9 +405,11 @@ def _build_parser():
     p.add_argument("--out-dir", required=True)
     p.add_argument("--scheduler", default=None, help="Dask scheduler address")
     p.add_argument("--overwrite", action="store_true")
-    common(p)
+    _common(p)
     p.set_defaults(func=_cmd_classify_many)
 
+
+def _add_evaluate(sub):
     p = sub.add_parser("evaluate", help="confusion matrix and per-class recall of two columns")
     p.add_argument("--catalog", required=True)
     p.add_argument("--truth-column", required=True)
@@ -360,15 +419,77 @@ def _build_parser():
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_cmd_evaluate)
 
+
+def _add_consensus(sub):
+    p = sub.add_parser("consensus", help="consensus class of several labellers' class columns")
+    p.add_argument("--catalog", required=True, help="catalogue with the labellers' class columns")
+    p.add_argument("--columns", nargs="+", required=True, metavar="COLUMN",
+                   help="one class column per labeller, first = lead (breaks majority ties)")
+    p.add_argument("--method", choices=("majority", "dawid-skene"), default="majority")
+    p.add_argument("--ties", choices=("first", "none"), default="first",
+                   help="majority ties: first column's vote (default) or class 0")
+    p.add_argument("--out", required=True, help="output catalogue (.fits, .ecsv or .csv)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_cmd_consensus)
+
+
+def _add_regions(sub):
     p = sub.add_parser("regions", help="DS9 region file of classified candidates")
     p.add_argument("--catalog", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--column", default="class_ml")
-    p.add_argument("--frame", choices=("pixel", "sky"), default="pixel")
-    p.add_argument("--radius", type=float, default=5.0, help="circle radius in pixels")
+    p.add_argument("--frame", choices=("pixel", "sky"), default="pixel",
+                   help="pixel (default) or sky (fk5/icrs) regions")
+    p.add_argument("--radius", type=float, default=None,
+                   help="circle radius in pixels (default 5)")
+    p.add_argument("--radius-arcsec", type=float, default=None,
+                   help="circle radius on the sky (for --frame sky without images)")
+    _add_images_options(p, required=False)
     p.add_argument("--origin", type=int, choices=(0, 1), default=None)
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_cmd_regions)
+
+
+def _add_inspect(sub):
+    from .cutouts import DEFAULT_CUTOUT_SIZE
+    p = sub.add_parser("inspect", help="HTML page to inspect classified candidates and "
+                       "label them with the keyboard")
+    p.add_argument("--catalog", required=True, help="classified catalogue")
+    p.add_argument("--images-dir", required=True, metavar="DIR",
+                   help="directory of PHANGS-named band files")
+    p.add_argument("--out", required=True, help="output HTML file")
+    p.add_argument("--order", choices=("uncertain", "class", "id"), default="uncertain",
+                   help="uncertain (lowest class probability) first (default), by class, "
+                        "or by id")
+    p.add_argument("--max", type=int, default=None, metavar="N",
+                   help="only the first N candidates in that order")
+    p.add_argument("--column", default="class_ml", help="machine class column")
+    p.add_argument("--id-column", default=None, help="id column (found automatically)")
+    p.add_argument("--cutout-size", type=int, default=DEFAULT_CUTOUT_SIZE)
+    p.add_argument("--origin", type=int, choices=(0, 1), default=None)
+    p.add_argument("--overwrite", action="store_true")
+    _common(p, device=False)
+    p.set_defaults(func=_cmd_inspect)
+
+
+def _build_parser():
+    parser = _Parser(prog="clusterclf",
+                     description="Classify star-cluster candidates in multi-band HST images "
+                                 "with transfer-learned CNNs (Wei et al. 2020).")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--cite", action="store_true",
+                        help="print BibTeX for the method paper and this software")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    _add_demo(sub)
+    _add_simulate(sub)
+    _add_train(sub)
+    _add_pretrain(sub)
+    _add_classify(sub)
+    _add_classify_many(sub)
+    _add_evaluate(sub)
+    _add_consensus(sub)
+    _add_regions(sub)
+    _add_inspect(sub)
     return parser
 
 
@@ -390,7 +511,10 @@ def main(argv=None):
         return EXIT_BAD_INPUT
     try:
         args.func(args)
-    except (ValueError, TypeError, KeyError, OSError) as exc:
+    # Input that the package validated (bad values, missing files or bands,
+    # outputs that exist). Anything else is a bug: it propagates, with its
+    # traceback and exit status 1.
+    except (ValueError, KeyError, OSError) as exc:
         print(f"clusterclf {args.command}: error: {_message(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

@@ -28,6 +28,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from .images import MultiBandImage, normalize_band_name
 from .positions import band_pixel_positions
+from .utils.flags import FLAGS
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -43,19 +44,12 @@ __all__ = [
     "iter_cutout_batches",
 ]
 
-#: The cutout lies partly off the image of some band (padded with NaN).
-FLAG_PARTIAL = 1
-#: More than ``nan_threshold`` of the cutout is NaN / no data (padding
-#: included) in some band.
-FLAG_NAN = 2
-#: The cutout lies entirely off the image of some band: not classified.
-FLAG_NO_OVERLAP = 4
-#: Some band has no data at the object: its centre pixel is NaN, or its
-#: whole cutout is zero / NaN (drizzled mosaics are 0 outside their
-#: footprint). Not classified.
-FLAG_NO_COVERAGE = 8
-#: The position is NaN, infinite or masked: not classified.
-FLAG_INVALID_POSITION = 16
+# The flag bits, in bit order; their names and descriptions are registered
+# in `photutils_clusterclf.utils.flags.FLAGS` (read them with `decode_flags`):
+# partly off an image (padded with NaN); too much NaN / no data; entirely off
+# an image (not classified); no data at the object in some band (not
+# classified); NaN, infinite or masked position (not classified).
+FLAG_PARTIAL, FLAG_NAN, FLAG_NO_OVERLAP, FLAG_NO_COVERAGE, FLAG_INVALID_POSITION = FLAGS
 #: Flags that make an object unclassifiable.
 NOT_CLASSIFIABLE = FLAG_NO_OVERLAP | FLAG_NO_COVERAGE | FLAG_INVALID_POSITION
 

@@ -133,7 +133,7 @@ def _save_confusion_figure(report_human, report_true, path):
 
 
 def run_demo(out_dir="clusterclf-demo", *, quick=False, retrain=False, device="auto",
-             progress_bar=True, printer=print):
+             progress_bar=False, printer=print):
     """Simulate, train, classify a held-out galaxy and write every product.
 
     Parameters
@@ -157,7 +157,7 @@ def run_demo(out_dir="clusterclf-demo", *, quick=False, retrain=False, device="a
     paths : dict
         Name -> path of every file written.
     """
-    from .cli import classify_files
+    from .pipeline import classify_files
     from .evaluation import EvaluationReport
     from .fileio import atomic_output, write_table
     from .visualization import save_overlay

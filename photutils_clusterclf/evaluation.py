@@ -8,6 +8,7 @@ compares two class columns, it equally measures human-vs-human or
 published-model-vs-human agreement.
 """
 
+import functools
 import json
 import math
 
@@ -112,6 +113,26 @@ class EvaluationReport:
         self.confusion_matrix = np.bincount(flat, minlength=nc * nc).reshape(nc, nc)
 
     @classmethod
+    def from_confusion(cls, confusion, *, truth_name="truth", pred_name="prediction"):
+        """A report from a (4, 4) confusion matrix (rows: truth, columns: prediction).
+
+        Used where only the counts are at hand (e.g. summed over the ranks
+        of a distributed validation).
+        """
+        confusion = np.asarray(confusion)
+        nc = len(CLASSES)
+        if confusion.shape != (nc, nc):
+            raise ValueError(f"confusion must have shape ({nc}, {nc}), got {confusion.shape}")
+        self = cls.__new__(cls)
+        self.truth_name, self.pred_name, self.mapping = str(truth_name), str(pred_name), None
+        self.n_excluded = self.n_unpredicted = 0
+        self.n = int(confusion.sum())
+        if self.n == 0:
+            raise ValueError("the confusion matrix is empty")
+        self.confusion_matrix = confusion
+        return self
+
+    @classmethod
     def from_table(cls, table, truth_column, pred_column, **kwargs):
         """Build a report from two columns of a table.
 
@@ -139,7 +160,7 @@ class EvaluationReport:
 
     # ---- metrics -----------------------------------------------------------
 
-    @property
+    @functools.cached_property
     def confusion_matrix_normalized(self):
         """(4, 4) float: each truth row divided by its total (NaN for empty rows)."""
         rows = self.confusion_matrix.sum(axis=1, keepdims=True)
@@ -147,31 +168,31 @@ class EvaluationReport:
             return np.where(rows > 0, self.confusion_matrix / np.maximum(rows, 1),
                             np.nan)
 
-    @property
+    @functools.cached_property
     def support(self):
         """Class -> number of rows with that truth class."""
         rows = self.confusion_matrix.sum(axis=1)
         return {c: int(rows[i]) for i, c in enumerate(CLASSES)}
 
-    @property
+    @functools.cached_property
     def n_predicted(self):
         """Class -> number of rows predicted as that class."""
         cols = self.confusion_matrix.sum(axis=0)
         return {c: int(cols[i]) for i, c in enumerate(CLASSES)}
 
-    @property
+    @functools.cached_property
     def recall(self):
         """Class -> fraction of that truth class predicted as it ("accuracy")."""
         cm = self.confusion_matrix
         return {c: _ratio(cm[i, i], cm[i].sum()) for i, c in enumerate(CLASSES)}
 
-    @property
+    @functools.cached_property
     def precision(self):
         """Class -> fraction of the predictions of that class that are right."""
         cm = self.confusion_matrix
         return {c: _ratio(cm[i, i], cm[:, i].sum()) for i, c in enumerate(CLASSES)}
 
-    @property
+    @functools.cached_property
     def f1(self):
         """Class -> harmonic mean of precision and recall.
 
@@ -187,24 +208,24 @@ class EvaluationReport:
                 out[c] = 2 * p * r / (p + r) if p + r > 0 else 0.0
         return out
 
-    @property
+    @functools.cached_property
     def overall_accuracy(self):
         """Fraction of the ``n`` rows whose prediction equals the truth."""
         return _ratio(np.trace(self.confusion_matrix), self.n)
 
-    @property
+    @functools.cached_property
     def macro_recall(self):
         """Mean of the per-class recalls over the classes present in the truth."""
         values = [v for v in self.recall.values() if not math.isnan(v)]
         return float(np.mean(values))
 
-    @property
+    @functools.cached_property
     def two_class_accuracy(self):
         """Agreement on cluster (classes 1-3) versus not a cluster (class 4)."""
         cm = self.confusion_matrix
         return _ratio(cm[:3, :3].sum() + cm[3, 3], self.n)
 
-    @property
+    @functools.cached_property
     def cluster12_accuracy(self):
         """Agreement on classes 1+2 (bona fide clusters) versus classes 3+4."""
         cm = self.confusion_matrix

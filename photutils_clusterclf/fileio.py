@@ -17,7 +17,12 @@ from pathlib import Path
 from astropy.io.fits.verify import VerifyWarning
 
 __all__ = ["atomic_output", "check_writable", "fits_header_meta", "sha256_file",
-           "write_classified", "write_table"]
+           "write_table"]
+
+#: FITS keyword of ``table.meta["origin"]`` (the pixel convention of the
+#: position columns). ``ORIGIN`` itself is reserved by the FITS standard for
+#: the organisation that wrote the file.
+FITS_ORIGIN_KEY = "CLUSTERCLF PIXEL_ORIGIN"
 
 TABLE_FORMATS = {".fits": "fits", ".fit": "fits", ".fits.gz": "fits",
                  ".ecsv": "ascii.ecsv", ".csv": "ascii.csv"}
@@ -102,43 +107,19 @@ def write_table(table, path, *, overwrite=False):
     fmt = table_format(path)
     with atomic_output(path, overwrite=overwrite) as tmp:
         if fmt == "fits":
-            out = table.copy(copy_data=False)
-            out.meta = fits_header_meta(table.meta)
-            with warnings.catch_warnings():
-                # Long keys become HIERARCH cards, which is what we want.
-                warnings.simplefilter("ignore", VerifyWarning)
-                out.write(tmp, format=fmt)
+            write_fits_table(table, tmp)
         else:
             table.write(tmp, format=fmt)
 
 
-def write_classified(table, path, regions=None, *, overwrite=False, **region_options):
-    """Write a classified catalogue and, optionally, its DS9 region file, together.
-
-    Both files are written to temporary files first and renamed into place
-    only once both are complete, so a failure or an interruption leaves
-    neither (and damages no existing file).
-
-    Parameters
-    ----------
-    table : `~astropy.table.Table`
-        The classified catalogue.
-    path : str or `~pathlib.Path`
-        Output catalogue (see `write_table` for the formats).
-    regions : str or `~pathlib.Path`, optional
-        Also write a DS9 region file of the classes here.
-    overwrite : bool, optional
-        Replace existing outputs.
-    **region_options
-        Options of `~photutils_clusterclf.regions_io.class_regions` (``column``,
-        ``origin``, ``use``, ...).
-    """
-    from .regions_io import write_class_regions  # it imports this module
-    with contextlib.ExitStack() as stack:
-        write_table(table, stack.enter_context(atomic_output(path, overwrite=overwrite)))
-        if regions is not None:
-            tmp_regions = stack.enter_context(atomic_output(regions, overwrite=overwrite))
-            write_class_regions(table, tmp_regions, **region_options)
+def write_fits_table(table, path):
+    """Write a table to a new FITS file with its metadata flattened (`fits_header_meta`)."""
+    out = table.copy(copy_data=False)
+    out.meta = fits_header_meta(table.meta)
+    with warnings.catch_warnings():
+        # Long keys become HIERARCH cards, which is what we want.
+        warnings.simplefilter("ignore", VerifyWarning)
+        out.write(path, format="fits")
 
 
 def fits_header_meta(meta, *, _prefix=""):
@@ -147,10 +128,17 @@ def fits_header_meta(meta, *, _prefix=""):
     FITS headers hold only scalars: nested dicts become space-separated
     HIERARCH keys (``CLUSTERCLF MODEL_SHA256``), lists and other values
     JSON strings, so that no provenance is dropped on the way to FITS.
+    None values are left out (a missing card reads back as missing, where
+    ``'null'`` would read back as a string), and the pixel convention
+    ``origin`` goes to `FITS_ORIGIN_KEY`, not to the reserved ``ORIGIN``.
     """
     flat = {}
     for key, value in meta.items():
         name = f"{_prefix}{key}".upper()
+        if not _prefix and key == "origin":
+            name = FITS_ORIGIN_KEY
+        if value is None:
+            continue
         if isinstance(value, dict):
             flat.update(fits_header_meta(value, _prefix=f"{name} "))
         elif isinstance(value, (bool, int, float, str)) and not isinstance(value, bytes):

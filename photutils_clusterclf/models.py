@@ -1,11 +1,14 @@
-"""Network architectures with an N-band stem, and ImageNet transfer learning.
+"""Network architectures with an N-band stem, and their initial weights.
 
 The paper's networks (Wei et al. 2020) are ImageNet-pretrained ResNet18 and
 VGG19-BN; ResNet34 and VGG11-BN come through the same code. The first
 convolution is rebuilt for ``n_bands`` input channels; with ImageNet weights
 it is initialised from the RGB kernels (mean over RGB, times 3/n_bands, so
 that a flat multi-band input gives the same response as a flat RGB one), and
-the classification head is new.
+the classification head is new. `build_model` also starts from named
+pretrained weights (`photutils_clusterclf.weights`, e.g. ``"sim-resnet18"``),
+from a clusterclf checkpoint or from a ``.pth`` state dict;
+`import_state_dict` gives another group's state dict a model card.
 
 Sensible input sizes (the cutout is resized to the model card's
 ``input_size``): all the torchvision networks downsample by 32, so they need
@@ -26,16 +29,25 @@ import torch
 import torchvision
 from torch import nn
 
+from .checkpoint import (ARCHITECTURES, ModelCard, is_checkpoint, load_checkpoint,
+                         save_checkpoint)
+from .classes import CLASSES
+from .preprocessing import Normalization
+from .utils.validation import check_integer
+from .weights import WEIGHTS, list_weights, load_weights
+
 __all__ = [
+    "resolve_device",
     "ARCHITECTURES",
     "MIN_INPUT_SIZE",
     "build_model",
     "check_input_size",
     "imagenet_weights_file",
+    "import_state_dict",
 ]
 
-#: Names accepted by `build_model`.
-ARCHITECTURES = ("resnet18", "vgg19_bn", "resnet34", "vgg11_bn", "small_cnn")
+# ARCHITECTURES (the names accepted by `build_model`) is defined with the
+# model card, which records one of them.
 
 #: Smallest input side (pixels) each architecture handles.
 MIN_INPUT_SIZE = {
@@ -46,23 +58,23 @@ MIN_INPUT_SIZE = {
     "small_cnn": 8,
 }
 
-# Per architecture: torchvision weights enum (None: no ImageNet weights),
-# state-dict prefix of the first convolution and of the final linear layer.
-_SPECS = {
-    "resnet18": (torchvision.models.ResNet18_Weights.IMAGENET1K_V1, "conv1", "fc"),
-    "resnet34": (torchvision.models.ResNet34_Weights.IMAGENET1K_V1, "conv1", "fc"),
-    "vgg19_bn": (
-        torchvision.models.VGG19_BN_Weights.IMAGENET1K_V1,
-        "features.0",
-        "classifier.6",
-    ),
-    "vgg11_bn": (
-        torchvision.models.VGG11_BN_Weights.IMAGENET1K_V1,
-        "features.0",
-        "classifier.6",
-    ),
-    "small_cnn": (None, "features.0", "classifier.1"),
+# Per architecture: state-dict prefixes of the first convolution and of the
+# final linear layer (the layers replaced for N bands and 4 classes).
+_LAYERS = {
+    "resnet18": ("conv1", "fc"),
+    "resnet34": ("conv1", "fc"),
+    "vgg19_bn": ("features.0", "classifier.6"),
+    "vgg11_bn": ("features.0", "classifier.6"),
+    "small_cnn": ("features.0", "classifier.1"),
 }
+
+
+def _imagenet_weights(arch):
+    """torchvision's ImageNet weights entry of ``arch`` (None for small_cnn)."""
+    if arch == "small_cnn":
+        return None
+    return torchvision.models.get_model_weights(arch).IMAGENET1K_V1
+
 
 _IMAGENET_CLASSES = 1000
 _RGB = 3
@@ -70,8 +82,29 @@ _RGB = 3
 _PROBE_TIMEOUT = 3.0
 
 
+def resolve_device(device="auto"):
+    """Turn ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or a `torch.device` into a device.
+
+    ``"auto"`` picks CUDA when available, else the CPU. Asking for CUDA on a
+    machine without it is an error rather than a silent fallback.
+    """
+    if isinstance(device, torch.device):
+        return device
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' "
+                         "or 'cuda:N'") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available; "
+                         "use device='cpu' or 'auto'")
+    return dev
+
+
 def _check_arch(arch):
-    if arch not in _SPECS:
+    if arch not in _LAYERS:
         raise ValueError(
             f"unknown architecture {arch!r}; accepted: {', '.join(ARCHITECTURES)}"
         )
@@ -120,8 +153,8 @@ def _architecture(arch, n_bands, n_classes):
     """Randomly initialised ``arch`` with an ``n_bands`` stem and ``n_classes`` head."""
     if arch == "small_cnn":
         return _small_cnn(n_bands, n_classes)
-    model = getattr(torchvision.models, arch)(weights=None, num_classes=n_classes)
-    parent, _, name = _SPECS[arch][1].rpartition(".")
+    model = torchvision.models.get_model(arch, weights=None, num_classes=n_classes)
+    parent, _, name = _LAYERS[arch][0].rpartition(".")
     holder = model.get_submodule(parent)  # "" is the model itself
     old = getattr(holder, name)
     if n_bands != old.in_channels:
@@ -152,7 +185,7 @@ def imagenet_weights_file(arch):
         Unknown architecture, or one without ImageNet weights (``small_cnn``).
     """
     _check_arch(arch)
-    enum = _SPECS[arch][0]
+    enum = _imagenet_weights(arch)
     if enum is None:
         raise ValueError(
             f"architecture {arch} has no ImageNet weights; use weights=None or a "
@@ -194,7 +227,7 @@ def _imagenet_state_dict(arch):
     path = imagenet_weights_file(arch)
     if path.is_file():
         return _read_state_dict(path)
-    enum = _SPECS[arch][0]
+    enum = _imagenet_weights(arch)
     if os.environ.get("CLUSTERCLF_OFFLINE", "") not in ("", "0"):
         reason = "CLUSTERCLF_OFFLINE is set"
     elif not _reachable(enum.url):
@@ -236,9 +269,9 @@ def _adapt_imagenet(state, arch, n_bands):
     """Turn a 3-channel, 1000-class ImageNet state dict into our stem; drop its head.
 
     The stem kernel becomes the mean over RGB repeated over the bands times
-    3 / n_bands (DESIGN 8), so a flat image gives the same activations.
+    3 / n_bands, so a flat image gives the same activations.
     """
-    _, stem, head = _SPECS[arch]
+    stem, head = _LAYERS[arch]
     state = {k: v for k, v in state.items() if not k.startswith(head + ".")}
     w = state[stem + ".weight"]
     state[stem + ".weight"] = w.mean(dim=1, keepdim=True).repeat(1, n_bands, 1, 1) * (
@@ -249,7 +282,7 @@ def _adapt_imagenet(state, arch, n_bands):
 
 def _load_weights(model, state, arch, n_bands, n_classes, source):
     """Load ``state`` into ``model``: ImageNet-shaped (adapted) or ours (as is)."""
-    _, stem, head = _SPECS[arch]
+    stem, head = _LAYERS[arch]
     stem_w, head_w = state.get(stem + ".weight"), state.get(head + ".weight")
     if stem_w is None or head_w is None:
         raise ValueError(
@@ -276,6 +309,15 @@ def _load_weights(model, state, arch, n_bands, n_classes, source):
             f"weights {source} do not fit {arch}: missing {missing[:3]}, "
             f"unexpected {unexpected[:3]}"
         )
+
+
+def _checkpoint_state_dict(checkpoint, source, arch, n_bands):
+    """The first member's state dict of a checkpoint made for ``arch`` and ``n_bands``."""
+    card = checkpoint.card
+    if card.arch != arch or len(card.bands) != n_bands:
+        raise ValueError(f"weights {source} are a {card.arch} for {len(card.bands)} bands "
+                         f"({', '.join(card.bands)}); asked for {arch} with {n_bands} bands")
+    return checkpoint.state_dicts[0], source
 
 
 def build_model(arch, *, n_bands=5, n_classes=4, weights=None):
@@ -318,27 +360,27 @@ def build_model(arch, *, n_bands=5, n_classes=4, weights=None):
         file not in the cache, or a missing path.
     """
     _check_arch(arch)
-    for name, value in (("n_bands", n_bands), ("n_classes", n_classes)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    n_bands = check_integer("n_bands", n_bands)
+    n_classes = check_integer("n_classes", n_classes)
     model = _architecture(arch, n_bands, n_classes)
     if weights is None:
         return model
     if isinstance(weights, str) and weights == "imagenet":
         state, source = _imagenet_state_dict(arch), f"ImageNet {arch}"
+    elif isinstance(weights, str) and weights in WEIGHTS:
+        state, source = _checkpoint_state_dict(load_weights(weights), repr(weights),
+                                               arch, n_bands)
     elif isinstance(weights, (str, os.PathLike)):
-        from .weights import list_weights, read_state_dict
-
-        found = read_state_dict(weights, arch=arch, n_bands=n_bands)
         path = Path(weights)
-        if found is not None:
-            state, source = found
-        elif not path.is_file():
+        if not path.is_file():
             raise FileNotFoundError(
                 f"weights file {path} does not exist; pass weights=None, "
                 f"'imagenet', a pretrained name ({', '.join(list_weights())}) or the "
                 "path of a .pth state dict or clusterclf checkpoint"
             )
+        if is_checkpoint(path):
+            state, source = _checkpoint_state_dict(load_checkpoint(path), str(path),
+                                                   arch, n_bands)
         else:
             state, source = _read_state_dict(path), str(path)
     else:
@@ -348,3 +390,55 @@ def build_model(arch, *, n_bands=5, n_classes=4, weights=None):
         )
     _load_weights(model, state, arch, n_bands, n_classes, source)
     return model
+
+
+def import_state_dict(state_dict, out, *, arch, bands, cutout_size, input_size,
+                      normalization=None, description, source, overwrite=False):
+    """Give a plain torchvision-layout state dict a model card (e.g. a published model).
+
+    The result is a clusterclf checkpoint that `build_model`,
+    `~photutils_clusterclf.training.train_classifier` (``weights=out``) and
+    `~photutils_clusterclf.ClusterClassifier.load` accept, and that
+    `~photutils_clusterclf.weights.install_weights` can install under a
+    registered name.
+
+    Parameters
+    ----------
+    state_dict : str, `~pathlib.Path` or dict
+        The state dict, or a ``.pth`` file holding one (read with
+        ``weights_only=True``). It must be of ``arch`` with a
+        ``len(bands)``-channel stem and a 4-class head (classes 1-4 in
+        order).
+    out : str or `~pathlib.Path`
+        Checkpoint to write.
+    arch : str
+    bands : sequence of str
+    cutout_size, input_size : int
+    normalization : dict, optional
+        `~photutils_clusterclf.preprocessing.Normalization.to_dict` of the
+        preprocessing the model was trained with (default: this package's).
+    description : str
+        What the model was trained on.
+    source : str
+        Where the state dict came from (paper, URL, group).
+    overwrite : bool, optional
+
+    Returns
+    -------
+    str
+        SHA-256 of the written file.
+    """
+    if not isinstance(state_dict, dict):
+        state_dict = _read_state_dict(Path(state_dict))
+    model = build_model(arch, n_bands=len(bands), n_classes=len(CLASSES))
+    try:
+        model.load_state_dict(state_dict, strict=True)
+    except RuntimeError as exc:
+        raise ValueError(f"state dict does not fit {arch} with {len(bands)} bands and "
+                         f"{len(CLASSES)} classes: {str(exc).splitlines()[0]}") from None
+    card = ModelCard(arch=arch, bands=tuple(bands), cutout_size=cutout_size,
+                     input_size=input_size,
+                     normalization=normalization or Normalization().to_dict(),
+                     training={"imported": {"source": str(source),
+                                            "description": str(description)}})
+    return save_checkpoint(out, card, model.state_dict(), overwrite=overwrite)

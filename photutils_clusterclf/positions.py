@@ -1,10 +1,11 @@
 """Turn any accepted position input into 0-based pixel positions.
 
-Accepted inputs (DESIGN.md section 6): an Astropy `~astropy.table.Table` /
+Accepted inputs: an Astropy `~astropy.table.Table` /
 `~astropy.table.QTable` with pixel or sky columns, a
 `~astropy.coordinates.SkyCoord`, point / circle regions from the ``regions``
-package (a list, a `~regions.Regions`, or a DS9 file path), or an (N, 2)
-array of pixel ``(x, y)``.
+package (a list or a `~regions.Regions`), or an (N, 2) array of pixel
+``(x, y)``. Files are read elsewhere (DS9 files by
+`~photutils_clusterclf.catalogs.read_candidates`).
 
 Origin rules (pixel inputs)
 ---------------------------
@@ -41,31 +42,17 @@ from astropy.utils.exceptions import AstropyUserWarning
 from astropy.wcs import WCS
 from astropy.wcs.utils import wcs_to_celestial_frame
 
-__all__ = ["Positions", "band_pixel_positions", "resolve_positions"]
-
-#: Pixel column pairs, in the order they are looked for (case-insensitive),
-#: with the origin they imply (None: unknown, must be given).
-PIXEL_COLUMNS = (
-    (("PHANGS_X", "PHANGS_Y"), 0),
-    (("x_centroid", "y_centroid"), 0),   # photutils >= 2
-    (("xcentroid", "ycentroid"), 0),     # photutils 1.x
-    (("x_fit", "y_fit"), 0),             # photutils PSF photometry
-    (("x_init", "y_init"), 0),
-    (("x_0", "y_0"), 0),
-    (("x_center", "y_center"), 0),       # photutils aperture photometry
-    (("xcenter", "ycenter"), 0),         # photutils 1.x aperture photometry
-    (("x", "y"), None),                  # also X/Y; LEGUS files are 1-based
-    (("x_image", "y_image"), None),      # SExtractor (1-based) or others
+from .columns import (
+    accepted_names,
+    column_values,
+    find_column,
+    find_pixel,
+    find_sky,
+    is_angular,
+    table_skycoord,
 )
 
-#: Sky column pairs (longitude, latitude), in the order they are looked for.
-SKY_COLUMNS = (
-    ("PHANGS_RA", "PHANGS_DEC"),
-    ("ra", "dec"),
-    ("RAJ2000", "DEJ2000"),
-    ("ALPHA_J2000", "DELTA_J2000"),
-    ("ra_deg", "dec_deg"),
-)
+__all__ = ["Positions", "band_pixel_positions", "reference_wcs", "resolve_positions"]
 
 #: Region classes whose centre is a position.
 REGION_TYPES = ("PointPixelRegion", "CirclePixelRegion",
@@ -119,9 +106,9 @@ def resolve_positions(source, images=None, *, origin=None, use="auto", columns=N
           (case-insensitive, looked for in this order: ``PHANGS_X/PHANGS_Y``,
           ``x_centroid/y_centroid``, ``xcentroid/ycentroid``,
           ``x_fit/y_fit``, ``x_init/y_init``, ``x_0/y_0``,
-          ``x_center/y_center``, ``xcenter/ycenter``, ``x/y``,
+          ``x_center/y_center``, ``xcenter/ycenter``, ``x_peak/y_peak``, ``x/y``,
           ``x_image/y_image``) or sky columns (a `~astropy.coordinates.SkyCoord`
-          column such as photutils' ``sky_centroid``, then
+          column such as photutils' ``sky_centroid`` or ``skycoord_peak``, then
           ``PHANGS_RA/PHANGS_DEC``, ``ra/dec``, ``RAJ2000/DEJ2000``,
           ``ALPHA_J2000/DELTA_J2000``, ``ra_deg/dec_deg``). Sky columns are
           angles (unitless values are degrees) taken in the frame of the
@@ -130,7 +117,6 @@ def resolve_positions(source, images=None, *, origin=None, use="auto", columns=N
         - a `~regions.PointPixelRegion`, `~regions.CirclePixelRegion`,
           `~regions.PointSkyRegion` or `~regions.CircleSkyRegion`, a list of
           them, or a `~regions.Regions`; the centres are used;
-        - a DS9 region file path (``.reg`` or ``.ds9``);
         - an (N, 2) array of pixel ``(x, y)``, 0-based unless ``origin=1``.
     images : `~photutils_clusterclf.images.MultiBandImage` or `~astropy.wcs.WCS`
         Optional.
@@ -162,8 +148,9 @@ def resolve_positions(source, images=None, *, origin=None, use="auto", columns=N
         No recognised columns (the message lists the accepted names),
         unknown origin, wrong units, sky positions without a WCS,
         unsupported region shapes, or a badly shaped array.
-    FileNotFoundError
-        A region file path that does not exist.
+    TypeError
+        A file path (read it with
+        `~photutils_clusterclf.catalogs.read_candidates`).
 
     Examples
     --------
@@ -182,10 +169,15 @@ def resolve_positions(source, images=None, *, origin=None, use="auto", columns=N
         raise ValueError(f"origin must be 0 or 1, not {origin!r}")
     if use not in ("auto", "pixel", "sky"):
         raise ValueError(f"use must be 'auto', 'pixel' or 'sky', not {use!r}")
-    ref_wcs = _reference_wcs(images)
+    ref_wcs = reference_wcs(images)
 
+    if source is None:
+        raise ValueError("positions are None (a source finder that found nothing returns "
+                         "None): there are no candidates to resolve")
     if isinstance(source, (str, Path)):
-        return _from_regions(_read_ds9(source), ref_wcs, origin, f"DS9 file {source}")
+        raise TypeError(f"positions cannot be a file path ({source}): read the file first "
+                        "with photutils_clusterclf.catalogs.read_candidates (catalogues "
+                        "and DS9 region files)")
     if isinstance(source, Table):
         return _from_table(source, ref_wcs, origin, use, columns)
     if isinstance(source, SkyCoord):
@@ -258,8 +250,8 @@ def band_pixel_positions(images, x, y, *, bands=None):
 # helpers
 
 
-def _reference_wcs(images):
-    """The celestial WCS of the reference band, or None."""
+def reference_wcs(images):
+    """The celestial WCS of the reference band of images (or of a WCS), or None."""
     if images is None:
         return None
     if isinstance(images, WCS):
@@ -287,110 +279,13 @@ def _clean(values):
     return values
 
 
-def _column_values(column, name, kind=None):
-    """Plain float64 values of a table column, NaN where masked/invalid.
-
-    ``kind`` is "pixel" (unit must be none or pix), "sky" (unit must be
-    an angle; none means degrees; values returned in degrees) or None (no
-    unit check).
-    """
-    unit = getattr(column, "unit", None)
-    if unit is not None and unit == u.dimensionless_unscaled:
-        unit = None
-    if kind == "sky":
-        if unit is not None and unit.physical_type != "angle":
-            raise ValueError(f"column {name} has wrong units ({unit}): sky columns "
-                             "must be angles (deg, arcsec, hourangle...) or unitless "
-                             "degrees")
-        scale = 1.0 if unit is None else unit.to(u.deg)
-    else:
-        if kind == "pixel" and unit is not None and unit != u.pix:
-            raise ValueError(f"column {name} has wrong units ({unit}): pixel columns "
-                             "must be unitless or in pix")
-        scale = 1.0
-    # MaskedColumn, MaskedQuantity (QTable) and plain columns keep their
-    # mask in different places
-    mask = getattr(column, "mask", None)
-    raw = getattr(column, "unmasked", column) if isinstance(column, u.Quantity) \
-        else np.ma.getdata(column)
-    raw = raw.value if isinstance(raw, u.Quantity) else raw
-    try:
-        values = np.array(raw, dtype=np.float64, ndmin=1) * scale
-    except (TypeError, ValueError):
-        dtype = np.asarray(raw).dtype
-        raise ValueError(f"column {name} is not numeric (dtype {dtype})") from None
-    if mask is not None:
-        values[np.broadcast_to(np.asarray(mask, dtype=bool), values.shape)] = np.nan
-    values[~np.isfinite(values)] = np.nan
-    return values
-
-
-def _find_column(table, name):
-    """Actual column name matching ``name`` (exact first, then case-insensitive)."""
-    if name in table.colnames:
-        return name
-    matches = [c for c in table.colnames if c.lower() == name.lower()]
-    return matches[0] if matches else None
-
-
-def _find_pair(table, pair):
-    found = tuple(_find_column(table, name) for name in pair)
-    return found if None not in found else None
-
-
-def _find_pixel(table):
-    """(x column, y column, implied origin) of the first known pixel pair, or None."""
-    for pair, implied in PIXEL_COLUMNS:
-        found = _find_pair(table, pair)
-        if found:
-            return found[0], found[1], implied
-    return None
-
-
-def _find_sky(table):
-    """Sky columns of a table: a SkyCoord column name (str), a pair, or None."""
-    skycoords = [c for c in table.colnames if isinstance(table[c], SkyCoord)]
-    if skycoords:
-        return "sky_centroid" if "sky_centroid" in skycoords else skycoords[0]
-    for pair in SKY_COLUMNS:
-        found = _find_pair(table, pair)
-        if found:
-            return found
-    return None
-
-
-def _table_skycoord(table, sky, frame=None):
-    """SkyCoord of a table's sky columns (see `_find_sky`).
-
-    Plain lon/lat columns carry no frame: they are taken in ``frame``
-    (that of the reference WCS, in which catalogue positions are measured),
-    ICRS if None, so that no spurious frame conversion shifts them.
-    """
-    if isinstance(sky, str):
-        return table[sky]
-    lon = _column_values(table[sky[0]], sky[0], "sky")
-    lat = _column_values(table[sky[1]], sky[1], "sky")
-    return SkyCoord(lon, lat, unit=u.deg, frame="icrs" if frame is None else frame)
-
-
-def _accepted_names():
-    pixel = ", ".join("/".join(p) for p, _ in PIXEL_COLUMNS)
-    sky = ", ".join("/".join(p) for p in SKY_COLUMNS)
-    return f"pixel columns {pixel}; sky columns a SkyCoord column, {sky}"
-
-
-def _is_angular(column):
-    unit = getattr(column, "unit", None)
-    return unit is not None and unit.physical_type == "angle"
-
-
 def _override_columns(table, columns, use):
     """(pixel, sky) specification from an explicit ``columns`` argument."""
     names = (columns,) if isinstance(columns, str) else tuple(columns)
     if len(names) not in (1, 2) or (len(names) == 1 and not isinstance(columns, str)):
         raise ValueError("columns must be a pair of names or one SkyCoord column name, "
                          f"not {columns!r}")
-    found = tuple(_find_column(table, n) for n in names)
+    found = tuple(find_column(table, n) for n in names)
     missing = [n for n, f in zip(names, found) if f is None]
     if missing:
         raise ValueError(f"columns {', '.join(missing)} not in the table "
@@ -400,7 +295,7 @@ def _override_columns(table, columns, use):
             raise ValueError(f"column {found[0]} is not a SkyCoord column; "
                              "pass a pair (x, y) or (lon, lat) of column names")
         return None, found[0]
-    if use == "sky" or _is_angular(table[found[0]]):
+    if use == "sky" or is_angular(table[found[0]]):
         return None, found
     return (found[0], found[1], None), None
 
@@ -409,17 +304,18 @@ def _from_table(table, ref_wcs, origin, use, columns):
     if columns is not None:
         pixel, sky = _override_columns(table, columns, use)
     else:
-        pixel, sky = _find_pixel(table), _find_sky(table)
+        pixel, sky = find_pixel(table), find_sky(table)
     if use == "pixel" and pixel is None:
         raise ValueError(f"use='pixel' but the table has no pixel columns; accepted: "
-                         f"{_accepted_names()}")
+                         f"{accepted_names()}")
     if use == "sky" and sky is None:
         raise ValueError(f"use='sky' but the table has no sky columns; accepted: "
-                         f"{_accepted_names()}")
+                         f"{accepted_names()}")
     if pixel is None and sky is None:
         raise ValueError(f"no position columns found in the table "
                          f"(columns: {', '.join(table.colnames) or 'none'}); accepted: "
-                         f"{_accepted_names()}; or pass columns=(x, y)")
+                         f"{accepted_names()}; or pass columns=(x, y) "
+                         "(--columns X Y on the command line)")
 
     if use == "sky" or pixel is None:
         return _sky_positions(table, sky, ref_wcs)
@@ -435,8 +331,8 @@ def _from_table(table, ref_wcs, origin, use, columns):
                              f"{_ORIGIN_HELP}{hint}; on the command line "
                              "--origin 0 or 1")
         raise ValueError(f"table.meta['origin'] is {used_origin!r}; it must be 0 or 1")
-    x = _column_values(table[xname], xname, "pixel") - used_origin
-    y = _column_values(table[yname], yname, "pixel") - used_origin
+    x = column_values(table[xname], xname, "pixel") - used_origin
+    y = column_values(table[yname], yname, "pixel") - used_origin
     positions = Positions(x, y, f"pixel columns {xname}/{yname} (origin={used_origin})")
     if use == "auto" and sky is not None and ref_wcs is not None:
         _check_agreement(positions, _sky_positions(table, sky, ref_wcs))
@@ -446,7 +342,7 @@ def _from_table(table, ref_wcs, origin, use, columns):
 def _sky_positions(table, sky, ref_wcs):
     name = sky if isinstance(sky, str) else "/".join(sky)
     _need_wcs(ref_wcs, f"sky columns {name}")
-    coords = _table_skycoord(table, sky, wcs_to_celestial_frame(ref_wcs))
+    coords = table_skycoord(table, sky, wcs_to_celestial_frame(ref_wcs))
     x, y = _sky_to_pixel(coords, ref_wcs)
     return Positions(x, y, f"sky columns {name}")
 
@@ -476,16 +372,6 @@ def _is_region_list(obj):
         return True
     return (isinstance(obj, (list, tuple)) and len(obj) > 0
             and all(_is_region(r) for r in obj))
-
-
-def _read_ds9(path):
-    path = Path(path)
-    if path.suffix.lower() not in (".reg", ".ds9"):
-        raise ValueError(f"{path} is not a DS9 region file (.reg or .ds9); read "
-                         "catalogue files into a Table first (e.g. read_catalog)")
-    if not path.is_file():
-        raise FileNotFoundError(f"region file {path} does not exist")
-    return regions.Regions.read(path, format="ds9")
 
 
 def _from_regions(regs, ref_wcs, origin, what):

@@ -25,7 +25,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .utils.validation import check_integer
+
 __all__ = [
+    "prepare_batch",
     "DIHEDRAL_TRANSFORMS",
     "NORMALIZATIONS",
     "Normalization",
@@ -234,8 +237,7 @@ class Normalization:
 
 
 def _check_k(k):
-    if isinstance(k, bool) or int(k) != k or not 0 <= k < DIHEDRAL_TRANSFORMS:
-        raise ValueError(f"dihedral transform index must be an integer 0..7, got {k!r}")
+    check_integer("dihedral transform index", k, minimum=0, maximum=DIHEDRAL_TRANSFORMS - 1)
     return int(k)
 
 
@@ -277,8 +279,7 @@ def resize(x, size):
         ``align_corners=False``; antialiased when shrinking, so that
         downsizing averages instead of skipping pixels.
     """
-    if isinstance(size, bool) or int(size) != size or size < 1:
-        raise ValueError(f"size must be a positive integer, got {size!r}")
+    size = check_integer("size", size)
     if x.ndim != 4:
         raise ValueError(
             f"resize expects a (N, B, S, S) tensor, got shape {tuple(x.shape)}"
@@ -372,3 +373,27 @@ def random_augment(x, generator=None, *, max_shift=0.5, flux_jitter=0.1):
             out, grid, mode="bilinear", padding_mode="reflection", align_corners=False
         )
     return out * factors[..., None, None]
+
+
+def prepare_batch(raw, normalization, input_size):
+    """Raw cutouts -> network input: normalise, fill, resize.
+
+    This is the one preprocessing path shared by training and
+    classification.
+
+    Parameters
+    ----------
+    raw : `numpy.ndarray`
+        ``(N, B, S, S)`` float32 cutouts, NaN where there is no data.
+    normalization : `~photutils_clusterclf.preprocessing.Normalization`
+        The model card's normalisation.
+    input_size : int
+        Side of the network input; cutouts are resized when it differs.
+
+    Returns
+    -------
+    batch : `torch.Tensor`
+        ``(N, B, input_size, input_size)`` float32, finite, on the CPU.
+    """
+    tensor = torch.from_numpy(np.ascontiguousarray(normalization(raw), dtype=np.float32))
+    return resize(tensor, input_size)

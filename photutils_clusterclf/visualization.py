@@ -30,6 +30,7 @@ __all__ = [
     "save_confusion_matrix",
     "save_figure",
     "save_overlay",
+    "stretch_cutouts",
 ]
 
 #: Short class names for legends and gallery rows.
@@ -168,7 +169,7 @@ def _image_bands(images):
     return tuple(images.bands) if hasattr(images, "bands") else tuple(images)
 
 
-def _default_rgb_bands(available):
+def default_rgb_bands(available):
     """Red, green, blue filters chosen from ``available`` (distinct where possible)."""
     chosen = []
     for preference in _RGB_PREFERENCE:
@@ -191,9 +192,13 @@ def _stretch_band(data, stretch, q=10.0):
     finite = finite[::max(1, finite.size // 1_000_000)]
     if finite.size == 0:
         return np.zeros(data.shape)
-    low = np.median(finite)
-    high = np.percentile(finite, 99.5)
-    scaled = (np.nan_to_num(data, nan=low) - low) / max(high - low, 1e-30)
+    return _scale(data, np.median(finite), np.percentile(finite, 99.5), stretch, q)
+
+
+def _scale(data, low, high, stretch, q):
+    """Map ``low`` to 0 and ``high`` to 1 (arrays broadcast), NaN to 0, then stretch."""
+    filled = np.where(np.isnan(data), low, data)
+    scaled = (filled - low) / np.maximum(high - low, 1e-30)
     if stretch == "asinh":
         # asinh is linear for faint pixels and logarithmic for bright ones,
         # so both the disk and the cluster cores stay visible.
@@ -201,12 +206,63 @@ def _stretch_band(data, stretch, q=10.0):
     return np.clip(scaled, 0, 1)
 
 
+def stretch_cutouts(cutouts, *, stretch="asinh", q=10.0):
+    """Scale every plane of a cutout stack to [0, 1] as the figures do.
+
+    Each ``(S, S)`` plane is scaled on its own, exactly as
+    `plot_cutout_gallery` and `rgb_image` scale a band: its median (the
+    background) maps to 0, its 99.5th percentile to 1, NaN pixels to 0.
+    A colour composite is three of these planes stacked as red, green,
+    blue.
+
+    Parameters
+    ----------
+    cutouts : array-like
+        ``(..., S, S)`` cutouts, e.g. the ``(N, B, S, S)`` data of a
+        `~photutils_clusterclf.cutouts.CutoutBatch`; NaN allowed.
+    stretch : {"asinh", "linear"}, optional
+        Scaling between the two levels.
+    q : float, optional
+        Softening of the asinh stretch.
+
+    Returns
+    -------
+    scaled : `numpy.ndarray`
+        Float array of the same shape, in [0, 1]; all-NaN planes are 0.
+    """
+    if stretch not in ("asinh", "linear"):
+        raise ValueError(f"stretch must be 'asinh' or 'linear', got {stretch!r}")
+    data = np.asarray(cutouts, dtype=float)
+    if data.ndim < 2:
+        raise ValueError(f"cutouts must have at least 2 dimensions, got shape {data.shape}")
+    # np.sort puts NaN last: the quantiles of the finite pixels are read at
+    # interpolated ranks (numpy's "linear" method), far faster than
+    # np.nanpercentile along an axis.
+    ordered = np.sort(data.reshape(*data.shape[:-2], -1), axis=-1)
+    n_finite = np.count_nonzero(~np.isnan(ordered), axis=-1)
+    empty = (n_finite == 0)[..., None, None]
+    low, high = (_sorted_quantile(ordered, n_finite, level)[..., None, None]
+                 for level in (0.5, 0.995))
+    scaled = _scale(data, np.where(empty, 0.0, low), np.where(empty, 1.0, high), stretch, q)
+    return np.where(empty, 0.0, scaled)
+
+
+def _sorted_quantile(ordered, n_finite, level):
+    """Quantile of the first ``n_finite`` entries of each sorted row (NaN where none)."""
+    rank = np.maximum(n_finite - 1, 0) * level
+    below = np.floor(rank).astype(np.int64)
+    above = np.minimum(below + 1, np.maximum(n_finite - 1, 0))
+    lo = np.take_along_axis(ordered, below[..., None], axis=-1)[..., 0]
+    hi = np.take_along_axis(ordered, above[..., None], axis=-1)[..., 0]
+    return lo + (hi - lo) * (rank - below)
+
+
 def _rgb_view(images, *, bands, stretch, region, max_size):
     """RGB array and its imshow ``extent`` in the original pixel frame."""
     if isinstance(images, Mapping):
         images = {str(band).upper(): data for band, data in images.items()}
     available = _image_bands(images)
-    bands = _default_rgb_bands(available) if bands is None else tuple(
+    bands = default_rgb_bands(available) if bands is None else tuple(
         str(b).upper() for b in bands)
     if len(bands) != 3:
         raise ValueError(f"bands must name 3 filters (red, green, blue), got {bands}")

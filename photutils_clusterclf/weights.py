@@ -1,7 +1,7 @@
 """Named pretrained weights, the torchvision way (``weights="sim-resnet18"``).
 
 A `WeightsEntry` describes one pretrained network: its architecture, bands,
-cutout and input sizes, how it was made (the `~photutils_clusterclf.pretraining.pretrain`
+cutout and input sizes, how it was made (the `~photutils_clusterclf.training.pretrain`
 options, hence a ``clusterclf pretrain`` command line), and optionally the
 full SHA-256 and URL of a published copy. The file itself is an ordinary
 clusterclf checkpoint (`~photutils_clusterclf.checkpoint.save_checkpoint`:
@@ -18,8 +18,10 @@ Loading checks the file's SHA-256: against the registry's full digest when
 the entry pins one, and otherwise against the prefix in the file name (what
 ``torch.hub`` does with ``check_hash=True``), so a modified or truncated file
 is refused. `install_weights` copies a file made elsewhere into the cache
-under its hashed name; `import_state_dict` turns another group's plain
-torchvision-layout state dict into such a file with a model card.
+under its hashed name; `~photutils_clusterclf.models.import_state_dict`
+turns another group's plain torchvision-layout state dict into such a file
+with a model card. `~photutils_clusterclf.models.build_model` accepts the
+names (``weights="sim-resnet18"``).
 """
 
 import dataclasses
@@ -30,17 +32,14 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import _FORMAT_NAME, ModelCard, load_checkpoint, save_checkpoint
-from .classes import CLASSES
+from .checkpoint import load_checkpoint
 from .fileio import atomic_output, sha256_file
-from .preprocessing import Normalization
 
 __all__ = [
     "WEIGHTS",
     "WeightsEntry",
     "find_weights_file",
     "get_weights",
-    "import_state_dict",
     "install_weights",
     "list_weights",
     "load_weights",
@@ -70,7 +69,7 @@ class WeightsEntry:
     description : str
         What it was trained on, in one or two sentences.
     recipe : dict
-        Keyword arguments of `~photutils_clusterclf.pretraining.pretrain`
+        Keyword arguments of `~photutils_clusterclf.training.pretrain`
         that make it (empty for weights not made by ``pretrain``).
     sha256 : str or None, optional
         Full hex SHA-256 of the published file; `None` when every copy is
@@ -275,90 +274,9 @@ def install_weights(path, name, *, overwrite=False):
     return target
 
 
-def read_state_dict(weights, *, arch, n_bands):
-    """State dict and description for a named entry or a clusterclf checkpoint file.
-
-    Used by `~photutils_clusterclf.models.build_model`; returns `None` for
-    anything else (a plain state dict path), which the caller reads itself.
-    A checkpoint of an ensemble gives its first member.
-    """
-    if isinstance(weights, str) and weights in WEIGHTS:
-        checkpoint, source = load_weights(weights), f"{weights!r}"
-    else:
-        path = Path(weights)
-        if not path.is_file() or not _is_checkpoint(path):
-            return None
-        checkpoint, source = load_checkpoint(path), str(path)
-    card = checkpoint.card
-    if card.arch != arch or len(card.bands) != n_bands:
-        raise ValueError(f"weights {source} are a {card.arch} for {len(card.bands)} bands "
-                         f"({', '.join(card.bands)}); asked for {arch} with {n_bands} bands")
-    return checkpoint.state_dicts[0], source
-
-
-def _is_checkpoint(path):
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # unreadable: let the plain state-dict reader report it
-        return False
-    return isinstance(payload, dict) and payload.get("format") == _FORMAT_NAME
-
-
-def import_state_dict(state_dict, out, *, arch, bands, cutout_size, input_size,
-                      normalization=None, description, source, overwrite=False):
-    """Give a plain torchvision-layout state dict a model card (e.g. a published model).
-
-    The result is a clusterclf checkpoint that `build_model`,
-    `~photutils_clusterclf.training.train_classifier` (``weights=out``) and
-    `~photutils_clusterclf.ClusterClassifier.load` accept, and that
-    `install_weights` can install under a registered name.
-
-    Parameters
-    ----------
-    state_dict : str, `~pathlib.Path` or dict
-        The state dict, or a ``.pth`` file holding one (read with
-        ``weights_only=True``). It must be of ``arch`` with a
-        ``len(bands)``-channel stem and a 4-class head (classes 1-4 in
-        order).
-    out : str or `~pathlib.Path`
-        Checkpoint to write.
-    arch : str
-    bands : sequence of str
-    cutout_size, input_size : int
-    normalization : dict, optional
-        `~photutils_clusterclf.preprocessing.Normalization.to_dict` of the
-        preprocessing the model was trained with (default: this package's).
-    description : str
-        What the model was trained on.
-    source : str
-        Where the state dict came from (paper, URL, group).
-    overwrite : bool, optional
-
-    Returns
-    -------
-    str
-        SHA-256 of the written file.
-    """
-    from .models import _read_state_dict, build_model
-    if not isinstance(state_dict, dict):
-        state_dict = _read_state_dict(Path(state_dict))
-    model = build_model(arch, n_bands=len(bands), n_classes=len(CLASSES))
-    try:
-        model.load_state_dict(state_dict, strict=True)
-    except RuntimeError as exc:
-        raise ValueError(f"state dict does not fit {arch} with {len(bands)} bands and "
-                         f"{len(CLASSES)} classes: {str(exc).splitlines()[0]}") from None
-    card = ModelCard(arch=arch, bands=tuple(bands), cutout_size=cutout_size,
-                     input_size=input_size,
-                     normalization=normalization or Normalization().to_dict(),
-                     training={"imported": {"source": str(source),
-                                            "description": str(description)}})
-    return save_checkpoint(out, card, model.state_dict(), overwrite=overwrite)
-
-
 _SIM_DESCRIPTION = (
     "{arch} trained from random initialisation on the true classes of simulated "
-    "PHANGS-HST-like fields (photutils_clusterclf.datasets; DESIGN.md section 9 ranges: "
+    "PHANGS-HST-like fields (photutils_clusterclf.datasets, within the simulator's ranges: "
     "4.4-23 Mpc, WFC3/UVIS and ACS F435W PSFs, crowding, with and without disk "
     "structure). No real galaxy was seen.")
 

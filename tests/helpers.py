@@ -54,3 +54,63 @@ def make_wcs(shape=None, *, crpix=None, crval=(65.0, -54.9), scale_arcsec=0.0396
     if radesys is not None:
         wcs.wcs.radesys = radesys
     return wcs
+
+
+def require_programs(*names, modules=()):
+    """Skip the calling test when a program is missing, except in CI, where it fails.
+
+    CI installs the programs (``.ci/run``) and the Python ``modules`` (the
+    test extra), so a missing one there is an error in the set-up, not a
+    reason to skip.
+    """
+    import importlib.util
+    import os
+    import shutil
+
+    import pytest
+
+    missing = [name for name in names if shutil.which(name) is None]
+    missing += [name for name in modules if importlib.util.find_spec(name) is None]
+    if not missing:
+        return
+    message = (f"{', '.join(missing)} not installed (Debian: apt-get install saods9 xvfb "
+               "xauth chromium chromium-driver; pip install selenium)")
+    if os.environ.get("CI"):
+        pytest.fail(f"{message}; CI must install them")
+    pytest.skip(message)
+
+
+def classified_field(directory, *, shape=(200, 200), n_candidates=12, seed=3):
+    """A simulated field written to ``directory`` with its catalogue classified.
+
+    The classifier is an untrained ``small_cnn``: real output columns, in
+    seconds. Returns the classified table, the path of its FITS catalogue
+    (``classified.fits``) and the band files (band -> path).
+    """
+    from photutils_clusterclf import ClusterClassifier, build_model
+    from photutils_clusterclf.datasets import simulate_field
+    from photutils_clusterclf.fileio import write_table
+
+    field = simulate_field(shape=shape, n_candidates=n_candidates, seed=seed)
+    images = field.to_multiband_image()
+    clf = ClusterClassifier.from_model(build_model("small_cnn", n_bands=5, n_classes=4),
+                                       arch="small_cnn", bands=images.bands,
+                                       cutout_size=32, device="cpu")
+    table = clf.classify(field.catalog, images, progress_bar=False)
+    paths = field.write(directory)
+    write_table(table, directory / "classified.fits")
+    return table, directory / "classified.fits", paths
+
+
+def assert_same_cutout(shown, expected, *, other=None):
+    """A displayed 8-bit cutout ``shown`` is ``expected`` up to JPEG error.
+
+    With ``other`` (another candidate's cell), ``shown`` must also be much
+    closer to ``expected`` than ``other`` is.
+    """
+    shown, expected = np.asarray(shown, float), np.asarray(expected, float)
+    assert np.corrcoef(shown.ravel(), expected.ravel())[0, 1] > 0.9
+    error = np.mean(np.abs(shown - expected))
+    assert error < 15
+    if other is not None:
+        assert error < 0.5 * np.mean(np.abs(np.asarray(other, float) - expected))

@@ -201,3 +201,36 @@ def test_read_catalog_errors(tmp_path):
     legus = tmp_path / "cat.tab"
     _write_legus(legus, 34)
     assert read_catalog(legus, format="legus").meta["catalog_format"] == "legus"
+
+
+@pytest.mark.parametrize("product, id_column", [
+    ("obs-human-cluster-class12", "ID_PHANGS_CLUSTER"),
+    ("obs-machine-cluster-class12", "ID_PHANGS_CLUSTER"),
+    ("obs-human-compact-association-class3", "ID_PHANGS_CLUSTER"),
+    ("obs-machine-compact-association-class3", "ID_PHANGS_CLUSTER"),
+    ("obs-sed-candidates", "ID_PHANGS_CANDIDATE"),
+])
+def test_phangs_public_release_names_through_unified_io(tmp_path, product, id_column):
+    from astropy.table import QTable
+
+    name = f"hlsp_phangs-cat_hst_wfc3_ngc1433_multi_v1_{product}.fits"
+    columns = {id_column: [1, 2, 3], "ID_PHANGS_ALLSOURCES": [10, 11, 12],
+               "PHANGS_X": [10.0, 20.0, 30.0], "PHANGS_Y": [5.0, 6.0, 7.0],
+               "PHANGS_CLUSTER_CLASS_HUMAN": [1, 13, 3],
+               "PHANGS_CLUSTER_CLASS_ML_VGG": [1, 2, 3],
+               "PHANGS_CLUSTER_CLASS_ML_VGG_QUAL": [0.9, 0.6, 0.7],
+               "PHANGS_CLUSTER_CLASS_ML_VGG_CORR": [1, 2, 3]}
+    Table(columns).write(tmp_path / name)
+    table = QTable.read(tmp_path / name, format="phangs")
+    assert table.meta["target"] == "NGC1433" and table.meta["instrument"] == "WFC3"
+    assert table.meta["phangs_product"] == product and table.meta["origin"] == 0
+    assert table.meta["id_column"] == id_column
+    assert list(table["PHANGS_CLUSTER_CLASS_HUMAN_FOLDED"]) == [1, 4, 3]
+    assert list(table["PHANGS_CLUSTER_CLASS_ML_VGG"]) == [1, 2, 3]
+
+
+def test_legus_through_unified_io(ngc1566):
+    from astropy.table import QTable
+
+    table = QTable.read(NGC1566_CATALOG, format="legus")
+    assert len(table) == len(ngc1566) and table.meta["origin"] == 1

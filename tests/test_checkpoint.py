@@ -172,7 +172,8 @@ def test_load_errors_are_one_line(tmp_path):
     (tmp_path / "empty.pt").write_bytes(b"")
     cases["truncated or corrupt "] = tmp_path / "empty.pt"
     (tmp_path / "junk.pt").write_bytes(b"this is not a checkpoint at all")
-    cases["corrupt"] = tmp_path / "junk.pt"
+    cases["junk.pt is not a clusterclf checkpoint \\(not a file written by torch.save"] = (
+        tmp_path / "junk.pt")
     cases["not a photutils-clusterclf checkpoint"] = _save_raw(
         tmp_path / "sd.pt", _members(1)[0]
     )

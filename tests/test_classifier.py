@@ -3,13 +3,17 @@ import pytest
 import torch
 from astropy.coordinates import SkyCoord
 from astropy.table import QTable, Table
+from helpers import BANDS, NEW_COLUMNS, make_wcs
 
 from photutils_clusterclf import ClusterClassifier, MultiBandImage, build_model
-from photutils_clusterclf.classifier import aggregate_members, resolve_device
-from photutils_clusterclf.cutouts import (FLAG_INVALID_POSITION, FLAG_NO_OVERLAP,
-                                          FLAG_PARTIAL, extract_cutouts)
-
-from helpers import BANDS, NEW_COLUMNS, make_wcs
+from photutils_clusterclf.classifier import aggregate_members
+from photutils_clusterclf.cutouts import (
+    FLAG_INVALID_POSITION,
+    FLAG_NO_OVERLAP,
+    FLAG_PARTIAL,
+    extract_cutouts,
+)
+from photutils_clusterclf.models import resolve_device
 
 
 def make_images(shape=(90, 110), seed=1):

@@ -2,17 +2,18 @@ import json
 import subprocess
 import sys
 
+import astropy.units as u
 import numpy as np
 import pytest
 import torch
 from astropy.io import fits
 from astropy.table import Table
-from regions import Regions
+from astropy.utils.exceptions import AstropyUserWarning
+from helpers import BANDS, make_wcs
+from regions import CircleSkyRegion, Regions
 
 from photutils_clusterclf import ClusterClassifier, build_model
 from photutils_clusterclf.cli import main
-
-from helpers import BANDS, make_wcs
 
 
 def write_field(directory, shape=(80, 90), target="ngc0000", big_endian=True):
@@ -94,6 +95,22 @@ def test_existing_output_is_refused_and_untouched(tmp_path, model_path, capsys):
     assert len(Table.read(out)) == 4
 
 
+def test_columns_option_picks_position_columns(tmp_path, model_path, capsys):
+    write_field(tmp_path / "field")
+    cat = tmp_path / "own.ecsv"
+    Table({"xpos": [20.0, 40.0], "ypos": [20.0, 50.0]}).write(cat)
+    out = tmp_path / "out.ecsv"
+    argv = ["classify", "--model", model_path, "--catalog", cat, "--images-dir",
+            tmp_path / "field", "--out", out, "--quiet", "--origin", "0"]
+    status, _, err = run(argv, capsys)
+    assert status == 2 and "--columns X Y" in err
+    status, _, err = run([*argv, "--columns", "xpos", "ypos", "--regions",
+                          tmp_path / "out.reg"], capsys)
+    assert status == 0, err
+    assert np.all(Table.read(out)["class_ml"] > 0)
+    assert len(Regions.read(tmp_path / "out.reg", format="ds9")) == 2
+
+
 @pytest.mark.parametrize("case", ["missing_model", "missing_catalog", "unknown_band",
                                   "no_position_columns", "band_mismatch", "bad_pair"])
 def test_bad_input_exits_2_with_one_line(tmp_path, model_path, capsys, case):
@@ -142,6 +159,102 @@ def test_regions_and_evaluate_commands(tmp_path, model_path, capsys):
     # Truth codes 1, 2, 9 (folds to 4) are scored; the unlabelled row is excluded.
     assert data["n"] == 3 and data["n_excluded"] == 1
     assert (tmp_path / "cm.png").stat().st_size > 1000
+
+
+def test_regions_frame_sky_from_images_or_sky_columns(tmp_path, model_path, capsys):
+    cat = write_field(tmp_path / "field")
+    out = tmp_path / "out.fits"
+    assert run(["classify", "--model", model_path, "--catalog", cat, "--images-dir",
+                tmp_path / "field", "--out", out, "--quiet"], capsys)[0] == 0
+    # Pixel columns only: the images' WCS converts them.
+    status, _, err = run(["regions", "--catalog", out, "--out", tmp_path / "a.reg",
+                          "--frame", "sky"], capsys)
+    assert status == 2 and "--images-dir" in err and "--radius-arcsec" in err
+    status, _, err = run(["regions", "--catalog", out, "--out", tmp_path / "a.reg",
+                          "--frame", "sky", "--images-dir", tmp_path / "field"], capsys)
+    assert status == 0, err
+    from_images = Regions.read(tmp_path / "a.reg", format="ds9")
+    assert len(from_images) == 3 and all(isinstance(r, CircleSkyRegion) for r in from_images)
+    # Sky columns and a sky radius: no images needed.
+    table = Table.read(out)
+    sky = make_wcs((80, 90)).pixel_to_world(table["PHANGS_X"], table["PHANGS_Y"])
+    table["ra"], table["dec"] = sky.ra.deg, sky.dec.deg
+    table.write(tmp_path / "sky.ecsv")
+    status, _, err = run(["regions", "--catalog", tmp_path / "sky.ecsv", "--out",
+                          tmp_path / "b.reg", "--frame", "sky", "--radius-arcsec", "0.2"],
+                         capsys)
+    assert status == 0, err
+    from_columns = Regions.read(tmp_path / "b.reg", format="ds9")
+    assert from_columns[0].radius.to_value(u.arcsec) == pytest.approx(0.2)
+    for a, b in zip(from_images, from_columns, strict=True):
+        assert a.center.separation(b.center).to_value(u.arcsec) < 1e-3
+
+
+def test_messages_name_cli_options_and_user_paths(tmp_path, model_path, capsys):
+    cat = write_field(tmp_path / "field")
+    base = ["classify", "--catalog", cat, "--quiet"]
+    cases = [
+        # An unknown output format is refused before any work, naming the user's path.
+        (["--model", model_path, "--images-dir", tmp_path / "field",
+          "--out", tmp_path / "out.txt"], [f"--out {tmp_path / 'out.txt'}", ".ecsv"]),
+        (["--model", model_path, "--images-dir", "/nosuch", "--out", tmp_path / "o.fits"],
+         ["--images-dir /nosuch does not exist"]),
+        (["--model", cat.with_suffix(".txt"), "--images-dir", tmp_path / "field",
+          "--out", tmp_path / "o.fits"], ["not a clusterclf checkpoint"]),
+    ]
+    cat.with_suffix(".txt").write_text("a text file, not a model\n")
+    (tmp_path / "exists.fits").write_text("")
+    cases.append((["--model", model_path, "--images-dir", tmp_path / "field",
+                   "--out", tmp_path / "exists.fits"], ["add --overwrite"]))
+    for argv, expected in cases:
+        status, _, err = run([*base, *argv], capsys)
+        assert status == 2, err
+        assert len(err.strip().splitlines()) == 1
+        for text in expected:
+            assert text in err
+        assert "overwrite=True" not in err and ".part" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exists.fits", "field", "model.pt"]
+
+
+def test_no_candidate_on_the_images_is_an_error_and_writes_nothing(tmp_path, model_path,
+                                                                   capsys):
+    write_field(tmp_path / "field")
+    cat = tmp_path / "elsewhere.fits"
+    Table({"PHANGS_X": [500.0, 600.0], "PHANGS_Y": [500.0, 700.0]}).write(cat)
+    out = tmp_path / "out.fits"
+    with pytest.warns(AstropyUserWarning, match="none of the 2 candidates"):
+        status, _, err = run(["classify", "--model", model_path, "--catalog", cat,
+                              "--images-dir", tmp_path / "field", "--out", out, "--quiet"],
+                             capsys)
+    assert status == 2 and "nothing was written" in err and "--origin" in err
+    assert not out.exists()
+
+
+def test_cite_and_input_checks_do_not_import_torch(tmp_path):
+    # A fresh interpreter: torch is imported only once a model is needed.
+    code = ("import sys\n"
+            "from photutils_clusterclf.cli import main\n"
+            "assert main(['--cite']) == 0\n"
+            f"assert main(['classify', '--model', {str(tmp_path / 'm.pt')!r}, '--catalog', "
+            f"'c.fits', '--images-dir', '.', '--out', 'o.fits']) == 2\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "@ARTICLE{2020MNRAS.493.3178W" in done.stdout
+    assert "--model" in done.stderr
+
+
+def test_programming_errors_are_not_reported_as_bad_input(monkeypatch):
+    # Only validated input errors give exit status 2; a TypeError from a bug
+    # propagates with its traceback (the console script then exits with 1).
+    import photutils_clusterclf.cli as cli
+
+    def broken(args):
+        raise TypeError("unsupported operand type(s)")
+
+    monkeypatch.setattr(cli, "_cmd_evaluate", broken)
+    with pytest.raises(TypeError, match="unsupported operand"):
+        main(["evaluate", "--catalog", "c.fits", "--truth-column", "a", "--pred-column", "b"])
 
 
 def test_cite_and_version(capsys):

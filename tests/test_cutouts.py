@@ -333,3 +333,18 @@ def test_plain_mapping_of_arrays():
     np.testing.assert_array_equal(batch.data[0, 0], data[19:22, 19:22])
     with pytest.raises(TypeError, match="MultiBandImage"):
         extract_cutouts([data], [20.0], [20.0], size=3)
+
+
+def test_decode_flags_reads_the_flags_extract_cutouts_sets():
+    from photutils_clusterclf import decode_flags
+
+    images = MultiBandImage.from_arrays({"F555W": np.ones((40, 40), np.float32),
+                                         "F814W": np.ones((40, 40), np.float32)})
+    batch = extract_cutouts(images, [20.0, 1.0, 300.0, np.nan], [20.0, 20.0, 20.0, 5.0],
+                            size=9)
+    assert decode_flags(batch.flags) == [[], ["partial", "nan"], ["no_overlap"],
+                                         ["invalid_position"]]
+    assert decode_flags(int(batch.flags[2]), descriptions=True)[0].startswith(
+        "the cutout lies entirely off")
+    with pytest.raises(ValueError, match="not flags"):
+        decode_flags(64)

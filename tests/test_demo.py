@@ -36,6 +36,12 @@ def test_quick_demo_end_to_end(tmp_path, capsys):
     baseline = truth.max() / truth.sum()
     assert report["true_classes"]["overall_accuracy"] > baseline + 0.05
 
+    # The held-out galaxy goes straight onto the inspection page.
+    page = tmp_path / "inspect.html"
+    assert main(["inspect", "--catalog", str(out / "heldout_classified.fits"),
+                 "--images-dir", str(out / "heldout"), "--out", str(page), "--quiet"]) == 0
+    assert f"({len(table)} candidates)" in capsys.readouterr().out
+
     # A second run reuses the model.
     before = (out / "model.pt").stat().st_mtime_ns
     assert main(["demo", "--quick", "--out", str(out), "--quiet", "--device", "cpu"]) == 0

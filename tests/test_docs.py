@@ -115,3 +115,17 @@ def test_legus_page_shows_the_benchmark_output():
         legus_agreement.main([])
     blocks = _code_blocks((DOCS / "legus.rst").read_text(encoding="utf-8"), "text")
     assert out.getvalue().strip() in blocks
+
+
+def test_consensus_page_shows_the_legus_consensus_output():
+    """The LEGUS section of the consensus page is the output of ``benchmarks/legus_consensus.py``."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import legus_consensus
+    finally:
+        sys.path.pop(0)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        legus_consensus.main([])
+    blocks = _code_blocks((DOCS / "consensus.rst").read_text(encoding="utf-8"), "text")
+    assert out.getvalue().strip() in blocks

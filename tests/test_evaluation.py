@@ -162,3 +162,13 @@ def test_real_starcnet_vs_final_class(ngc1566):
     assert report.recall == pytest.approx(_numpy_recall(final[keep], pred[keep]))
     cols = report.confusion_matrix.sum(axis=0)
     assert cols.tolist() == [int(np.sum(pred[keep] == c)) for c in (1, 2, 3, 4)]
+
+
+def test_report_from_confusion_matches_the_report_from_labels():
+    truth = np.array([1, 1, 2, 3, 4, 4, 4, 2])
+    pred = np.array([1, 2, 2, 3, 4, 1, 4, 3])
+    direct = EvaluationReport(truth, pred)
+    counted = EvaluationReport.from_confusion(direct.confusion_matrix)
+    assert counted.recall == direct.recall and counted.macro_recall == direct.macro_recall
+    with pytest.raises(ValueError, match="empty"):
+        EvaluationReport.from_confusion(np.zeros((4, 4), int))

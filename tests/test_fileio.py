@@ -1,7 +1,9 @@
 import numpy as np
 import pytest
+from astropy.io import fits
 from astropy.table import QTable, Table
 
+from photutils_clusterclf.catalogs import read_catalog
 from photutils_clusterclf.fileio import atomic_output, fits_header_meta, sha256_file, write_table
 
 
@@ -58,8 +60,20 @@ def test_write_table_ecsv_round_trip_and_bad_extension(tmp_path):
 
 
 def test_fits_header_meta_flattens():
-    flat = fits_header_meta({"a": {"b": 1, "c": [1, 2]}, "d": None})
-    assert flat == {"A B": 1, "A C": "[1, 2]", "D": "null"}
+    flat = fits_header_meta({"a": {"b": 1, "c": [1, 2], "origin": 3}, "d": None})
+    assert flat == {"A B": 1, "A C": "[1, 2]", "A ORIGIN": 3}
+
+
+def test_pixel_origin_is_not_written_as_the_reserved_origin_keyword(tmp_path):
+    # ORIGIN is reserved by the FITS standard (who wrote the file); the pixel
+    # convention has its own keyword, read back into meta["origin"].
+    t = Table({"x": [1.0], "y": [2.0]}, meta={"origin": 1, "note": None})
+    write_table(t, tmp_path / "t.fits")
+    header = fits.getheader(tmp_path / "t.fits", 1)
+    assert "ORIGIN" not in header and "NOTE" not in header
+    assert header["CLUSTERCLF PIXEL_ORIGIN"] == 1
+    back = read_catalog(tmp_path / "t.fits")
+    assert back.meta["origin"] == 1 and "ORIGIN" not in back.meta
 
 
 def test_sha256_file(tmp_path):

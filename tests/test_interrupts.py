@@ -15,9 +15,9 @@ from astropy.io import fits
 from astropy.table import Table
 from test_bad_input import make_classifier, run_cli, write_band_files, write_catalogue
 
-from photutils_clusterclf import ClusterClassifier
-from photutils_clusterclf.cli import classify_files
+from photutils_clusterclf._inference import InferenceEngine
 from photutils_clusterclf.datasets import simulate_field
+from photutils_clusterclf.pipeline import classify_files
 
 OLD = b"an existing output that must survive"
 
@@ -85,7 +85,7 @@ def classify_argv(field, out, *extra):
 
 def interrupt_forward(monkeypatch, after_batches=2):
     """Make the forward pass raise KeyboardInterrupt after some batches."""
-    real = ClusterClassifier._member_probs
+    real = InferenceEngine.member_probs
     state = {"batches": 0}
 
     def member_probs(self, inputs, *, tta):
@@ -94,7 +94,7 @@ def interrupt_forward(monkeypatch, after_batches=2):
             raise KeyboardInterrupt
         return real(self, inputs, tta=tta)
 
-    monkeypatch.setattr(ClusterClassifier, "_member_probs", member_probs)
+    monkeypatch.setattr(InferenceEngine, "member_probs", member_probs)
     return state
 
 

@@ -3,6 +3,7 @@
 import warnings
 
 import astropy.units as u
+import helpers
 import numpy as np
 import pytest
 from astropy.coordinates import SkyCoord
@@ -18,16 +19,14 @@ from regions import (
     Regions,
 )
 
+from photutils_clusterclf.catalogs import read_candidates
+from photutils_clusterclf.columns import PIXEL_COLUMNS, SKY_COLUMNS
 from photutils_clusterclf.images import MultiBandImage
 from photutils_clusterclf.positions import (
-    PIXEL_COLUMNS,
-    SKY_COLUMNS,
     Positions,
     band_pixel_positions,
     resolve_positions,
 )
-
-import helpers
 
 SHAPE = (60, 80)
 
@@ -374,18 +373,41 @@ def test_ds9_file_is_one_based_on_disk(tmp_path, images, wcs):
     path = tmp_path / "cands.reg"
     path.write_text("# Region file format: DS9\nimage\ncircle(11,21,3)\npoint(1,1)\n"
                     f"fk5\npoint({sky.fk5.ra.deg:.10f},{sky.fk5.dec.deg:.10f})\n")
-    for source in (path, str(path)):
-        pos = resolve_positions(source, images)
-        np.testing.assert_allclose(pos.x, [10, 0, 10], atol=1e-5)
-        np.testing.assert_allclose(pos.y, [20, 0, 20], atol=1e-5)
-        assert "DS9 file" in pos.description
+    pos = resolve_positions(read_candidates(path), images)
+    np.testing.assert_allclose(pos.x, [10, 0, 10], atol=1e-5)
+    np.testing.assert_allclose(pos.y, [20, 0, 20], atol=1e-5)
+    assert "mixed" in pos.description
 
 
-def test_ds9_path_errors(tmp_path):
+def test_photutils_find_peaks_output_is_recognised(images, wcs):
+    from photutils.detection import find_peaks
+
+    data = np.zeros(SHAPE)
+    data[12, 30] = data[40, 7] = 10.0
+    peaks = find_peaks(data, threshold=1.0, wcs=wcs)
+    pos = resolve_positions(peaks)
+    assert pos.description == "pixel columns x_peak/y_peak (origin=0)"
+    np.testing.assert_array_equal(sorted(zip(pos.x, pos.y)), [(7, 40), (30, 12)])
+    sky = resolve_positions(peaks, images, use="sky")
+    assert "skycoord_peak" in sky.description
+    np.testing.assert_allclose(sorted(sky.x), [7, 30], atol=1e-6)
+
+
+def test_paths_and_none_are_refused_with_their_own_messages(tmp_path):
+    # Files are read at the I/O edge (read_candidates), not here.
+    with pytest.raises(TypeError, match="read_candidates"):
+        resolve_positions(tmp_path / "cands.reg")
+    with pytest.raises(ValueError, match="found nothing"):
+        resolve_positions(None)
+
+
+def test_read_candidates_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        resolve_positions(tmp_path / "missing.reg")
-    with pytest.raises(ValueError, match="not a DS9 region file"):
-        resolve_positions(tmp_path / "cat.fits")
+        read_candidates(tmp_path / "missing.reg")
+    bad = tmp_path / "bad.reg"
+    bad.write_text("# Region file format: DS9\nimage\ncircle(1,2\n")
+    with pytest.raises(ValueError, match="bad.reg"):
+        read_candidates(bad)
 
 
 def test_empty_inputs():

@@ -41,6 +41,24 @@ def test_normalization_background_and_scale():
     assert out.dtype == np.float32
 
 
+def test_normalization_scale_is_astropy_mad_std_of_the_border():
+    # The fast sort-based median must give astropy's robust sigma (NaN ignored).
+    from astropy.stats import mad_std
+
+    from photutils_clusterclf.preprocessing import _border_mask
+
+    rng = np.random.default_rng(4)
+    data = (3.0 + 2.0 * rng.standard_normal((20, 2, 16, 16))).astype(np.float32)
+    data[0, 0, 0, :5] = np.nan
+    norm = Normalization("asinh", {"softening": 1.0, "peak_fraction": 0.0,
+                                   "min_scale": 1e-6, "border": 2})
+    out = norm(data)
+    border = data[..., _border_mask(16, 16, 2)]
+    bkg = np.nanmedian(border, axis=-1)
+    scale = (data[..., 8, 8] - bkg) / np.sinh(out[..., 8, 8])
+    np.testing.assert_allclose(scale, mad_std(border, axis=-1, ignore_nan=True), rtol=1e-3)
+
+
 def test_normalization_invariant_to_affine_flux_changes():
     data = _cutouts()
     norm = Normalization()
@@ -188,7 +206,7 @@ def test_resize_downsizing_is_antialiased():
 
 
 def test_resize_errors():
-    with pytest.raises(ValueError, match="positive integer"):
+    with pytest.raises(ValueError, match="integer >= 1"):
         resize(torch.zeros(1, 1, 4, 4), 0)
     with pytest.raises(ValueError, match=r"\(N, B, S, S\)"):
         resize(torch.zeros(4, 4), 8)

@@ -7,7 +7,8 @@ from photutils_clusterclf import build_model
 from photutils_clusterclf.checkpoint import load_checkpoint
 from photutils_clusterclf.cli import main
 from photutils_clusterclf.datasets import simulate_field
-from photutils_clusterclf.pretraining import PRETRAIN_RANGES, corpus_plan, pretrain
+from photutils_clusterclf.training import corpus_plan, pretrain
+from photutils_clusterclf.training.pretraining import PRETRAIN_RANGES
 from photutils_clusterclf.weights import WEIGHTS, WeightsEntry, find_weights_file
 
 from helpers import BANDS

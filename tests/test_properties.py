@@ -21,10 +21,12 @@ import numpy as np
 import pytest
 import torch
 from astropy.table import MaskedColumn, Table
+from helpers import BANDS, NEW_COLUMNS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from photutils_clusterclf import ClusterClassifier, MultiBandImage, build_model
+from photutils_clusterclf._inference import InferenceEngine
 from photutils_clusterclf.cutouts import (
     FLAG_INVALID_POSITION,
     FLAG_NAN,
@@ -34,8 +36,6 @@ from photutils_clusterclf.cutouts import (
     NOT_CLASSIFIABLE,
     extract_cutouts,
 )
-
-from helpers import BANDS, NEW_COLUMNS
 
 CUTOUT = 9
 NAN_THRESHOLD = 0.25
@@ -427,7 +427,7 @@ def test_classify_reproducible_in_a_fresh_process(saved_model, tmp_path):
 
     from astropy.io import fits
 
-    from photutils_clusterclf.cli import classify_files
+    from photutils_clusterclf.pipeline import classify_files
 
     table, images = _field()
     bands = {}
@@ -480,13 +480,13 @@ def test_forward_batches_are_full_for_sparse_catalogues(clf, monkeypatch):
     y = np.full(n, 1e4)
     x[on], y[on] = 12.0, 12.0
     sizes = []
-    real = ClusterClassifier._member_probs
+    real = InferenceEngine.member_probs
 
     def member_probs(self, inputs, *, tta):
         sizes.append(len(inputs))
         return real(self, inputs, tta=tta)
 
-    monkeypatch.setattr(ClusterClassifier, "_member_probs", member_probs)
+    monkeypatch.setattr(InferenceEngine, "member_probs", member_probs)
     images = MultiBandImage.from_arrays(_images((25, 25), 0))
     out = clf.classify(
         np.column_stack([x, y]), images, batch_size=8, progress_bar=False

@@ -5,14 +5,14 @@ import numpy as np
 import pytest
 from astropy.table import MaskedColumn, QTable, Table
 from astropy.utils.exceptions import AstropyUserWarning
+from helpers import make_wcs
 from regions import CirclePixelRegion, CircleSkyRegion, Regions
 
+from photutils_clusterclf.catalogs import read_candidates
 from photutils_clusterclf.classes import DEFAULT_COLORS
 from photutils_clusterclf.images import MultiBandImage
 from photutils_clusterclf.positions import resolve_positions
 from photutils_clusterclf.regions_io import class_regions, write_class_regions
-
-from helpers import make_wcs
 
 PIXSCALE = 0.0396  # arcsec / px
 
@@ -150,7 +150,8 @@ def test_missing_class_column(table):
 
 def test_ds9_round_trip_pixel(table, tmp_path):
     path = tmp_path / "classes.reg"
-    written = write_class_regions(table, path, radius=3.5)
+    assert write_class_regions(table, path, radius=3.5) == int((table["class_ml"] > 0).sum())
+    written = class_regions(table, radius=3.5)
     text = path.read_text()
     assert "circle(" in text and "image" in text
     back = Regions.read(path, format="ds9")
@@ -167,7 +168,7 @@ def test_ds9_round_trip_pixel(table, tmp_path):
     x0 = table["PHANGS_X"][0]
     assert f"{x0 + 1:.4f}"[:-1] in text
     # and reading it back as positions gives the table positions
-    pos = resolve_positions(path)
+    pos = resolve_positions(read_candidates(path))
     keep = np.asarray(table["class_ml"]) > 0
     np.testing.assert_allclose(pos.x, table["PHANGS_X"][keep], atol=1e-6)
 
@@ -268,3 +269,26 @@ def test_masked_class_values(table):
     t["class_ml"] = MaskedColumn(t["class_ml"], mask=np.arange(len(t)) == 1)
     regs = class_regions(t)
     assert len(regs) == (np.asarray(table["class_ml"]) > 0).sum() - 1
+
+
+@pytest.mark.parametrize("case", ["mixed", "one_class", "one_row", "sky", "empty"])
+def test_direct_ds9_text_is_what_regions_writes(table, wcs, tmp_path, case):
+    kwargs = {"frame": "sky", "wcs": wcs} if case == "sky" else {}
+    t = table.copy()
+    if case == "one_class":
+        t["class_ml"] = np.where(t["class_ml"] > 0, 3, 0)
+    elif case == "one_row":
+        t = t[t["class_ml"] > 0][:1]
+    elif case == "empty":
+        t["class_ml"] = 0
+    ours = tmp_path / "ours.reg"
+    write_class_regions(t, ours, **kwargs)
+    theirs = class_regions(t, **kwargs).serialize(format="ds9")
+    if case == "one_row":  # regions orders the shared properties of a "global" line
+        # by hash; compare them as sets
+        first, *rest = theirs.splitlines()
+        head, *tail = ours.read_text().splitlines()
+        assert head == first and tail[1:] == rest[1:]
+        assert set(tail[0].split()) == set(rest[0].split())
+    else:
+        assert ours.read_text() == theirs

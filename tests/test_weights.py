@@ -12,9 +12,10 @@ from photutils_clusterclf.cli import main
 from photutils_clusterclf.fileio import sha256_file
 from photutils_clusterclf.preprocessing import Normalization
 from photutils_clusterclf.training import TrainingSet, train_classifier
+from photutils_clusterclf.models import import_state_dict
 from photutils_clusterclf.weights import (WEIGHTS, WeightsEntry, find_weights_file,
-                                          import_state_dict, install_weights, load_weights,
-                                          register_weights, weights_dirs)
+                                          install_weights, load_weights, register_weights,
+                                          weights_dirs)
 
 from helpers import BANDS
 

@@ -1,4 +1,4 @@
-"""Simulated PHANGS-HST-like fields for tests, demos and benchmarks (DESIGN.md section 9).
+"""Simulated PHANGS-HST-like fields for tests, demos and benchmarks.
 
 `simulate_field` makes a 5-band field with cluster candidates of known
 class; `mock_from_catalog` places simulated candidates at the positions,

@@ -1,6 +1,6 @@
 """Simulated PHANGS-HST-like fields with star-cluster candidates of known class.
 
-The physical ranges follow DESIGN.md section 9; how pixels are rendered is
+The physical ranges are listed on the developer page of the docs; how pixels are rendered is
 described in `photutils_clusterclf.datasets.render`. Everything random
 comes from one `numpy.random.Generator` seeded by ``seed``, so the same
 seed gives identical arrays and byte-identical files.
@@ -22,7 +22,7 @@ from scipy.signal import fftconvolve
 from scipy.spatial import cKDTree
 
 from ..classes import CLASSES, fold_classes
-from ..fileio import atomic_output
+from ..fileio import atomic_output, write_fits_table
 from .labels import label_noise_matrix, noisy_labels
 from .render import PSFTable, add_stamp, render_eff, render_sersic
 
@@ -84,7 +84,7 @@ BAND_SPECS = {
 }
 
 # Colours m_band - V in the band order (NUV, U, B, V, I). Young: U-B -1.4,
-# V-I 0.4; old: U-B 0.0, V-I 1.15 (DESIGN.md section 9; Turner et al. 2021).
+# V-I 0.4; old: U-B 0.0, V-I 1.15 (Turner et al. 2021; developer page of the docs).
 _COLOURS = {
     "young": np.array([-1.7, -1.3, 0.1, 0.0, -0.4]),
     "intermediate": np.array([-0.2, -0.3, 0.25, 0.0, -0.7]),
@@ -114,7 +114,7 @@ def _truncated_lf(rng, n, bright, faint, slope):
 
 
 def _cluster_v(rng):
-    # slope 0.13 puts the median near V = 23 on 19-24.8 (DESIGN.md section 9)
+    # slope 0.13 puts the median near V = 23 on 19-24.8 (the simulator table of the developer page)
     return float(_truncated_lf(rng, 1, 19.0, 24.8, 0.13)[0])
 
 
@@ -679,8 +679,8 @@ def simulate_field(*, shape=(2048, 2048), n_candidates=800, distance_mpc=10.0,
     center : tuple of float, optional
         (RA, Dec) in degrees of the field centre.
     psf_scale : float, optional
-        Factor on every band's PSF FWHM (1: the ranges of DESIGN.md section
-        9; e.g. 1.2 simulates a domain shift outside them).
+        Factor on every band's PSF FWHM (1: the instruments' ranges in
+        `BAND_SPECS`; e.g. 1.2 simulates a domain shift outside them).
     disk_structure : bool, optional
         Spiral arms and clumpy star-forming light; False leaves a smooth
         exponential disk.
@@ -946,5 +946,5 @@ class SimulatedField:
                 hdu = fits.PrimaryHDU(np.asarray(self.images[band], dtype=np.float32),
                                       header=self.header(band))
                 hdu.writeto(tmps[band])
-            self.catalog.write(tmps["catalog"], format="fits")
+            write_fits_table(self.catalog, tmps["catalog"])
         return paths

@@ -8,6 +8,13 @@ small per-process cache keyed by the checkpoint's path, SHA-256 and
 device. The SHA-256 is computed on the client and checked on every
 worker, so all galaxies are classified by the same model file.
 
+Reruns: after a galaxy's outputs are complete, a small completion record
+(``<name>_done.json``, next to the catalogue) stores the SHA-256 of each
+output file, of the model and the classification options. A rerun of the
+same galaxies without ``overwrite`` skips every galaxy whose record
+matches its files on disk and does only the rest, so a run interrupted by
+a lost worker or a killed job is finished by running it again.
+
 Errors are handled at two levels. Bad *arguments* (a missing or corrupt
 model, duplicate galaxy names, an output that exists without
 ``overwrite``) stop the run before any galaxy is processed. A *galaxy*
@@ -21,23 +28,27 @@ import collections
 import contextlib
 import csv
 import dataclasses
+import json
 import threading
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
-from tqdm.auto import tqdm
+from astropy.table import QTable
 
 from .checkpoint import load_checkpoint
 from .classifier import ClusterClassifier
-from .fileio import check_writable, write_classified
+from .fileio import atomic_output, check_writable, sha256_file
 from .images import MultiBandImage
+from .pipeline import classify_files
+from .utils.progress import add_progress_bar
 
 __all__ = [
     "ClassifyManyError",
     "GalaxyJob",
     "classify_galaxy",
     "classify_many",
+    "is_done",
     "output_paths",
     "read_manifest",
     "run_manifest",
@@ -52,6 +63,7 @@ MANIFEST_OPTIONAL = ("origin",)
 
 CATALOG_SUFFIX = "_classified.fits"
 REGIONS_SUFFIX = "_classes.reg"
+DONE_SUFFIX = "_done.json"
 
 # Classifiers loaded by this process when it runs Dask tasks. Two entries
 # let two runs with different models share a cluster without reloading on
@@ -166,15 +178,6 @@ def output_paths(job, out_dir=None, *, regions=True):
     )
 
 
-def _load_source(catalog):
-    """Catalogue files are read here; DS9 files and in-memory sources pass through."""
-    if isinstance(catalog, (str, Path)):
-        from .catalogs import read_candidates
-
-        return read_candidates(catalog)
-    return catalog
-
-
 def classify_galaxy(
     job,
     classifier,
@@ -199,7 +202,7 @@ def classify_galaxy(
         Replace existing outputs.
     regions : bool, optional
         Also write the DS9 region file; both files are renamed into place
-        only once both are complete (`~photutils_clusterclf.fileio.write_classified`).
+        only once both are complete (`~photutils_clusterclf.pipeline.write_classified`).
     classify_kwargs : dict, optional
         Options of `ClusterClassifier.classify` (see `CLASSIFY_OPTIONS`).
 
@@ -208,36 +211,56 @@ def classify_galaxy(
     table : `~astropy.table.QTable`
         The classified catalogue.
     """
-    classify_kwargs = dict(classify_kwargs or {})
-    source = _load_source(job.catalog)
-    if isinstance(job.images, MultiBandImage):
-        # The caller's images: not ours to close.
-        opened = contextlib.nullcontext(job.images)
-    else:
-        opened = MultiBandImage.from_fits(
-            job.images, bands=classifier.bands, reference_band=job.reference_band
-        )
-    with opened as images:
-        table = classifier.classify(
-            source,
-            images,
-            origin=job.origin,
-            use=job.use,
-            progress_bar=False,
-            **classify_kwargs,
-        )
     catalog_path, regions_path = output_paths(job, out_dir, regions=regions)
+    classify_kwargs = dict(classify_kwargs or {})
+    table = classify_files(classifier, job.catalog, job.images, catalog_path,
+                           regions=regions_path, overwrite=overwrite,
+                           reference_band=job.reference_band, progress_bar=False,
+                           origin=job.origin, use=job.use, **classify_kwargs)
     if catalog_path is not None:
-        write_classified(
-            table,
-            catalog_path,
-            regions_path,
-            overwrite=overwrite,
-            **classifier.region_options(
-                source, origin=job.origin, use=job.use, **classify_kwargs
-            ),
-        )
+        _write_done(job, catalog_path, regions_path, classifier.sha256, classify_kwargs)
     return table
+
+
+def _done_path(job, catalog_path):
+    return catalog_path.with_name(f"{job.name}{DONE_SUFFIX}")
+
+
+def _done_record(job, catalog_path, regions_path, model_sha256, classify_kwargs):
+    files = [p for p in (catalog_path, regions_path) if p is not None]
+    return {"galaxy": job.name, "model_sha256": model_sha256,
+            "classify_options": dict(sorted(classify_kwargs.items())),
+            "origin": job.origin, "use": job.use,
+            "files": {p.name: sha256_file(p) for p in files}}
+
+
+def _write_done(job, catalog_path, regions_path, model_sha256, classify_kwargs):
+    """The completion record, written once both outputs are in place."""
+    record = _done_record(job, catalog_path, regions_path, model_sha256, classify_kwargs)
+    with atomic_output(_done_path(job, catalog_path), overwrite=True) as tmp:
+        tmp.write_text(json.dumps(record, indent=1))
+
+
+def is_done(job, out_dir=None, *, model_sha256, regions=True, classify_kwargs=None):
+    """Whether a galaxy's outputs are complete and unchanged since a run with these settings.
+
+    True when the completion record of the job exists, names the same
+    model SHA-256, options and positions settings, and every output file
+    it lists is on disk with the SHA-256 it recorded.
+    """
+    catalog_path, regions_path = output_paths(job, out_dir, regions=regions)
+    if catalog_path is None:
+        return False
+    try:
+        recorded = json.loads(_done_path(job, catalog_path).read_text())
+    except (OSError, ValueError):
+        return False
+    files = [p for p in (catalog_path, regions_path) if p is not None]
+    if not all(p.is_file() for p in files):
+        return False
+    expected = _done_record(job, catalog_path, regions_path, model_sha256,
+                            dict(classify_kwargs or {}))
+    return recorded == expected
 
 
 def _worker_classifier(path, sha256, device):
@@ -299,8 +322,8 @@ def _portable(job):
     )
 
 
-def _check_run(jobs, out_dir, overwrite, regions, classify_kwargs):
-    """Validate everything that can be checked before any galaxy is processed."""
+def _check_jobs(jobs, classify_kwargs):
+    """Validate the jobs and options before any galaxy is processed."""
     if not all(isinstance(job, GalaxyJob) for job in jobs):
         raise TypeError(
             "jobs must be GalaxyJob objects (see read_manifest for a CSV manifest)"
@@ -319,6 +342,10 @@ def _check_run(jobs, out_dir, overwrite, regions, classify_kwargs):
             f"classify_kwargs {unknown} are not accepted; accepted: "
             f"{', '.join(CLASSIFY_OPTIONS)} (origin and use are set per GalaxyJob)"
         )
+
+
+def _check_outputs(jobs, out_dir, overwrite, regions):
+    """The outputs of the jobs to run: distinct, and writable (before any work)."""
     if out_dir is not None:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
     outputs = [
@@ -353,7 +380,7 @@ def classify_many(
     regions=True,
     classify_kwargs=None,
     device="auto",
-    progress_bar=True,
+    progress_bar=False,
 ):
     """Classify the candidates of many galaxies, serially or on a Dask cluster.
 
@@ -375,8 +402,11 @@ def classify_many(
         ``<name>_classes.reg``. With neither ``out_dir`` nor ``GalaxyJob.out``
         nothing is written and the tables are only returned.
     overwrite : bool, optional
-        Replace existing outputs. Without it, all outputs are checked before
-        any work starts and an existing one raises `FileExistsError`.
+        Replace existing outputs and redo every galaxy. Without it, galaxies
+        whose outputs are complete and unchanged since a run with the same
+        model and options (`is_done`) are skipped and read back; the outputs
+        of the others are checked before any work starts and an existing
+        one raises `FileExistsError`.
     regions : bool, optional
         Also write a DS9 region file per galaxy.
     classify_kwargs : dict, optional
@@ -403,17 +433,31 @@ def classify_many(
     """
     jobs = list(jobs)
     classify_kwargs = dict(classify_kwargs or {})
-    _check_run(jobs, out_dir, overwrite, regions, classify_kwargs)
+    _check_jobs(jobs, classify_kwargs)
+    model = _absolute(model)
+    if not model.is_file():
+        raise FileNotFoundError(f"checkpoint file {model} does not exist")
+    sha256 = sha256_file(model)
+    done = set() if overwrite else {
+        job.name for job in jobs
+        if is_done(job, out_dir, model_sha256=sha256, regions=regions,
+                   classify_kwargs=classify_kwargs)}
+    todo = [job for job in jobs if job.name not in done]
+    _check_outputs(todo, out_dir, overwrite, regions)
     options = {
         "out_dir": None if out_dir is None else _absolute(out_dir),
         "overwrite": overwrite,
         "regions": regions,
         "classify_kwargs": classify_kwargs,
     }
-    if client is None:
-        outcomes = _run_serial(jobs, model, device, options, progress_bar)
-    else:
-        outcomes = _run_dask(client, jobs, model, device, options, progress_bar)
+    outcomes = {}
+    if todo and client is None:
+        outcomes = _run_serial(todo, model, sha256, device, options, progress_bar)
+    elif todo:
+        outcomes = _run_dask(client, todo, model, sha256, device, options, progress_bar)
+    for job in jobs:
+        if job.name in done:  # verified by checksum: read back, not redone
+            outcomes[job.name] = QTable.read(output_paths(job, out_dir)[0])
     results = {
         job.name: outcomes[job.name]
         for job in jobs
@@ -429,10 +473,10 @@ def classify_many(
     return results
 
 
-def _run_serial(jobs, model, device, options, progress_bar):
-    classifier = ClusterClassifier.load(model, device=device)
+def _run_serial(jobs, model, sha256, device, options, progress_bar):
+    classifier = ClusterClassifier.load(model, device=device, sha256=sha256)
     outcomes = {}
-    for job in tqdm(jobs, disable=not progress_bar, unit="galaxy", desc="galaxies"):
+    for job in add_progress_bar(jobs, desc="galaxies", unit="galaxy", enabled=progress_bar):
         try:
             outcomes[job.name] = classify_galaxy(job, classifier, **options)
         except Exception as exc:  # noqa: BLE001 - one bad galaxy must not lose the others
@@ -440,15 +484,12 @@ def _run_serial(jobs, model, device, options, progress_bar):
     return outcomes
 
 
-def _run_dask(client, jobs, model, device, options, progress_bar):
+def _run_dask(client, jobs, model, sha256, device, options, progress_bar):
     from distributed import as_completed
 
-    model = _absolute(model)
-    if not model.is_file():
-        raise FileNotFoundError(f"checkpoint file {model} does not exist")
     # Validate the checkpoint here once, rather than failing every task alike;
-    # the SHA-256 it reports is the one every worker checks.
-    sha256 = load_checkpoint(model).sha256
+    # every worker checks that its file has the SHA-256 computed here.
+    load_checkpoint(model, sha256=sha256)
     portable = [_portable(job) for job in jobs]
     run = uuid.uuid4().hex[:8]  # keys unique across runs sharing a scheduler
     futures = {
@@ -465,10 +506,10 @@ def _run_dask(client, jobs, model, device, options, progress_bar):
     }
     outcomes = {}
     try:
-        for future in tqdm(
+        for future in add_progress_bar(
             as_completed(futures),
             total=len(futures),
-            disable=not progress_bar,
+            enabled=progress_bar,
             unit="galaxy",
             desc="galaxies",
         ):
@@ -582,7 +623,7 @@ def run_manifest(
     scheduler=None,
     overwrite=False,
     device="auto",
-    progress_bar=True,
+    progress_bar=False,
 ):
     """Classify the galaxies of a CSV manifest (``clusterclf classify-many``).
 
@@ -615,6 +656,9 @@ def run_manifest(
         written.
     """
     jobs = read_manifest(manifest)
+    sha256 = sha256_file(model) if Path(model).is_file() else None
+    n_done = sum(is_done(job, out_dir, model_sha256=sha256) for job in jobs) \
+        if sha256 and not overwrite else 0
     with contextlib.ExitStack() as stack:
         client = None
         if scheduler is not None:
@@ -630,5 +674,9 @@ def run_manifest(
             device=device,
             progress_bar=progress_bar,
         )
-    print(f"classified {len(results)} galaxies; wrote {out_dir}")
+    if n_done:
+        print(f"{len(results) - n_done} galaxies classified, {n_done} already done "
+              f"(outputs verified by checksum, skipped); outputs in {out_dir}")
+    else:
+        print(f"classified {len(results)} galaxies; wrote {out_dir}")
     return results

@@ -24,15 +24,16 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from .fileio import atomic_output, check_writable
+from ..fileio import atomic_output, check_writable
+from ..utils.progress import add_progress_bar
 
 __all__ = ["PRETRAIN_RANGES", "corpus_plan", "pretrain"]
 
-#: Parameter ranges of the pretraining corpus (DESIGN.md section 9). PSF,
-#: noise, colours and morphologies are drawn inside each field by the
-#: simulator itself, within its own ranges (recorded in the model card).
+#: Parameter ranges of the pretraining corpus: those of the simulator's
+#: PHANGS-HST-like fields. PSF, noise, colours and morphologies are drawn
+#: inside each field by the simulator itself, within its own ranges
+#: (recorded in the model card).
 PRETRAIN_RANGES = {
     "distance_mpc": (4.4, 23.0),
     "instrument": ("wfc3", "acs"),
@@ -85,8 +86,8 @@ def corpus_plan(n_fields, *, n_candidates=800, seed=0):
 
 def _field_cutouts(params, path, cutout_size):
     """Simulate one field and write its cutouts and true classes to ``path``."""
-    from .datasets import simulate_field
-    from .training import TrainingSet
+    from ..datasets import simulate_field
+    from .dataset import TrainingSet
     field = simulate_field(**params)
     with warnings.catch_warnings():
         # Candidates too near the edge are left out and counted; fine here.
@@ -101,12 +102,12 @@ def _field_cutouts(params, path, cutout_size):
 
 def _corpus(plan, work_dir, cutout_size, progress_bar):
     """Memory-mapped `TrainingSet` of the whole corpus, made a field at a time."""
-    from .training import TrainingSet
+    from .dataset import TrainingSet
     fields_dir = work_dir / "fields"
     fields_dir.mkdir(parents=True, exist_ok=True)
     paths = [fields_dir / f"{p['target']}.npz" for p in plan]
-    for params, path in tqdm(list(zip(plan, paths)), desc="simulating corpus", unit="field",
-                             disable=not progress_bar):
+    for params, path in add_progress_bar(list(zip(plan, paths)), desc="simulating corpus",
+                                         unit="field", enabled=progress_bar):
         if path.is_file():
             with np.load(path, allow_pickle=False) as npz:
                 stored = json.loads(str(npz["params"]))
@@ -136,13 +137,13 @@ def _corpus(plan, work_dir, cutout_size, progress_bar):
 
 
 def _simulator_version():
-    from . import __version__
+    from .._meta import __version__
     return f"photutils_clusterclf.datasets {__version__}"
 
 
 def pretrain(out=None, *, name=None, arch="resnet18", n_fields=32, n_candidates=800,
              epochs=12, seed=0, cutout_size=32, input_size=None, device="auto",
-             work_dir=None, keep_work_dir=False, overwrite=False, progress_bar=True,
+             work_dir=None, keep_work_dir=False, overwrite=False, progress_bar=False,
              **train_options):
     """Simulate a corpus, train on its true classes, write the pretrained weights.
 
@@ -180,6 +181,7 @@ def pretrain(out=None, *, name=None, arch="resnet18", n_fields=32, n_candidates=
     overwrite : bool, optional
         Replace ``out`` (and an installed file of ``name``).
     progress_bar : bool, optional
+        Progress bars for the corpus and the training.
     **train_options
         Passed to `~photutils_clusterclf.training.train_classifier`
         (``batch_size``, ``lr``, ``patience``, ...).
@@ -191,9 +193,9 @@ def pretrain(out=None, *, name=None, arch="resnet18", n_fields=32, n_candidates=
     sha256 : str
         Its SHA-256.
     """
-    from .checkpoint import ModelCard, save_checkpoint
-    from .training import train_classifier
-    from .weights import get_weights, install_weights, weights_dirs
+    from ..checkpoint import ModelCard, save_checkpoint
+    from ..weights import get_weights, install_weights, weights_dirs
+    from .loop import train_classifier
     options = {"arch": arch, "n_fields": n_fields, "n_candidates": n_candidates,
                "epochs": epochs, "seed": seed}
     if name is not None:

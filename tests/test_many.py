@@ -5,21 +5,20 @@ import pytest
 import torch
 from astropy.io import fits
 from astropy.table import Table
+from helpers import BANDS, make_wcs
 
-from photutils_clusterclf import distributed as dist
+from photutils_clusterclf import many
 from photutils_clusterclf.checkpoint import CheckpointError
 from photutils_clusterclf.classifier import ClusterClassifier
 from photutils_clusterclf.cli import main
-from photutils_clusterclf.distributed import (
+from photutils_clusterclf.images import MultiBandImage
+from photutils_clusterclf.many import (
     ClassifyManyError,
     GalaxyJob,
     classify_many,
     read_manifest,
 )
-from photutils_clusterclf.images import MultiBandImage
 from photutils_clusterclf.models import build_model
-
-from helpers import BANDS, make_wcs
 
 SHAPE = (64, 64)
 N_CANDIDATES = 12
@@ -120,6 +119,34 @@ def test_serial_writes_outputs_identical_to_classify(field, tmp_path):
         assert regions.count("circle(") == n_classified
 
 
+def test_reference_band_outside_the_model_keeps_the_positions_grid(tmp_path):
+    # The images' reference band (F555W, fine grid) is not a model band; the
+    # model's bands are on a grid twice as coarse. Positions refer to F555W,
+    # so a galaxy must be classified exactly as `classify` does on all bands.
+    fine = make_wcs((120, 120))
+    coarse = fine.deepcopy()
+    coarse.wcs.cdelt = fine.wcs.cdelt * 2
+    coarse.wcs.crpix = [30, 30]
+    rng = np.random.default_rng(5)
+    files = {}
+    for band in BANDS:
+        grid, shape = (fine, (120, 120)) if band == "F555W" else (coarse, (60, 60))
+        files[band] = tmp_path / f"{band}.fits"
+        fits.PrimaryHDU(rng.normal(size=shape).astype(np.float32),
+                        header=grid.to_header()).writeto(files[band])
+    bands = ("F275W", "F336W", "F438W", "F814W")
+    torch.manual_seed(0)
+    clf = ClusterClassifier.from_model(build_model("small_cnn", n_bands=4, n_classes=4),
+                                       arch="small_cnn", bands=bands, cutout_size=9,
+                                       device="cpu")
+    catalog = Table({"PHANGS_X": [40.0, 60.0, 80.0], "PHANGS_Y": [50.0, 70.0, 30.0]})
+    job = GalaxyJob("ref", catalog, files)  # F555W is the default reference band
+    table = many.classify_galaxy(job, clf)
+    with MultiBandImage.from_fits(files, reference_band="F555W") as images:
+        direct = clf.classify(catalog, images, progress_bar=False)
+    np.testing.assert_array_equal(table["prob_class1"], direct["prob_class1"])
+
+
 def test_failed_galaxy_does_not_lose_the_others(field, tmp_path):
     jobs = _jobs(field, names={"gal0", "gal1"})
     jobs.insert(1, GalaxyJob("broken", _broken_catalog(tmp_path), jobs[0].images))
@@ -192,6 +219,7 @@ def test_in_memory_inputs_and_custom_out_path(field, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "custom.ecsv",
         "mem_classes.reg",
+        "mem_done.json",
     ]
     assert "clusterclf" not in table.meta  # the caller's table is not modified
 
@@ -206,7 +234,7 @@ def test_in_memory_inputs_and_custom_out_path(field, tmp_path):
         ),
         ({"duplicate": True}, ValueError, "unique; repeated: gal0"),
         ({"jobs": []}, ValueError, "no galaxies"),
-        ({"model": "missing.pt"}, CheckpointError, "does not exist"),
+        ({"model": "missing.pt"}, FileNotFoundError, "does not exist"),
     ],
 )
 def test_bad_arguments_fail_before_work(field, tmp_path, kwargs, exc, match):
@@ -239,12 +267,12 @@ def test_dask_path_refuses_in_memory_images_before_submitting(field):
 
 def test_worker_cache_loads_once_and_checks_sha256(field):
     sha = ClusterClassifier.load(field["model"], device="cpu").sha256
-    before = dist._worker_model_loads()
-    first = dist._worker_classifier(field["model"], sha, "cpu")
-    assert dist._worker_classifier(field["model"], sha, "cpu") is first
-    assert dist._worker_model_loads() == before + 1
+    before = many._worker_model_loads()
+    first = many._worker_classifier(field["model"], sha, "cpu")
+    assert many._worker_classifier(field["model"], sha, "cpu") is first
+    assert many._worker_model_loads() == before + 1
     with pytest.raises(CheckpointError, match="expected"):
-        dist._worker_classifier(field["model"], "0" * 64, "cpu")
+        many._worker_classifier(field["model"], "0" * 64, "cpu")
 
 
 # -- manifest ------------------------------------------------------------------
@@ -335,14 +363,21 @@ def test_cli_classify_many(field, tmp_path, capsys):
     assert sorted(p.name for p in out_dir.iterdir()) == [
         "gal0_classes.reg",
         "gal0_classified.fits",
+        "gal0_done.json",
         "gal1_classes.reg",
         "gal1_classified.fits",
+        "gal1_done.json",
     ]
     assert "classified 2 galaxies" in capsys.readouterr().out
-    # Existing outputs without --overwrite: exit 2, one line.
+    # The same run again: both galaxies are verified by checksum and skipped.
+    assert main(args) == 0
+    assert "0 galaxies classified, 2 already done" in capsys.readouterr().out
+    # An output changed since: not verified, and not replaced without --overwrite.
+    with open(out_dir / "gal1_classes.reg", "a") as fh:
+        fh.write("# edited\n")
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "already exists" in err
+    assert err.count("\n") == 1 and "gal1_classified.fits already exists" in err
     assert main(args + ["--overwrite"]) == 0
 
 
@@ -411,7 +446,7 @@ def test_dask_identical_to_serial_one_load_per_worker(field, client, tmp_path):
         for col in PROB_COLUMNS + ["class_ml", "class_ml_qual", "class_ml_flags"]:
             np.testing.assert_array_equal(on_dask[name][col], serial[name][col])
         assert (tmp_path / f"{name}_classified.fits").is_file()
-    loads = client.run(dist._worker_model_loads)
+    loads = client.run(many._worker_model_loads)
     assert (
         len(loads) == 2 and set(loads.values()) <= {0, 1} and sum(loads.values()) >= 1
     )
@@ -425,7 +460,7 @@ def test_dask_identical_to_serial_one_load_per_worker(field, client, tmp_path):
         progress_bar=False,
         device="cpu",
     )
-    assert client.run(dist._worker_model_loads) == loads
+    assert client.run(many._worker_model_loads) == loads
 
 
 @pytest.mark.slow
@@ -454,3 +489,66 @@ def test_cli_classify_many_on_scheduler(field, client, tmp_path):
     )
     assert len(list(out_dir.glob("*_classified.fits"))) == len(field["galaxies"])
     assert len(list(out_dir.glob("*_classes.reg"))) == len(field["galaxies"])
+
+
+@pytest.mark.slow
+def test_lost_worker_galaxy_fails_with_reason_and_a_rerun_does_only_the_rest(
+    field, tmp_path
+):
+    # A worker is killed while it holds a galaxy. With no retries allowed, that
+    # galaxy is reported failed with its reason, the others are classified, no
+    # output is partial; running the same jobs again redoes only the failed one.
+    import os
+    import signal
+    import threading
+
+    import dask
+    distributed = pytest.importorskip("distributed")
+    jobs = _jobs(field)
+    out_dir = tmp_path / "out"
+    outcome = {}
+
+    def run(client):
+        try:
+            outcome["results"] = classify_many(jobs, field["model"], client=client,
+                                               out_dir=out_dir, device="cpu")
+        except ClassifyManyError as exc:
+            outcome["error"] = exc
+
+    with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 0}),
+        distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                                 dashboard_address=None) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        pids = client.run(os.getpid)
+        thread = threading.Thread(target=run, args=(client,))
+        thread.start()
+        holding = {}
+        while thread.is_alive() and not holding:
+            holding = {w: keys for w, keys in client.processing().items()
+                       if any(str(k).startswith("clusterclf-") for k in keys)}
+        assert holding, "the run ended before a worker could be killed"
+        os.kill(pids[next(iter(holding))], signal.SIGKILL)
+        thread.join(timeout=300)
+    error = outcome["error"]
+    assert set(error.results) | set(error.errors) == {job.name for job in jobs}
+    assert error.errors and all(
+        "KilledWorker" in type(exc).__name__ for exc in error.errors.values())
+    assert not [p for p in out_dir.iterdir() if ".part" in p.name]
+    for name in error.errors:
+        assert not list(out_dir.glob(f"{name}_*"))
+    before = {}
+    for name in error.results:
+        files = [out_dir / f"{name}{s}" for s in ("_classified.fits", "_classes.reg",
+                                                  "_done.json")]
+        before.update({p: (p.stat().st_mtime_ns, p.read_bytes()) for p in files})
+    # The rerun: done galaxies are verified by checksum and left alone.
+    again = classify_many(jobs, field["model"], out_dir=out_dir, device="cpu")
+    assert list(again) == [job.name for job in jobs]
+    for path, (mtime, content) in before.items():
+        assert path.stat().st_mtime_ns == mtime and path.read_bytes() == content
+    for name in error.errors:
+        assert (out_dir / f"{name}_done.json").is_file()
+        np.testing.assert_array_equal(Table.read(out_dir / f"{name}_classified.fits")
+                                      ["class_ml"], again[name]["class_ml"])

@@ -1,0 +1,133 @@
+"""`TrainingOptions`: every option of a training run, validated, recorded in the model card."""
+
+import dataclasses
+import os
+
+from ..utils.validation import check_choice, check_fraction, check_integer
+
+__all__ = ["TrainingOptions"]
+
+CLASS_BALANCES = ("weighted", "sampler", "none")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingOptions:
+    """The options of `~photutils_clusterclf.training.train_classifier`.
+
+    They are validated when created, and recorded (`to_dict`) in the
+    ``training["options"]`` of the model card. Where the run happens
+    (device, checkpoint directory, progress bars) is not an option of the
+    model and is passed to `train_classifier` directly.
+
+    Parameters
+    ----------
+    arch : str, optional
+        Architecture for `~photutils_clusterclf.models.build_model`
+        (``"resnet18"``, ``"vgg19_bn"``, ...).
+    weights : {"imagenet", None}, pretrained name or path, optional
+        Initialisation (see `~photutils_clusterclf.models.build_model`): a
+        registered name such as ``"sim-resnet18"``
+        (`~photutils_clusterclf.weights`), a previous clusterclf checkpoint
+        (continue training on a new galaxy), or a ``.pth`` state dict. With
+        ``"imagenet"`` and no cached ImageNet file, an
+        `~astropy.utils.exceptions.AstropyUserWarning` says so and training
+        starts from random initialisation, unless ``require_pretrained``.
+    require_pretrained : bool, optional
+        Make missing ImageNet weights an error (the
+        `FileNotFoundError` of `~photutils_clusterclf.models.build_model`).
+    input_size : int, optional
+        Side of the network input; cutouts are resized to it. Defaults to
+        the cutout size.
+    epochs : int, optional
+        Maximum number of epochs per member.
+    batch_size : int, optional
+        Global batch size (split over the ranks under DDP). The last
+        incomplete batch of each epoch is dropped.
+    lr, weight_decay : float, optional
+        AdamW learning rate and decoupled weight decay. The learning rate is
+        halved when the validation macro recall stops improving for
+        ``max(1, patience // 2)`` epochs.
+    n_models : int, optional
+        Number of ensemble members; member ``k`` uses seed ``seed + k``.
+    seed : int, optional
+        Base seed. It also fixes the random validation split (shared by all
+        members).
+    freeze_backbone_epochs : int, optional
+        Train only the first convolution (the new ``n_bands``-channel stem)
+        and the classification head for this many epochs.
+    backbone_lr_factor : float, optional
+        Learning rate of every layer but the stem and the head, relative to
+        ``lr``, in [0, 1] (discriminative fine-tuning: e.g. 0.1 keeps
+        pretrained features close to where they were).
+    val_galaxy : str or list of str, optional
+        Galaxies held out for validation. Default: with several galaxies, the
+        galaxy whose share of the objects is closest to ``val_fraction``
+        (the last one on ties); with one galaxy, a stratified random split.
+    val_fraction : float, optional
+        Fraction of objects for the stratified split (and target share for
+        the automatic galaxy choice); 0 disables validation (then the last
+        weights are kept and there is no early stopping).
+    patience : int or None, optional
+        Stop after this many epochs without a better validation macro recall
+        (mean recall over classes); the best weights are kept. None: never
+        stop early.
+    class_balance : {"weighted", "sampler", "none"}, optional
+        Class-weighted cross entropy (inverse class frequency), a balanced
+        sampler (with replacement), or neither.
+    augment : bool, optional
+        Random dihedral transform, sub-pixel shift and flux jitter
+        (`~photutils_clusterclf.preprocessing.random_augment`) of the raw
+        cutouts before normalisation.
+    """
+
+    arch: str = "resnet18"
+    weights: object = "imagenet"
+    require_pretrained: bool = False
+    input_size: object = None
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    n_models: int = 1
+    seed: int = 0
+    freeze_backbone_epochs: int = 0
+    backbone_lr_factor: float = 1.0
+    val_galaxy: object = None
+    val_fraction: float = 0.2
+    patience: object = 8
+    class_balance: str = "weighted"
+    augment: bool = True
+
+    def __post_init__(self):
+        def put(name, value):
+            object.__setattr__(self, name, value)
+
+        check_choice("class_balance", self.class_balance, CLASS_BALANCES)
+        for name in ("epochs", "batch_size", "n_models"):
+            put(name, check_integer(name, getattr(self, name)))
+        put("freeze_backbone_epochs",
+            check_integer("freeze_backbone_epochs", self.freeze_backbone_epochs, minimum=0))
+        put("backbone_lr_factor",
+            check_fraction("backbone_lr_factor", self.backbone_lr_factor, closed=True))
+        put("patience", check_integer("patience", self.patience, allow_none=True))
+        put("input_size", check_integer("input_size", self.input_size, allow_none=True))
+        put("seed", check_integer("seed", self.seed, minimum=0))
+        if self.val_galaxy is None:
+            put("val_fraction", check_fraction("val_fraction", self.val_fraction))
+        if isinstance(self.weights, os.PathLike):
+            put("weights", os.fspath(self.weights))
+        if self.input_size is not None:
+            from ..models import check_input_size  # torch: not needed for the defaults
+
+            check_input_size(self.arch, self.input_size)
+        put("lr", float(self.lr))
+        put("weight_decay", float(self.weight_decay))
+        put("augment", bool(self.augment))
+        put("require_pretrained", bool(self.require_pretrained))
+
+    def to_dict(self):
+        """The options as plain JSON-able values (as recorded in the model card)."""
+        out = dataclasses.asdict(self)
+        if isinstance(out["val_galaxy"], tuple):
+            out["val_galaxy"] = list(out["val_galaxy"])
+        return out

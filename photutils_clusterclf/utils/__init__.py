@@ -1,0 +1,1 @@
+"""Helpers shared by the package's modules: progress bars, parameter checks, provenance, flags."""
