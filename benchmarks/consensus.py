@@ -18,7 +18,7 @@ and a paired count of the candidates where exactly one of majority and
 Dawid-Skene is right.
 
 ``--train`` also trains a network (``--arch``, default the demo's
-resnet18; cutout 32; ``--epochs``, default 25; seed 0) on the labeller-1
+resnet18; cutout 32; ``--epochs``, default 25; ``--seeds``, default 0) on the labeller-1
 labels, the majority labels, the Dawid-Skene classes and the Dawid-Skene
 probabilities (soft labels) and measures each model against the true
 classes of a held-out galaxy (14 Mpc): the one-expert vs three-experts
@@ -26,7 +26,7 @@ experiment of Wei et al. 2020 with a better consensus.
 
 Run from the repository root (1 torch thread on the shared 2-core machine)::
 
-    OMP_NUM_THREADS=1 python benchmarks/consensus.py [--train [--arch A] [--weights none] [--epochs N]]
+    OMP_NUM_THREADS=1 python benchmarks/consensus.py [--train [--arch A] [--weights none] [--epochs N] [--seeds S ...]]
 """
 
 import argparse
@@ -118,8 +118,8 @@ TRAINING_LABELS = ((LABELLERS[0], LABELLERS[0], None), ("majority", "majority", 
                    ("dawid_skene soft", "dawid_skene", [f"ds_prob{k}" for k in (1, 2, 3, 4)]))
 
 
-def train_and_measure(catalogs, *, arch, weights, epochs, progress=print):
-    """Train a network on each label set; agreement with the held-out truth."""
+def train_and_measure(catalogs, *, arch, weights, epochs, seeds, progress=print):
+    """Train a network on each label set and seed; agreement with the held-out truth."""
     import torch
 
     from photutils_clusterclf.training import TrainingSet, train_classifier
@@ -127,25 +127,31 @@ def train_and_measure(catalogs, *, arch, weights, epochs, progress=print):
     heldout = simulate_field(shape=SHAPE, n_candidates=N_CANDIDATES,
                              distance_mpc=HELDOUT_DISTANCE, seed=100, target="consensus-heldout")
     images = heldout.to_multiband_image()
-    lines = [("model trained on       held-out accuracy vs true  macro recall  "
-             "recall 1 / 2 / 3 / 4")]
+    lines = [("model trained on       seed  held-out accuracy vs true  macro recall  "
+              "recall 1 / 2 / 3 / 4")]
+    galaxies = [(cat, field.to_multiband_image(), field.target) for cat, field in catalogs]
     for title, column, soft in TRAINING_LABELS:
-        start = time.perf_counter()
-        galaxies = [(cat, field.to_multiband_image(), field.target) for cat, field in catalogs]
         training_set = TrainingSet.from_galaxies(galaxies, label_column=column, cutout_size=32,
                                                  soft_label_columns=soft, progress_bar=False)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", AstropyUserWarning)  # no ImageNet weights here
-            clf = train_classifier(training_set, arch=arch, weights=weights, input_size=32,
-                                   epochs=epochs,
-                                   seed=0, device="cpu", progress_bar=False)
-        out = clf.classify(heldout.catalog, images, progress_bar=False)
-        report = EvaluationReport(out["CLASS_TRUE"], out["class_ml"])
-        recall = " / ".join(f"{report.recall[c]:.2f}" for c in (1, 2, 3, 4))
-        lines.append(f"{title:22s} {report.overall_accuracy:26.3f} "
-                     f"{report.macro_recall:13.3f}  {recall}")
-        progress(f"trained {arch} on {title} ({time.perf_counter() - start:.0f} s, weights "
-                 f"{clf.card.training['options']['weights']})", flush=True)
+        accuracies = []
+        for seed in seeds:
+            start = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", AstropyUserWarning)  # no ImageNet weights here
+                clf = train_classifier(training_set, arch=arch, weights=weights, input_size=32,
+                                       epochs=epochs, seed=seed, device="cpu",
+                                       progress_bar=False)
+            out = clf.classify(heldout.catalog, images, progress_bar=False)
+            report = EvaluationReport(out["CLASS_TRUE"], out["class_ml"])
+            accuracies.append(report.overall_accuracy)
+            recall = " / ".join(f"{report.recall[c]:.2f}" for c in (1, 2, 3, 4))
+            lines.append(f"{title:22s} {seed:4d} {report.overall_accuracy:26.3f} "
+                         f"{report.macro_recall:13.3f}  {recall}")
+            progress(f"trained {arch} on {title}, seed {seed} "
+                     f"({time.perf_counter() - start:.0f} s, weights "
+                     f"{clf.card.training['options']['weights']})", flush=True)
+        lines.append(f"{title:22s} mean {np.mean(accuracies):26.3f} "
+                     f"(std {np.std(accuracies):.3f} over {len(seeds)} seeds)")
     return "\n".join(lines)
 
 
@@ -157,6 +163,8 @@ def main(argv=None):
     parser.add_argument("--weights", choices=("imagenet", "none"), default="imagenet",
                         help="initialisation for --train (small_cnn: none)")
     parser.add_argument("--epochs", type=int, default=25, help="at most this many (--train)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
+                        help="training seeds for --train (default 0)")
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     catalogs = simulate()
@@ -181,7 +189,7 @@ def main(argv=None):
     print(confusion_lines(meta))
     if args.train:
         print()
-        print(train_and_measure(catalogs, arch=args.arch, epochs=args.epochs,
+        print(train_and_measure(catalogs, arch=args.arch, epochs=args.epochs, seeds=args.seeds,
                                 weights=None if args.weights == "none" else args.weights), flush=True)
     return 0
 

@@ -14,12 +14,15 @@ figures are reproducible:
   held-out simulated galaxy on its colour image;
 * ``confusion_matrix.png``: that galaxy's confusion matrix against its
   human-like labels;
+* ``reliability.png``: the reliability diagram of a larger held-out
+  galaxy against its human-like labels, with the probabilities as trained
+  (temperature 1) and with the temperature fitted on the validation galaxy;
 * with ``--screenshots`` (needs ``ds9``, ``xvfb-run`` and ``chromium``):
-  ``ds9_classes.png``, SAOImage DS9's own view (``-saveimage png``) of that
-  galaxy with the package's region file, and ``inspect_page.png``, the
-  ``clusterclf inspect`` page of its catalogue in headless Chromium.
+  ``ds9_classes.png``, SAOImage DS9's own view (``-saveimage png``) of the
+  held-out galaxy with the package's region file, and ``inspect_page.png``,
+  the ``clusterclf inspect`` page of its catalogue in headless Chromium.
 
-The classifier behind the last two is a ``small_cnn`` trained for a few
+The classifier behind all but the gallery is a ``small_cnn`` trained for a few
 epochs on three small simulated galaxies: it illustrates the figures, it is
 not the model of the paper-experiment page.
 """
@@ -46,7 +49,8 @@ def main(argv=None):
     from photutils_clusterclf.datasets import simulate_field
     from photutils_clusterclf.training import TrainingSet, train_classifier
     from photutils_clusterclf.visualization import (plot_cutout_gallery, save_confusion_matrix,
-                                                    save_figure, save_overlay)
+                                                    save_figure, save_overlay,
+                                                    save_reliability_diagram)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -87,7 +91,23 @@ def main(argv=None):
                           title="held-out simulated galaxy",
                           xlabel="predicted class (class_ml)", ylabel="human-like class")
     print(report)
-    names = ["gallery.png", "overlay.png", "confusion_matrix.png"]
+
+    # (d) reliability diagram: enough candidates (1000) for 15 confidence bins
+    big = simulate_field(shape=(2300, 2300), n_candidates=1000, distance_mpc=10.0,
+                         label_noise="human", seed=SEED + 11, target="heldout-big")
+    big_images = big.to_multiband_image()
+    fitted = clf.temperature
+    curves = {}
+    for name, temperature in (("as trained, T = 1", 1.0),
+                              (f"calibrated, T = {fitted:.2f}", fitted)):
+        clf.temperature = temperature
+        big_table = clf.classify(big.catalog, big_images, progress_bar=False)
+        curves[name] = EvaluationReport.from_table(
+            big_table, "PHANGS_CLUSTER_CLASS_HUMAN", "class_ml", prob_columns="auto").reliability()
+    save_reliability_diagram(curves, out / "reliability.png", overwrite=True, dpi=100,
+                             title="held-out simulated galaxy vs human-like labels")
+    print(", ".join(f"{name}: ECE {curve.ece:.3f}" for name, curve in curves.items()))
+    names = ["gallery.png", "overlay.png", "confusion_matrix.png", "reliability.png"]
     if args.screenshots:
         _screenshots(heldout, table, out)
         names += ["ds9_classes.png", "inspect_page.png"]

@@ -7,6 +7,7 @@ Wei et al. 2020, MNRAS 493, 3178.
 """
 
 from ._meta import __bibtex__, __citation__, __version__  # noqa: F401
+from ._threads import num_threads, set_num_threads
 from .catalogs import read_catalog, read_legus_catalog, read_phangs_catalog
 from .consensus import consensus_labels
 from .cutouts import CutoutBatch, extract_cutouts
@@ -44,8 +45,10 @@ __all__ = [
     "consensus_labels",
     "decode_flags",
     "extract_cutouts",
+    "num_threads",
     "read_catalog",
     "read_legus_catalog",
     "read_phangs_catalog",
     "resolve_positions",
+    "set_num_threads",
 ]

@@ -50,7 +50,9 @@ class InferenceEngine:
     models : list of `torch.nn.Module`
         The eval-mode networks, on ``device``; they are not modified.
     card : `~photutils_clusterclf.checkpoint.ModelCard`
-        Bands, cutout and input size.
+        Bands, cutout and input size, and the temperature dividing the
+        logits before the softmax; the classifier replaces it when its
+        temperature is set.
     normalization : `~photutils_clusterclf.preprocessing.Normalization`
         The card's normalisation.
     device : `torch.device`
@@ -68,7 +70,10 @@ class InferenceEngine:
         self.autocast_dtype = None
 
     def member_probs(self, inputs, *, tta):
-        """``(M, n, 4)`` softmax probabilities for a prepared CPU batch."""
+        """``(M, n, 4)`` probabilities of a prepared CPU batch.
+
+        ``softmax(logits / T)`` with ``T`` the card's temperature.
+        """
         transforms = range(DIHEDRAL_TRANSFORMS) if tta else (0,)
         cuda = self.device.type == "cuda"
         # Asynchronous only from pinned memory (what `stream` hands over on CUDA).
@@ -81,7 +86,8 @@ class InferenceEngine:
         out = []
         with torch.inference_mode(), amp:
             for model in self.runners:
-                p = torch.softmax(model(x).float(), dim=1)
+                # Temperature scaling (calibration.py): T = 1 leaves them as trained.
+                p = torch.softmax(model(x).float() / self.card.temperature, dim=1)
                 out.append(p.reshape(len(transforms), -1, p.shape[1]).mean(dim=0))
         return torch.stack(out).cpu().numpy()
 

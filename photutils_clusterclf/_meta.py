@@ -26,5 +26,6 @@ __citation__ = __bibtex__ = """\
                  in multi-band HST imaging with transfer-learned CNNs},
          year = 2026,
       version = {0.1.0},
+          url = {https://github.com/photutils-clusterclf/photutils-clusterclf},
 }
 """

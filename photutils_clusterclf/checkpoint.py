@@ -22,6 +22,7 @@ import torch
 from .classes import CLASSES
 from .fileio import atomic_output, sha256_file
 from .utils.provenance import software_versions
+from .utils.validation import check_positive
 
 __all__ = [
     "FORMAT_VERSION",
@@ -105,6 +106,11 @@ class ModelCard:
         Library versions; filled in by `save_checkpoint` when empty.
     created : str, optional
         ISO 8601 UTC time; filled in by `save_checkpoint` when empty.
+    temperature : float, optional
+        Temperature ``T > 0`` dividing the logits before the softmax at
+        classification (`photutils_clusterclf.calibration`); fitted on the
+        validation set by training. Cards written before it existed load
+        with 1 (probabilities as trained).
     """
 
     arch: str
@@ -116,6 +122,7 @@ class ModelCard:
     training: dict = dataclasses.field(default_factory=dict)
     versions: dict = dataclasses.field(default_factory=dict)
     created: str = ""
+    temperature: float = 1.0
 
     def __post_init__(self):
         from .preprocessing import Normalization
@@ -155,6 +162,10 @@ class ModelCard:
         for name in ("training", "versions"):
             if not isinstance(getattr(self, name), Mapping):
                 raise CheckpointError(f"model card {name} must be a dict")
+        try:
+            self.temperature = check_positive("temperature", self.temperature)
+        except ValueError as exc:
+            raise CheckpointError(f"model card {exc}") from None
 
     def to_dict(self):
         """Plain-container form (what the checkpoint file stores)."""

@@ -6,6 +6,7 @@ normalisation, input size), so that classification always preprocesses
 exactly as training did.
 """
 
+import dataclasses
 import warnings
 
 import numpy as np
@@ -215,6 +216,22 @@ class ClusterClassifier:
     def bands(self):
         """Band order of the network input."""
         return tuple(self.card.bands)
+
+    @property
+    def temperature(self):
+        """Temperature dividing the logits before the softmax (the model card's).
+
+        Fitted on the validation set by training (see
+        `photutils_clusterclf.calibration`); 1 gives the probabilities as
+        trained. Setting it changes the probabilities, never the argmax.
+        """
+        return self.card.temperature
+
+    @temperature.setter
+    def temperature(self, value):
+        self.card = dataclasses.replace(self.card, temperature=value)
+        # The engine applies the temperature: it follows the new card.
+        self._engine.card = self.card
 
     @property
     def n_members(self):
@@ -466,5 +483,6 @@ class ClusterClassifier:
             model_arch=card.arch, model_members=self.n_members,
             model_sha256=self.sha256 or "unsaved", bands=list(card.bands),
             cutout_size=card.cutout_size, input_size=card.input_size,
-            normalization=dict(card.normalization), positions=positions.description,
+            normalization=dict(card.normalization), temperature=card.temperature,
+            positions=positions.description,
             device=str(self.device), **options, citation=CITATION)

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from ._meta import __bibtex__, __version__
+from ._threads import apply_num_threads, parse_num_threads
 
 __all__ = ["main"]
 
@@ -23,6 +24,14 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _num_threads(text):
+    """``--num-threads`` value: a positive integer or ``auto`` (None)."""
+    try:
+        return parse_num_threads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _band_files(pairs):
@@ -84,6 +93,7 @@ def _cmd_classify(args):
                            args.out, regions=args.regions, overwrite=args.overwrite,
                            require_overlap=True,
                            sha256=args.sha256, device=args.device,
+                           check_bands=not args.ignore_band_headers,
                            progress_bar=not args.quiet, origin=args.origin, use=args.use,
                            columns=_columns(args.columns),
                            tta=args.tta, aggregate=args.aggregate,
@@ -140,17 +150,26 @@ def _cmd_evaluate(args):
     from .catalogs import read_catalog
     from .evaluation import EvaluationReport
     from .fileio import check_writable
-    from .visualization import save_confusion_matrix
-    for path in (args.plot, args.json):
+    from .visualization import save_confusion_matrix, save_reliability_diagram
+    for path in (args.plot, args.json, args.reliability_plot):
         if path:
             check_writable(path, overwrite=args.overwrite)
     table = read_catalog(args.catalog)
-    report = EvaluationReport.from_table(table, args.truth_column, args.pred_column)
+    prob_columns = (args.prob_columns if args.prob_columns in ("auto", "none")
+                    else args.prob_columns.split(","))
+    report = EvaluationReport.from_table(table, args.truth_column, args.pred_column,
+                                         prob_columns=None if prob_columns == "none"
+                                         else prob_columns)
+    if args.reliability_plot and not report.has_probabilities:
+        raise ValueError(f"--reliability-plot needs the probability columns of "
+                         f"{args.pred_column}; none found: pass --prob-columns P1,P2,P3,P4")
     print(report)
     if args.json:
         report.write_json(args.json, overwrite=args.overwrite)
     if args.plot:
         save_confusion_matrix(report, args.plot, overwrite=args.overwrite)
+    if args.reliability_plot:
+        save_reliability_diagram(report, args.reliability_plot, overwrite=args.overwrite)
 
 
 def _cmd_consensus(args):
@@ -196,7 +215,8 @@ def _cmd_train(args):
     specs = [_parse_galaxy(spec) for spec in args.galaxy]
     with contextlib.ExitStack() as stack:
         galaxies = [(read_catalog(catalog),
-                     stack.enter_context(MultiBandImage.from_fits(images_dir)),
+                     stack.enter_context(MultiBandImage.from_fits(
+                         images_dir, check_bands=not args.ignore_band_headers)),
                      Path(catalog).stem) for catalog, images_dir in specs]
         training_set = TrainingSet.from_galaxies(galaxies, label_column=args.label_column,
                                                  cutout_size=args.cutout_size,
@@ -292,6 +312,9 @@ def _common(p, *, device=True):
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     if device:
         p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--num-threads", type=_num_threads, default=None, metavar="N",
+                   help="CPU threads for torch (default auto: the CPUs not busy with "
+                        "other processes; see the performance docs)")
 
 
 def _add_demo(sub):
@@ -345,6 +368,9 @@ def _add_train(sub):
                    help=f"ensemble members (default {defaults['n_models']})")
     p.add_argument("--seed", type=int, help=f"random seed (default {defaults['seed']})")
     p.add_argument("--origin", type=int, choices=(0, 1), default=None)
+    p.add_argument("--ignore-band-headers", action="store_true",
+                   help="trust the band names given even where a file's FILTER keyword "
+                        "or PHANGS name says another band")
     p.add_argument("--checkpoint-dir", default=None, help="write a resumable state each epoch")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir")
     p.add_argument("--overwrite", action="store_true")
@@ -380,6 +406,9 @@ def _add_classify(sub):
     p.add_argument("--catalog", required=True,
                    help="candidate catalogue (FITS, ECSV, CSV, LEGUS .tab) or DS9 .reg file")
     _add_images_options(p)
+    p.add_argument("--ignore-band-headers", action="store_true",
+                   help="trust the band names given even where a file's FILTER keyword "
+                        "or PHANGS name says another band")
     p.add_argument("--out", required=True, help="output catalogue (.fits or .ecsv)")
     p.add_argument("--regions", default=None, help="also write a DS9 region file")
     p.add_argument("--origin", type=int, choices=(0, 1), default=None,
@@ -416,6 +445,12 @@ def _add_evaluate(sub):
     p.add_argument("--pred-column", required=True)
     p.add_argument("--plot", default=None, help="confusion-matrix PNG")
     p.add_argument("--json", default=None, help="report as JSON")
+    p.add_argument("--prob-columns", default="auto",
+                   help="probability columns of classes 1-4 for ECE / Brier score: "
+                        "'auto' (those written with --pred-column, if present), 'none', "
+                        "or P1,P2,P3,P4")
+    p.add_argument("--reliability-plot", default=None,
+                   help="reliability-diagram PNG (needs the probability columns)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_cmd_evaluate)
 
@@ -510,6 +545,8 @@ def main(argv=None):
         parser.print_help()
         return EXIT_BAD_INPUT
     try:
+        if hasattr(args, "num_threads"):
+            apply_num_threads(args.num_threads)
         args.func(args)
     # Input that the package validated (bad values, missing files or bands,
     # outputs that exist). Anything else is a bug: it propagates, with its

@@ -8,7 +8,7 @@ implies), used by `~photutils_clusterclf.positions` and
 
 import astropy.units as u
 import numpy as np
-from astropy.coordinates import SkyCoord
+from astropy.coordinates import Angle, SkyCoord
 
 from .classes import CLASSES
 
@@ -122,9 +122,39 @@ def table_skycoord(table, sky, frame=None):
     """
     if isinstance(sky, str):
         return table[sky]
-    lon = column_values(table[sky[0]], sky[0], "sky")
-    lat = column_values(table[sky[1]], sky[1], "sky")
-    return SkyCoord(lon, lat, unit=u.deg, frame="icrs" if frame is None else frame)
+    frame = "icrs" if frame is None else frame
+    equatorial = getattr(frame, "name", frame) in ("icrs", "fk5", "fk4", "fk4noeterms")
+    lon = _sky_degrees(table[sky[0]], sky[0], u.hourangle if equatorial else u.deg)
+    lat = _sky_degrees(table[sky[1]], sky[1], u.deg)
+    return SkyCoord(lon, lat, unit=u.deg, frame=frame)
+
+
+def _sky_degrees(column, name, string_unit):
+    """Degrees of a sky column; text columns may hold sexagesimal angles.
+
+    Text such as ``"01:36:41.7"`` or ``"+15:47:01"`` (or with letters,
+    ``"1h36m41.7s"``) is parsed by `~astropy.coordinates.Angle`, in
+    ``string_unit`` (hours for right ascension) unless the text names its
+    unit; text that is a plain number is taken as degrees, like numeric
+    columns. Empty or masked entries become NaN.
+    """
+    if np.asarray(column).dtype.kind not in "US":
+        return column_values(column, name, "sky")
+    text = np.char.strip(np.ma.getdata(column).astype(str))
+    missing = np.ma.getmaskarray(column) | (text == "")
+    degrees = np.full(text.shape, np.nan)
+    try:
+        degrees[~missing] = text[~missing].astype(np.float64)
+    except ValueError:
+        try:
+            degrees[~missing] = Angle(text[~missing], unit=string_unit).deg
+        except ValueError as exc:
+            raise ValueError(
+                f"column {name} holds text that is not an angle ({exc}); accepted are "
+                f"numbers in degrees or sexagesimal text such as "
+                f"{'01:36:41.7 (hours)' if string_unit == u.hourangle else '+15:47:01'}"
+            ) from None
+    return degrees
 
 
 def accepted_names():

@@ -5,11 +5,13 @@ galaxy are simulated; a model is trained on the first three (ImageNet
 initialised when the weights are in the torch cache) and the held-out
 galaxy's catalogue is classified through the same code path as
 ``clusterclf classify``. The per-class recall against the human-like labels
-and against the true classes is printed next to Wei et al. (2020).
+and against the true classes is printed next to Wei et al. (2020), with
+the range over the ensemble's members: how much one training run varies.
 """
 
 import dataclasses
 import json
+import math
 import time
 import warnings
 from pathlib import Path
@@ -36,16 +38,19 @@ class DemoConfig:
     cutout_size: int
     input_size: int
     epochs: int
+    n_models: int
     seed: int = 0
 
 
 DEMO_CONFIGS = {
     "full": DemoConfig(name="full", shape=(2048, 2048), n_candidates=800,
                        train_distances_mpc=(6.0, 11.0, 17.0), heldout_distance_mpc=14.0,
-                       arch="resnet18", cutout_size=32, input_size=32, epochs=25),
+                       arch="resnet18", cutout_size=32, input_size=32, epochs=25,
+                       n_models=3),
     "quick": DemoConfig(name="quick", shape=(1200, 1200), n_candidates=400,
                         train_distances_mpc=(6.0, 11.0, 17.0), heldout_distance_mpc=14.0,
-                        arch="resnet18", cutout_size=32, input_size=32, epochs=10),
+                        arch="resnet18", cutout_size=32, input_size=32, epochs=10,
+                        n_models=3),
 }
 
 
@@ -88,7 +93,8 @@ def _train(config, model_path, *, device, progress_bar, progress):
         warnings.filterwarnings("ignore", message="ImageNet weights")  # said just above
         clf = train_classifier(training_set, arch=config.arch, weights="imagenet",
                                input_size=config.input_size, epochs=config.epochs,
-                               seed=config.seed, device=device, progress_bar=progress_bar)
+                               n_models=config.n_models, seed=config.seed, device=device,
+                               progress_bar=progress_bar)
     clf.card.training["demo_config"] = config.name
     clf.save(model_path, overwrite=True)
     return clf
@@ -103,33 +109,121 @@ def _model_matches(model_path, config):
     return card.training.get("demo_config") == config.name
 
 
-def format_recall_table(report_human, report_true):
-    """Per-class recall against both label sets, next to Wei et al. (2020)."""
+def _pct(value):
+    return "  n/a" if math.isnan(value) else f"{100 * value:3.0f}%"
+
+
+def member_reports(member_probs, classifiable, truth, **names):
+    """One `~photutils_clusterclf.EvaluationReport` per ensemble member.
+
+    Parameters
+    ----------
+    member_probs : `numpy.ndarray`
+        ``(M, N, 4)`` per-member probabilities
+        (`~photutils_clusterclf.ClusterClassifier.predict_members`).
+    classifiable : `numpy.ndarray`
+        ``(N,)`` bool: rows the ensemble classified (the others count as
+        not predicted, as in the catalogue).
+    truth : array-like
+        ``(N,)`` reference classes.
+    **names
+        ``truth_name`` and ``pred_name`` of the reports.
+    """
+    import numpy as np
+
+    from .evaluation import EvaluationReport
+    preds = np.where(classifiable, member_probs.argmax(axis=2) + 1, 0)
+    return [EvaluationReport(truth, pred, **names) for pred in preds]
+
+
+def format_recall_table(report_human, report_true, members_human=(), members_true=()):
+    """Per-class recall of the demo's model next to Wei et al. (2020), all in percent.
+
+    Parameters
+    ----------
+    report_human, report_true : `~photutils_clusterclf.EvaluationReport`
+        The ensemble's predictions against the held-out galaxy's simulated
+        human-like labels and against its true (simulated) classes.
+    members_human, members_true : list of `~photutils_clusterclf.EvaluationReport`, optional
+        The same for each ensemble member: their range is printed after
+        each recall (how much one training run varies).
+
+    Returns
+    -------
+    str
+    """
     from .evaluation import HUMAN_CONSISTENCY, WEI2020_RECALL
-    lines = ["class   n  recall(human labels)  recall(true class)  "
-             "Wei+2020 (NGC 1559)  human-human",
-             "-----  ---  --------------------  ------------------  "
-             "-------------------  -----------"]
+
+    def cell(report, members, k=None):
+        def value(r):
+            return r.overall_accuracy if k is None else r.recall[k]
+
+        text = _pct(value(report)).strip() if k is None else _pct(value(report))
+        if len(members) > 1:
+            values = [value(m) for m in members]
+            text += f" ({_pct(min(values)).strip()}-{_pct(max(values)).strip()})"
+        return text
+
+    lines = [
+        "Recall per class, in percent: the fraction of the objects of a class given that class.",
+        "This demo: the model trained here on simulated galaxies, on the held-out simulated",
+        "galaxy, against its simulated human-like labels (n: objects with that label) and",
+        "against its true classes"
+        + (f"; (a-b): the range over the {len(members_human)} ensemble members."
+           if len(members_human) > 1 else "."),
+        "Wei+2020: ImageNet-pretrained networks trained on real PHANGS-HST galaxies, tested",
+        "on NGC 1559 against real human labels; human-human: agreement between human",
+        "classifiers. The data differ: a sanity check, not a comparison of methods.",
+        "",
+        "       --------------- this demo (simulated) ---------------   "
+        + "---- Wei et al. 2020 (real) ----",
+        "class    n   vs human-like labels        vs true classes       "
+        + "vs human labels    human-human",
+    ]
     for k in CLASSES:
         n = int(report_human.confusion_matrix[k - 1].sum())
-        lines.append(f"{k:>5}  {n:>3}  {report_human.recall[k]:>20.2f}  "
-                     f"{report_true.recall[k]:>18.2f}  {WEI2020_RECALL[k]:>19}  "
-                     f"{HUMAN_CONSISTENCY[k]:>11}")
-    lines.append(f"overall accuracy: {report_human.overall_accuracy:.2f} (human labels), "
-                 f"{report_true.overall_accuracy:.2f} (true classes)")
+        lines.append(f"{k:>5}  {n:>3}   {cell(report_human, members_human, k):<24s}"
+                     f"  {cell(report_true, members_true, k):<20s}"
+                     f"   {WEI2020_RECALL[k]:<15s}    {HUMAN_CONSISTENCY[k]}")
+    lines.append(f"overall accuracy: {cell(report_human, members_human)} against the "
+                 f"human-like labels, {cell(report_true, members_true)} against the true "
+                 "classes")
     return "\n".join(lines)
 
 
-def _save_confusion_figure(report_human, report_true, path):
+def confusion_figure(report_human, report_true):
+    """The demo's two confusion matrices, side by side, as a `~matplotlib.figure.Figure`."""
     from matplotlib.figure import Figure
 
-    from .visualization import plot_confusion_matrix, save_figure
+    from .visualization import plot_confusion_matrix
     fig = Figure(figsize=(9, 4.2))
-    for ax, report, title in zip(fig.subplots(1, 2), (report_human, report_true),
-                                 ("against human-like labels", "against true classes")):
-        plot_confusion_matrix(report.confusion_matrix, normalize=True, ax=ax, title=title)
+    panels = (
+        (report_human, "against simulated human-like labels", "human-like label"),
+        (report_true, "against true (simulated) classes", "true class"),
+    )
+    for ax, (report, title, ylabel) in zip(fig.subplots(1, 2), panels):
+        plot_confusion_matrix(report.confusion_matrix, normalize=True, ax=ax, title=title,
+                              xlabel="predicted class (this demo's model)", ylabel=ylabel)
     fig.tight_layout()
-    save_figure(fig, path, overwrite=True)
+    return fig
+
+
+def _member_reports(model_path, heldout, table, device):
+    """Each ensemble member's reports on the held-out galaxy (human-like, true)."""
+    import numpy as np
+
+    from .classifier import ClusterClassifier
+    from .cutouts import extract_cutouts
+    clf = ClusterClassifier.load(model_path, device=device)
+    batch = extract_cutouts(heldout.to_multiband_image(), np.asarray(table["PHANGS_X"]),
+                            np.asarray(table["PHANGS_Y"]), size=clf.card.cutout_size,
+                            bands=clf.bands)
+    member_probs = clf.predict_members(batch)
+    classified = np.asarray(table["class_ml"]) > 0
+    return (member_reports(member_probs, classified, table["PHANGS_CLUSTER_CLASS_HUMAN"],
+                           truth_name="human-like labels", pred_name="member"),
+            member_reports(member_probs, classified, table["CLASS_TRUE"],
+                           truth_name="true class", pred_name="member"))
 
 
 def run_demo(out_dir="clusterclf-demo", *, quick=False, retrain=False, device="auto",
@@ -142,7 +236,7 @@ def run_demo(out_dir="clusterclf-demo", *, quick=False, retrain=False, device="a
         Output directory (created). An existing non-empty directory must be
         one the demo wrote before: the demo replaces only its own files.
     quick : bool, optional
-        Smaller galaxies and fewer epochs (under 3 minutes on 2 CPU cores).
+        Smaller galaxies and fewer epochs (see `DEMO_CONFIGS`).
     retrain : bool, optional
         Train again even when a model from an earlier run exists.
     device : str, optional
@@ -160,7 +254,7 @@ def run_demo(out_dir="clusterclf-demo", *, quick=False, retrain=False, device="a
     from .pipeline import classify_files
     from .evaluation import EvaluationReport
     from .fileio import atomic_output, write_table
-    from .visualization import save_overlay
+    from .visualization import save_figure, save_overlay
 
     start = time.perf_counter()
     config = DEMO_CONFIGS["quick" if quick else "full"]
@@ -200,16 +294,21 @@ def run_demo(out_dir="clusterclf-demo", *, quick=False, retrain=False, device="a
                                     truth_name="human-like labels", pred_name="class_ml")
     report_true = EvaluationReport(table["CLASS_TRUE"], table["class_ml"],
                                    truth_name="true class", pred_name="class_ml")
-    _save_confusion_figure(report_human, report_true, paths["confusion_matrix"])
+    members_human, members_true = _member_reports(model_path, heldout, table, device)
+    save_figure(confusion_figure(report_human, report_true), paths["confusion_matrix"],
+                overwrite=True)
     save_overlay(heldout.to_multiband_image(), table, paths["overlay"], overwrite=True)
     with atomic_output(paths["report"], overwrite=True) as tmp:
-        tmp.write_text(json.dumps({"config": dataclasses.asdict(config),
-                                   "human_labels": report_human.to_dict(),
-                                   "true_classes": report_true.to_dict()}, indent=2))
+        tmp.write_text(json.dumps({
+            "config": dataclasses.asdict(config),
+            "human_labels": report_human.to_dict(),
+            "true_classes": report_true.to_dict(),
+            "members_human_labels": [m.to_dict() for m in members_human],
+            "members_true_classes": [m.to_dict() for m in members_true]}, indent=2))
 
     printer("")
     printer(f"Held-out galaxy ({config.heldout_distance_mpc:g} Mpc, {len(table)} candidates):")
-    printer(format_recall_table(report_human, report_true))
+    printer(format_recall_table(report_human, report_true, members_human, members_true))
     printer("")
     printer(f"done in {time.perf_counter() - start:.0f} s; files written:")
     for path in list(paths.values()) + [heldout_dir]:

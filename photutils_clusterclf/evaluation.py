@@ -5,7 +5,10 @@ cluster-classification papers do (Wei et al. 2020; Pérez et al. 2021):
 per-class recall ("accuracy per class"), precision, F1, the confusion
 matrix, and the overall, macro and two-class accuracies. Since it only
 compares two class columns, it equally measures human-vs-human or
-published-model-vs-human agreement.
+published-model-vs-human agreement. Given the predicted probabilities too,
+it measures their calibration against the truth: expected calibration
+error, Brier score and the reliability diagram
+(`photutils_clusterclf.calibration`).
 """
 
 import functools
@@ -15,7 +18,9 @@ import math
 import numpy as np
 from astropy.table import Table
 
+from .calibration import brier_score, reliability_curve
 from .classes import CLASSES, UNCLASSIFIED, fold_classes
+from .columns import probability_columns
 from .fileio import atomic_output
 
 __all__ = ["EvaluationReport", "HUMAN_CONSISTENCY", "WEI2020_RECALL"]
@@ -37,6 +42,27 @@ def _ratio(num, den):
 def _json_float(value):
     """JSON has no NaN: undefined values are written as null."""
     return None if math.isnan(value) else value
+
+
+def _prob_columns(table, pred_column, prob_columns):
+    """Class -> probability column name for `EvaluationReport.from_table`, or None."""
+    if prob_columns is None:
+        return None
+    if isinstance(prob_columns, str):
+        if prob_columns != "auto":
+            raise ValueError(f"prob_columns={prob_columns!r}: give 'auto', None or the "
+                             "four probability columns of the classes 1-4")
+        return probability_columns(table, pred_column)
+    names = (dict(prob_columns) if isinstance(prob_columns, dict)
+             else dict(zip(CLASSES, prob_columns, strict=False)))
+    if sorted(names) != list(CLASSES) or len(prob_columns) != len(CLASSES):
+        raise ValueError("prob_columns must name one column for each of the classes 1-4, "
+                         f"not {prob_columns!r}")
+    missing = [n for n in names.values() if n not in table.colnames]
+    if missing:
+        raise KeyError(f"probability column(s) {', '.join(missing)} not in the table; "
+                       "available: " + ", ".join(table.colnames))
+    return names
 
 
 class EvaluationReport:
@@ -68,6 +94,11 @@ class EvaluationReport:
         for both columns; default `~photutils_clusterclf.classes.PHANGS_FOLD`.
     truth_name, pred_name : str, optional
         Names used in printed tables, plots and JSON.
+    probs : array-like, optional
+        ``(N, 4)`` predicted probabilities of the classes 1-4 (e.g.
+        ``prob_class1..4``), one row per row of ``pred``; they give the
+        calibration figures (``ece``, ``brier_score``, `reliability`),
+        over the same ``n`` rows as the confusion matrix.
 
     Attributes
     ----------
@@ -84,10 +115,13 @@ class EvaluationReport:
         Class -> number of truth rows of that class.
     recall, precision, f1 : dict
         Class (1-4) -> float (NaN where undefined).
+    ece, brier_score : float
+        Expected calibration error (15 bins) and multi-class Brier score of
+        ``probs`` against the truth; NaN without ``probs``.
     """
 
     def __init__(self, truth, pred, *, mapping=None, truth_name="truth",
-                 pred_name="prediction"):
+                 pred_name="prediction", probs=None):
         truth = fold_classes(truth, mapping=mapping)
         pred = fold_classes(pred, mapping=mapping)
         if truth.shape != pred.shape:
@@ -111,6 +145,20 @@ class EvaluationReport:
         # Classes are 1..4, so class - 1 is the matrix index.
         flat = (truth[keep].astype(np.int64) - 1) * nc + (pred[keep] - 1)
         self.confusion_matrix = np.bincount(flat, minlength=nc * nc).reshape(nc, nc)
+        self._calibration = None if probs is None else self._calibration_rows(
+            probs, truth.shape, keep, truth[keep])
+
+    @staticmethod
+    def _calibration_rows(probs, shape, keep, truth):
+        """``(probabilities, truth)`` of the kept rows, checked."""
+        probs = np.ma.filled(np.ma.asarray(probs, dtype=np.float64), np.nan)
+        if probs.shape != shape + (len(CLASSES),):
+            raise ValueError(f"probs must be ({shape[0]}, {len(CLASSES)}): one probability "
+                             f"per class 1-4 for each row, got shape {probs.shape}")
+        probs = probs[keep]
+        # Validates (NaN rows of classified candidates, sums) with one-line errors.
+        reliability_curve(probs, truth)
+        return probs, truth.astype(np.int64)
 
     @classmethod
     def from_confusion(cls, confusion, *, truth_name="truth", pred_name="prediction"):
@@ -130,10 +178,11 @@ class EvaluationReport:
         if self.n == 0:
             raise ValueError("the confusion matrix is empty")
         self.confusion_matrix = confusion
+        self._calibration = None  # counts only: no probabilities
         return self
 
     @classmethod
-    def from_table(cls, table, truth_column, pred_column, **kwargs):
+    def from_table(cls, table, truth_column, pred_column, *, prob_columns=None, **kwargs):
         """Build a report from two columns of a table.
 
         Parameters
@@ -142,6 +191,13 @@ class EvaluationReport:
             Any table (e.g. a classified catalogue).
         truth_column, pred_column : str
             Names of the reference and predicted class columns.
+        prob_columns : None, "auto", sequence of str or dict, optional
+            Probability columns of the classes 1-4 for the calibration
+            figures: four names (or class -> name), ``"auto"`` for those
+            written with ``pred_column`` by
+            `~photutils_clusterclf.ClusterClassifier.classify`
+            (``<prefix>prob_class1..4`` or ``<column>_PROB1..4``) when the
+            table has them, or None (no calibration figures).
         **kwargs
             ``mapping`` (and names) passed to `EvaluationReport`; the names
             default to the column names.
@@ -156,6 +212,11 @@ class EvaluationReport:
                                + ", ".join(table.colnames))
         kwargs.setdefault("truth_name", truth_column)
         kwargs.setdefault("pred_name", pred_column)
+        names = _prob_columns(table, pred_column, prob_columns)
+        if names is not None:
+            kwargs["probs"] = np.stack([np.ma.filled(np.ma.asarray(table[names[c]],
+                                                                  dtype=np.float64), np.nan)
+                                        for c in CLASSES], axis=1)
         return cls(table[truth_column], table[pred_column], **kwargs)
 
     # ---- metrics -----------------------------------------------------------
@@ -231,6 +292,40 @@ class EvaluationReport:
         cm = self.confusion_matrix
         return _ratio(cm[:2, :2].sum() + cm[2:, 2:].sum(), self.n)
 
+    @property
+    def has_probabilities(self):
+        """Whether the report was given probabilities (calibration figures defined)."""
+        return self._calibration is not None
+
+    def reliability(self, *, n_bins=15):
+        """Reliability-diagram data of the probabilities against the truth.
+
+        Parameters
+        ----------
+        n_bins : int, optional
+            Equal-width confidence bins.
+
+        Returns
+        -------
+        curve : `~photutils_clusterclf.calibration.ReliabilityCurve`
+        """
+        if self._calibration is None:
+            raise ValueError("this report has no probabilities: pass probs= (or "
+                             "prob_columns= to from_table)")
+        return reliability_curve(*self._calibration, n_bins=n_bins)
+
+    @functools.cached_property
+    def ece(self):
+        """Expected calibration error (15 bins) of the probabilities; NaN without them."""
+        return self.reliability().ece if self.has_probabilities else math.nan
+
+    @functools.cached_property
+    def brier_score(self):
+        """Multi-class Brier score (0 best, 2 worst) of the probabilities; NaN without them."""
+        if not self.has_probabilities:
+            return math.nan
+        return brier_score(*self._calibration)
+
     # ---- output ------------------------------------------------------------
 
     def to_dict(self):
@@ -242,7 +337,8 @@ class EvaluationReport:
             ``truth_name``, ``pred_name``, ``classes``, ``mapping``, ``n``,
             ``n_excluded``,
             ``n_unpredicted``, ``overall_accuracy``, ``macro_recall``,
-            ``two_class_accuracy``, ``cluster12_accuracy``, per-class
+            ``two_class_accuracy``, ``cluster12_accuracy``, ``ece``,
+            ``brier_score`` (None without probabilities), per-class
             ``support``, ``recall``, ``precision``, ``f1``, and
             ``confusion_matrix`` / ``confusion_matrix_normalized`` as nested
             lists (rows truth 1-4, columns prediction 1-4). NaN -> None.
@@ -264,6 +360,8 @@ class EvaluationReport:
             "macro_recall": _json_float(self.macro_recall),
             "two_class_accuracy": _json_float(self.two_class_accuracy),
             "cluster12_accuracy": _json_float(self.cluster12_accuracy),
+            "ece": _json_float(self.ece),
+            "brier_score": _json_float(self.brier_score),
             "support": {str(c): v for c, v in self.support.items()},
             "recall": per_class(self.recall),
             "precision": per_class(self.precision),
@@ -310,7 +408,7 @@ class EvaluationReport:
         table.meta.update({key: summary[key] for key in (
             "truth_name", "pred_name", "n", "n_excluded", "n_unpredicted",
             "overall_accuracy", "macro_recall", "two_class_accuracy",
-            "cluster12_accuracy")})
+            "cluster12_accuracy", "ece", "brier_score")})
         return table
 
     def format_table(self):
@@ -332,6 +430,11 @@ class EvaluationReport:
             f"macro recall                {pct(self.macro_recall)}",
             f"clusters (1-3) vs 4         {pct(self.two_class_accuracy)}",
             f"classes 1+2 vs 3+4          {pct(self.cluster12_accuracy)}",
+        ]
+        if self.has_probabilities:
+            lines += [f"expected calibration error  {self.ece:6.3f}",
+                      f"Brier score                 {self.brier_score:6.3f}"]
+        lines += [
             "confusion matrix (rows: " + self.truth_name + " 1-4, columns: "
             + self.pred_name + " 1-4):",
         ]
@@ -371,3 +474,26 @@ class EvaluationReport:
         kwargs.setdefault("ylabel", f"{self.truth_name} class")
         return plot_confusion_matrix(self.confusion_matrix, normalize=normalize,
                                      ax=ax, **kwargs)
+
+    def plot_reliability(self, ax=None, *, n_bins=15, **kwargs):
+        """Plot the reliability diagram of the probabilities against the truth.
+
+        See `~photutils_clusterclf.visualization.plot_reliability_diagram`.
+
+        Parameters
+        ----------
+        ax : `~matplotlib.axes.Axes`, optional
+            Where to draw; a new figure by default.
+        n_bins : int, optional
+            Equal-width confidence bins.
+        **kwargs
+            Passed on (``title``).
+
+        Returns
+        -------
+        ax : `~matplotlib.axes.Axes`
+        """
+        from .visualization import plot_reliability_diagram
+
+        kwargs.setdefault("title", f"{self.pred_name} vs {self.truth_name}")
+        return plot_reliability_diagram(self.reliability(n_bins=n_bins), ax=ax, **kwargs)

@@ -239,6 +239,27 @@ def _header_band(header, path):
     return bands[0]
 
 
+def _check_stated_band(band, header, path):
+    """Refuse ``band`` for ``path`` if its FITS filter keywords or PHANGS name say otherwise.
+
+    Says nothing when neither names exactly one filter.
+    """
+    try:
+        stated = {"FITS header": _header_band(header, path)}
+    except ValueError:
+        stated = {}
+    match = _PHANGS_RE.match(Path(path).name)
+    if match is not None:
+        stated["PHANGS file name"] = normalize_band_name(match["filter"])
+    for where, other in stated.items():
+        if other != band:
+            raise ValueError(
+                f"{path} is given as band {band}, but its {where} says {other}; fix the "
+                "mapping band -> file, or pass check_bands=False (clusterclf: "
+                "--ignore-band-headers) if the file is mislabelled"
+            )
+
+
 def _wcs_equivalent(wcs1, wcs2, shape):
     """True if two celestial WCSs map the corners and centre of ``shape`` alike."""
     ny, nx = shape
@@ -390,7 +411,14 @@ class MultiBandImage:
 
     @classmethod
     def from_fits(
-        cls, source, *, bands=None, reference_band=None, memmap=True, hdu=None
+        cls,
+        source,
+        *,
+        bands=None,
+        reference_band=None,
+        memmap=True,
+        hdu=None,
+        check_bands=True,
     ):
         """Read one FITS image per band, memory-mapped.
 
@@ -412,6 +440,11 @@ class MultiBandImage:
             into memory.
         hdu : int or str, optional
             The HDU holding the image. Default: the first HDU with 2-D data.
+        check_bands : bool, optional
+            Refuse a file whose own FITS filter keywords (``FILTER``, or
+            ``FILTER1``/``FILTER2``) or PHANGS file name name another band
+            than the one it is given as (default). False trusts the mapping,
+            for files whose headers are wrong.
 
         Returns
         -------
@@ -423,8 +456,9 @@ class MultiBandImage:
             A file or the directory does not exist, or the directory holds no
             PHANGS mosaic.
         ValueError
-            Duplicate bands, a band that cannot be identified, non-2-D data,
-            or grids that cannot be related.
+            Duplicate bands, a band that cannot be identified or that the
+            file's header or name contradicts, non-2-D data, or grids that
+            cannot be related.
         KeyError
             A requested band is not in ``source``.
         """
@@ -471,6 +505,8 @@ class MultiBandImage:
                     opened.append(hdulist)
                 if band is None:
                     band = _header_band(header, path)
+                elif check_bands:
+                    _check_stated_band(band, header, path)
                 if band in data:
                     raise ValueError(
                         f"band {band} given twice ({sources[band]} and {path}); "

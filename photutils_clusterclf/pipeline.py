@@ -49,18 +49,19 @@ def write_classified(table, path, regions=None, *, overwrite=False, **region_opt
             write_class_regions(table, tmp_regions, **region_options)
 
 
-def _opened(images, reference_band):
+def _opened(images, reference_band, check_bands):
     """Context manager over the images: files are opened (all bands) and closed here."""
     if isinstance(images, MultiBandImage):
         return contextlib.nullcontext(images)  # the caller's images: not ours to close
     # All bands, not only the model's: positions refer to the reference band,
     # which need not be one of the model's bands.
-    return MultiBandImage.from_fits(images, reference_band=reference_band)
+    return MultiBandImage.from_fits(images, reference_band=reference_band,
+                                    check_bands=check_bands)
 
 
 def classify_files(model, catalog, images, out=None, *, regions=None, overwrite=False,
-                   sha256=None, device="auto", reference_band=None, progress_bar=False,
-                   require_overlap=False, **classify_kwargs):
+                   sha256=None, device="auto", reference_band=None, check_bands=True,
+                   progress_bar=False, require_overlap=False, **classify_kwargs):
     """Classify a catalogue with images on disk; write the catalogue (and DS9 file).
 
     This is what ``clusterclf classify`` does; the demo, the many-galaxy
@@ -92,6 +93,9 @@ def classify_files(model, catalog, images, out=None, *, regions=None, overwrite=
     reference_band : str, optional
         Reference band of images read from files (see
         `~photutils_clusterclf.MultiBandImage`).
+    check_bands : bool, optional
+        Refuse band files whose header or PHANGS name says another band
+        (see `~photutils_clusterclf.MultiBandImage.from_fits`).
     progress_bar : bool, optional
         Show a progress bar.
     require_overlap : bool, optional
@@ -119,7 +123,7 @@ def classify_files(model, catalog, images, out=None, *, regions=None, overwrite=
     else:
         clf = ClusterClassifier.load(model, device=device, sha256=sha256)
     source = read_candidates(catalog) if isinstance(catalog, (str, os.PathLike)) else catalog
-    with _opened(images, reference_band) as opened:
+    with _opened(images, reference_band, check_bands) as opened:
         table = clf.classify(source, opened, progress_bar=progress_bar, **classify_kwargs)
     n_classified = table.meta["clusterclf"]["n_classified"]
     if require_overlap and len(table) and not n_classified:

@@ -40,7 +40,7 @@ from astropy.coordinates import SkyCoord
 from astropy.table import Table
 from astropy.utils.exceptions import AstropyUserWarning
 from astropy.wcs import WCS
-from astropy.wcs.utils import wcs_to_celestial_frame
+from astropy.wcs.utils import pixel_to_pixel, wcs_to_celestial_frame
 
 from .columns import (
     accepted_names,
@@ -112,7 +112,9 @@ def resolve_positions(source, images=None, *, origin=None, use="auto", columns=N
           ``PHANGS_RA/PHANGS_DEC``, ``ra/dec``, ``RAJ2000/DEJ2000``,
           ``ALPHA_J2000/DELTA_J2000``, ``ra_deg/dec_deg``). Sky columns are
           angles (unitless values are degrees) taken in the frame of the
-          reference WCS;
+          reference WCS, or text: sexagesimal (``"01:36:41.7"``,
+          ``"1h36m41.7s"``: right ascension in hours; ``"+15:47:01"``) or
+          decimal degrees;
         - a `~astropy.coordinates.SkyCoord` (scalar or array);
         - a `~regions.PointPixelRegion`, `~regions.CirclePixelRegion`,
           `~regions.PointSkyRegion` or `~regions.CircleSkyRegion`, a list of
@@ -209,7 +211,7 @@ def band_pixel_positions(images, x, y, *, bands=None):
         Band name -> ``(x, y)`` float64 arrays. Bands on the reference grid
         (``images.same_grid(band)``) share the input arrays (not copies:
         do not modify them in place); other bands go reference pixel ->
-        sky (reference WCS) -> band pixel (band WCS), vectorised. NaN in,
+        band pixel through the two WCS (astropy.wcs.utils.pixel_to_pixel). NaN in,
         NaN out.
 
     Raises
@@ -224,7 +226,6 @@ def band_pixel_positions(images, x, y, *, bands=None):
                          f"and {y.shape}")
     ref_wcs = images.wcs(images.reference_band)
     valid = np.isfinite(x) & np.isfinite(y)
-    sky = None
     out = {}
     for band in images.bands if bands is None else bands:
         if images.same_grid(band):
@@ -235,13 +236,11 @@ def band_pixel_positions(images, x, y, *, bands=None):
             raise ValueError(f"band {band} is not on the grid of the reference band "
                              f"{images.reference_band} and one of them has no WCS; "
                              "give both a celestial WCS or resample them to one grid")
-        if sky is None:  # one pixel -> sky conversion shared by all other bands
-            sky = ref_wcs.pixel_to_world(x[valid], y[valid])
         bx = np.full(x.shape, np.nan)
         by = np.full(y.shape, np.nan)
         # only finite rows go through the WCS: SIP inversion iterates and
         # must not see NaN
-        bx[valid], by[valid] = band_wcs.world_to_pixel(sky)
+        bx[valid], by[valid] = pixel_to_pixel(ref_wcs, band_wcs, x[valid], y[valid])
         out[band] = (bx, by)
     return out
 

@@ -1,4 +1,4 @@
-"""Figures: confusion matrix, colour overlay of classes, cutout galleries.
+"""Figures: confusion matrix, reliability diagram, colour overlay of classes, cutout galleries.
 
 Library functions never touch pyplot's global state: figures are
 `matplotlib.figure.Figure` objects with an Agg canvas, so they work in
@@ -26,10 +26,12 @@ __all__ = [
     "plot_confusion_matrix",
     "plot_cutout_gallery",
     "plot_overlay",
+    "plot_reliability_diagram",
     "rgb_image",
     "save_confusion_matrix",
     "save_figure",
     "save_overlay",
+    "save_reliability_diagram",
     "stretch_cutouts",
 ]
 
@@ -159,6 +161,85 @@ def save_confusion_matrix(report_or_matrix, path, *, overwrite=False, dpi=150,
         ax = report_or_matrix.plot_confusion_matrix(**kwargs)
     else:
         ax = plot_confusion_matrix(report_or_matrix, **kwargs)
+    save_figure(ax.figure, path, overwrite=overwrite, dpi=dpi)
+
+
+# ---- reliability diagram ----------------------------------------------------
+
+def plot_reliability_diagram(curves, *, ax=None, title=None, counts=True):
+    """Draw accuracy against confidence, one line per reliability curve.
+
+    A calibrated classifier follows the diagonal: among the objects whose
+    top probability is about 0.8, 80 % have that class. Points below it
+    are over-confident. The legend gives each curve's expected
+    calibration error.
+
+    Parameters
+    ----------
+    curves : `~photutils_clusterclf.calibration.ReliabilityCurve` or dict
+        One curve, or label -> curve (e.g. ``{"before": ..., "after": ...}``).
+    ax : `~matplotlib.axes.Axes`, optional
+        Where to draw; a new figure by default.
+    title : str, optional
+        Axes title.
+    counts : bool, optional
+        Also show, as steps on a secondary axis, the fraction of objects in
+        each confidence bin.
+
+    Returns
+    -------
+    ax : `~matplotlib.axes.Axes`
+    """
+    if not isinstance(curves, Mapping):
+        curves = {None: curves}
+    if not curves:
+        raise ValueError("no reliability curve to plot")
+    ax = _new_axes(ax, (4.5, 4.5))
+    ax.plot([0, 1], [0, 1], ls="--", color="0.5", lw=1, label="calibrated")
+    hist = ax.twinx() if counts else None
+    for (label, curve), color in zip(curves.items(), ("C0", "C3", "C2", "C1", "C4"),
+                                     strict=False):
+        full = curve.counts > 0
+        text = f"ECE {curve.ece:.3f}" if label is None else f"{label} (ECE {curve.ece:.3f})"
+        ax.plot(curve.confidence[full], curve.accuracy[full], "o-", color=color, ms=4,
+                label=text)
+        if hist is not None:
+            hist.stairs(curve.counts / max(curve.n, 1), curve.bin_edges, color=color,
+                        alpha=0.35, lw=1)
+    if hist is not None:
+        hist.set_ylim(0, 1)
+        hist.set_ylabel("fraction of objects per bin", color="0.4")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence (top class probability)")
+    ax.set_ylabel("accuracy (fraction of that class)")
+    ax.legend(loc="upper left", fontsize=8)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def save_reliability_diagram(report_or_curves, path, *, overwrite=False, dpi=150, **kwargs):
+    """Plot a reliability diagram and save it atomically.
+
+    Parameters
+    ----------
+    report_or_curves : `~photutils_clusterclf.evaluation.EvaluationReport`, curve or dict
+        A report with probabilities (its names become the title), or what
+        `plot_reliability_diagram` takes.
+    path : str or `~pathlib.Path`
+        Output image file.
+    overwrite : bool, optional
+        Replace an existing file.
+    dpi : float, optional
+        Resolution.
+    **kwargs
+        Passed to `plot_reliability_diagram`.
+    """
+    if hasattr(report_or_curves, "plot_reliability"):
+        ax = report_or_curves.plot_reliability(**kwargs)
+    else:
+        ax = plot_reliability_diagram(report_or_curves, **kwargs)
     save_figure(ax.figure, path, overwrite=overwrite, dpi=dpi)
 
 

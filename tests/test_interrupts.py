@@ -167,11 +167,16 @@ def test_classify_writer_fails_on_new_output_leaves_nothing(field, monkeypatch, 
 def test_classify_interrupted_while_writing_regions_leaves_no_catalogue(
     field, monkeypatch, capsys
 ):
-    import regions
+    from photutils_clusterclf import regions_io
 
     out = field["out_dir"] / "classified.fits"
     reg = field["out_dir"] / "classified.reg"
-    monkeypatch.setattr(regions.Regions, "write", partial_writer(KeyboardInterrupt()))
+
+    def interrupted(rows, precision=8):
+        raise KeyboardInterrupt
+
+    # The DS9 text is made while the catalogue's temporary file exists.
+    monkeypatch.setattr(regions_io, "_ds9_text", interrupted)
     status, _, _ = run_cli(classify_argv(field, out, "--regions", reg), capsys)
     assert status == 130
     assert snapshot(field["out_dir"]) == {}

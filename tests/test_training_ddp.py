@@ -25,9 +25,11 @@ SCRIPT = textwrap.dedent("""
     torch.set_num_threads(1)
     training_set = TrainingSet.load(sys.argv[1])
     clf = train_classifier(training_set, checkpoint_dir=sys.argv[3], **{options!r})
+    temperature = clf.temperature
+    clf.temperature = 1.0  # the networks' own probabilities are compared
     torch.save({{"state": clf.models[0].state_dict(),
                  "probs": torch.from_numpy(clf.predict_proba(training_set.cutouts)),
-                 "training": clf.card.training}},
+                 "training": clf.card.training, "temperature": temperature}},
                os.path.join(sys.argv[2], f"rank{{os.environ['RANK']}}.pt"))
 """)
 
@@ -67,9 +69,20 @@ def test_ddp_two_cpu_processes_match_single_process(tmp_path):
     assert [{k: v for k, v in rec.items() if k != "seconds"} for rec in logs[0]] == \
         [{k: v for k, v in rec.items() if k != "seconds"} for rec in logs[1]]
 
+    # Both ranks calibrate on the whole validation galaxy (each holds half of it).
+    calibrations = [r["training"]["calibration"] for r in ranks]
+    assert calibrations[0] == calibrations[1]
+
     torch.set_num_threads(1)
     single = train_classifier(training_set, **OPTIONS)
+    # ... and fit the temperature one process does (up to the BatchNorm difference below).
+    single_calibration = single.card.training["calibration"]
+    assert calibrations[0]["method"] == single_calibration["method"] != "none"
+    assert calibrations[0]["n_objects"] == single_calibration["n_objects"] == 24
+    assert calibrations[0]["temperature"] == ranks[0]["temperature"] == \
+        pytest.approx(single.temperature, rel=0.05)
     other_seed = train_classifier(training_set, seed=1, **OPTIONS)
+    single.temperature = other_seed.temperature = 1.0
     assert single.card.training["world_size"] == 1
     probs = single.predict_proba(training_set.cutouts)
     ddp_vs_single = np.abs(ranks[0]["probs"].numpy() - probs).max()

@@ -7,6 +7,11 @@ drawn from generators seeded from ``seed``, and the caller's global random
 state is left untouched. An interrupted run resumed from its checkpoint
 directory ends with the same weights as an uninterrupted one.
 
+Calibration: after the members, one temperature for the ensemble is
+fitted on the validation set (`~photutils_clusterclf.calibration`) and
+stored in the model card, so that classification reports calibrated
+probabilities.
+
 Several devices: run the same script under ``torchrun --nproc-per-node N``
 (see `~photutils_clusterclf.training._ddp`). Each rank processes a share
 of every global batch, so that ``batch_size`` is the global batch size and
@@ -28,6 +33,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from astropy.utils.exceptions import AstropyUserWarning
 
+from ..calibration import calibration_summary, fit_temperature
 from ..checkpoint import ModelCard
 from ..classes import CLASSES
 from ..classifier import ClusterClassifier
@@ -338,6 +344,43 @@ class _Trainer:
         return record
 
 
+# -- calibration (temperature scaling, calibration.py) ----------------------
+
+@torch.no_grad()
+def _fit_calibration(models, val_batches, n_val, ctx, labels):
+    """Temperature of the trained ensemble on the validation set, and its record.
+
+    One temperature for all members, fitted on the mean of their
+    probabilities: that mean is what classification reports, and members
+    calibrated one by one make an under-confident mean. Without validation
+    (or when the validation set does not constrain it) the temperature is
+    1, and the record says why.
+    """
+    if n_val == 0:
+        return 1.0, {"method": "none", "reason": "no validation set"}
+    k = len(CLASSES)
+    # Each rank holds the rows rank::world of the validation set (see
+    # `_validation_batches`); a sum of zero-padded arrays gathers them all
+    # on every rank.
+    logits = torch.zeros(len(models), n_val, k, dtype=torch.float64)
+    rows = torch.arange(n_val)[ctx.rank::ctx.world]
+    for m, model in enumerate(models):
+        model.to(ctx.device).eval()
+        start = 0
+        for x, _ in val_batches:
+            logits[m, rows[start:start + len(x)]] = model(x.to(ctx.device)).double().cpu()
+            start += len(x)
+    logits = ctx.all_reduce(logits).numpy()
+    try:
+        temperature = fit_temperature(logits, labels)
+    except ValueError as exc:
+        warnings.warn(f"probabilities left uncalibrated (temperature 1): {exc}",
+                      AstropyUserWarning)
+        return 1.0, {"method": "none", "reason": str(exc)}
+    return temperature, {"method": "temperature scaling on the validation set",
+                         **calibration_summary(logits, labels, temperature)}
+
+
 @contextlib.contextmanager
 def _reproducible(device):
     """Deterministic kernels and a private global RNG for the duration of training."""
@@ -417,8 +460,9 @@ def _train_member(trainer, path, resume, ctx, bar, log):
         bar.update(epochs - trainer.epoch)
 
 
-def _training_record(training_set, options, opts, split, train_idx, val_idx, ctx, trainers):
-    """The ``training`` dict of the model card: data, options, per-member logs."""
+def _training_record(training_set, options, opts, split, train_idx, val_idx, ctx, trainers,
+                     calibration):
+    """The ``training`` dict of the model card: data, options, calibration, per-member logs."""
     macro = [t.best["score"] for t in trainers if t.best["score"] is not None]
     return {
         "label_column": training_set.summary.get("label_column"),
@@ -430,6 +474,7 @@ def _training_record(training_set, options, opts, split, train_idx, val_idx, ctx
                                         "input_size": opts["input_size"]},
         "world_size": ctx.world,
         "device": str(ctx.device),
+        "calibration": calibration,
         "members": [{"seed": t.seed, "best_epoch": t.best["epoch"], "epochs_run": t.epoch,
                      "stopped_early": t.stopped,
                      "best_val_macro_recall": t.best["score"],
@@ -479,7 +524,11 @@ def train_classifier(training_set, options=None, *, device="auto", progress_bar=
     `~photutils_clusterclf.classifier.ClusterClassifier`
         With ``n_models`` members (best weights of each) and a model card
         whose ``training`` dict holds the provenance, the options and the
-        epoch logs.
+        epoch logs. The card's ``temperature`` is fitted on the validation
+        set after training (one for the ensemble,
+        `~photutils_clusterclf.calibration.fit_temperature`), so that the
+        probabilities are calibrated; ``training["calibration"]`` records it
+        with the validation NLL, ECE and Brier score before and after.
     """
     options = dataclasses.replace(options or TrainingOptions(), **option_values)
     _check_run(training_set, checkpoint_dir, resume)
@@ -513,11 +562,14 @@ def train_classifier(training_set, options=None, *, device="auto", progress_bar=
                 models.append(model)
                 if ctx.active:
                     dist.barrier()
+            temperature, calibration = _fit_calibration(models, val_batches, val_idx.size, ctx,
+                                                        training_set.labels[val_idx])
     finally:
         ctx.close()
     training = _training_record(training_set, options, opts, split, train_idx, val_idx,
-                                ctx, trainers)
+                                ctx, trainers, calibration)
     card = ModelCard(arch=options.arch, bands=tuple(training_set.bands),
                      cutout_size=training_set.size, input_size=input_size,
-                     normalization=normalization.to_dict(), training=training)
+                     normalization=normalization.to_dict(), training=training,
+                     temperature=temperature)
     return ClusterClassifier(models, card, device=ctx.device)

@@ -233,7 +233,7 @@ def pretrain(out=None, *, name=None, arch="resnet18", n_fields=32, n_candidates=
     best = next((r for r in member["log"] if r["epoch"] == member["best_epoch"]), None)
     card = ModelCard(
         arch=arch, bands=_BANDS, cutout_size=cutout_size, input_size=clf.card.input_size,
-        normalization=clf.card.normalization,
+        normalization=clf.card.normalization, temperature=clf.card.temperature,
         # No time stamp: the same options give the same bytes.
         created="not recorded (reproducible build)",
         training={"pretraining": {
@@ -248,6 +248,7 @@ def pretrain(out=None, *, name=None, arch="resnet18", n_fields=32, n_candidates=
             "val_recall": None if best is None else best["val_recall"],
             "log": [{k: r[k] for k in ("epoch", "train_loss", "val_macro_recall")}
                     for r in member["log"]],
+            "calibration": clf.card.training.get("calibration"),
             "device": clf.card.training["device"], "fields": plan}})
     sha = save_checkpoint(out, card, clf.models[0].state_dict(), overwrite=overwrite or internal)
     if name is not None:

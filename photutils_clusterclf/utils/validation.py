@@ -4,9 +4,10 @@ Each raises `ValueError` naming the parameter, what it was given and what
 is accepted, and returns the value in its canonical type.
 """
 
+import math
 import numbers
 
-__all__ = ["check_choice", "check_fraction", "check_integer"]
+__all__ = ["check_choice", "check_fraction", "check_integer", "check_positive"]
 
 
 def check_integer(name, value, *, minimum=1, maximum=None, allow_none=False):
@@ -35,6 +36,16 @@ def check_fraction(name, value, *, closed=False):
         ok = 0 <= value <= 1 if closed else 0 <= value < 1
     if not ok:
         raise ValueError(f"{name} must be in [0, 1{']' if closed else ')'}, got {value!r}")
+    return float(value)
+
+
+def check_positive(name, value):
+    """Return ``value`` as a `float` if it is a finite number > 0, else `ValueError`."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if ok:
+        ok = math.isfinite(value) and value > 0
+    if not ok:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     return float(value)
 
 
