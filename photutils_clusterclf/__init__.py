@@ -6,9 +6,11 @@ ImageNet-pretrained ResNet18 / VGG19-BN networks fine-tuned as in
 Wei et al. 2020, MNRAS 493, 3178.
 """
 
+from . import connect  # noqa: F401  (registers the "clusterclf" FITS writer)
 from ._meta import __bibtex__, __citation__, __version__  # noqa: F401
 from ._threads import num_threads, set_num_threads
 from .catalogs import read_catalog, read_legus_catalog, read_phangs_catalog
+from .config import conf  # noqa: F401  (astropy configuration items)
 from .consensus import consensus_labels
 from .cutouts import CutoutBatch, extract_cutouts
 from .evaluation import EvaluationReport

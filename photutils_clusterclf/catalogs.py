@@ -22,7 +22,7 @@ from astropy.io import registry
 from astropy.table import MaskedColumn, QTable
 
 from .classes import PHANGS_FOLD, fold_classes
-from .fileio import FITS_ORIGIN_KEY
+from .connect import FITS_ORIGIN_KEY
 
 __all__ = [
     "LEGUS_BANDS",

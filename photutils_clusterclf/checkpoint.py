@@ -30,12 +30,18 @@ __all__ = [
     "CheckpointError",
     "ModelCard",
     "check_bands",
+    "is_checkpoint",
     "load_checkpoint",
     "save_checkpoint",
 ]
 
 #: Version of the checkpoint layout written by `save_checkpoint`.
 FORMAT_VERSION = 1
+
+#: Architectures a model card may name (the networks that
+#: `photutils_clusterclf.models.build_model` builds; defined here so that
+#: reading a card needs no network code).
+ARCHITECTURES = ("resnet18", "vgg19_bn", "resnet34", "vgg11_bn", "small_cnn")
 
 _FORMAT_NAME = "photutils-clusterclf checkpoint"
 _REQUIRED = ("arch", "bands", "cutout_size", "input_size", "normalization")
@@ -124,7 +130,6 @@ class ModelCard:
     temperature: float = 1.0
 
     def __post_init__(self):
-        from .models import ARCHITECTURES
         from .preprocessing import Normalization
 
         if self.arch not in ARCHITECTURES:
@@ -274,8 +279,10 @@ def save_checkpoint(path, card, state_dicts, *, overwrite=False):
         "card": card.to_dict(),
         "state_dicts": _check_state_dicts(state_dicts),
     }
-    with atomic_output(path, overwrite=overwrite) as tmp:
-        torch.save(payload, tmp)
+    # Through a file object: torch.save names the archive inside the zip after
+    # a path, which would make the bytes depend on the temporary file name.
+    with atomic_output(path, overwrite=overwrite) as tmp, open(tmp, "wb") as fh:
+        torch.save(payload, fh)
     return sha256_file(path)
 
 
@@ -284,6 +291,22 @@ def _first_line(exc):
     return (
         f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
     )
+
+
+def is_checkpoint(path):
+    """Whether ``path`` is a file written by `save_checkpoint` (not validated further).
+
+    False for anything else: a missing or unreadable file, or a bare state
+    dict (which `~photutils_clusterclf.models.build_model` reads itself).
+    """
+    path = Path(path)
+    if not path.is_file():
+        return False
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # unreadable: not a checkpoint
+        return False
+    return isinstance(payload, dict) and payload.get("format") == _FORMAT_NAME
 
 
 def load_checkpoint(path, *, sha256=None):

@@ -240,7 +240,8 @@ def _cmd_train(args):
 
 #: clusterclf train options passed to train_classifier when given.
 _TRAIN_OPTIONS = ("arch", "weights", "input_size", "epochs", "n_models", "seed",
-                  "normalization", "stem", "head", "schedule", "label_smoothing")
+                  "normalization", "stem", "head", "schedule", "label_smoothing",
+                  "freeze_backbone_epochs", "backbone_lr_factor")
 
 
 def _train_defaults():
@@ -250,6 +251,27 @@ def _train_defaults():
     from .training.options import TrainingOptions
     fields = {f.name: f.default for f in dataclasses.fields(TrainingOptions)}
     return {name: fields[name] for name in _TRAIN_OPTIONS}
+
+
+def _pretrain_defaults():
+    """pretrain's defaults, shown in --help without repeating them here."""
+    import inspect
+
+    from .training.pretraining import pretrain
+    return {k: v.default for k, v in inspect.signature(pretrain).parameters.items()}
+
+
+def _cmd_pretrain(args):
+    from .training.pretraining import pretrain
+    options = {k: getattr(args, k) for k in ("arch", "n_fields", "n_candidates", "epochs",
+                                             "seed") if getattr(args, k) is not None}
+    if args.name is not None:
+        from .weights import get_weights
+        options = get_weights(args.name).recipe | options
+    path, sha = pretrain(args.out, name=args.name, device=args.device,
+                         work_dir=args.work_dir, keep_work_dir=args.keep_work_dir,
+                         overwrite=args.overwrite, progress_bar=not args.quiet, **options)
+    print(f"wrote {path} (sha256 {sha})")
 
 
 def _cmd_demo(args):
@@ -332,8 +354,15 @@ def _add_train(sub):
     defaults = _train_defaults()
     p.add_argument("--arch", help=f"network (default {defaults['arch']}; also resnet34, "
                    "vgg11_bn, vgg19_bn, small_cnn)")
-    p.add_argument("--weights", help=f"imagenet, none or a .pth path "
-                   f"(default {defaults['weights']})")
+    p.add_argument("--weights", help="imagenet, none, a pretrained name (e.g. sim-resnet18, "
+                   "see 'clusterclf pretrain'), a clusterclf checkpoint to continue from, "
+                   f"or a .pth state dict (default {defaults['weights']})")
+    p.add_argument("--freeze-backbone-epochs", type=int,
+                   help="train only the stem and head for this many epochs first "
+                        f"(default {defaults['freeze_backbone_epochs']})")
+    p.add_argument("--backbone-lr-factor", type=float,
+                   help="backbone learning rate relative to --lr "
+                        f"(default {defaults['backbone_lr_factor']})")
     p.add_argument("--cutout-size", type=int, default=DEFAULT_CUTOUT_SIZE,
                    help=f"cutout side in pixels (default {DEFAULT_CUTOUT_SIZE})")
     p.add_argument("--input-size", type=int,
@@ -364,6 +393,28 @@ def _add_train(sub):
     p.add_argument("--overwrite", action="store_true")
     _common(p)
     p.set_defaults(func=_cmd_train)
+
+
+def _add_pretrain(sub):
+    p = sub.add_parser("pretrain", help="pretrain a network on simulated fields "
+                       "(named weights such as sim-resnet18)")
+    p.add_argument("--out", default=None, help="weights file to write (.pt)")
+    p.add_argument("--name", default=None,
+                   help="make a registered entry (its recipe) and install it in the cache")
+    pre = _pretrain_defaults()
+    p.add_argument("--arch", help=f"network (default {pre['arch']})")
+    p.add_argument("--n-fields", type=int, help=f"simulated fields (default {pre['n_fields']})")
+    p.add_argument("--n-candidates", type=int,
+                   help=f"candidates per field (default {pre['n_candidates']})")
+    p.add_argument("--epochs", type=int, help=f"at most this many (default {pre['epochs']})")
+    p.add_argument("--seed", type=int, help=f"corpus and training seed (default {pre['seed']})")
+    p.add_argument("--work-dir", default=None,
+                   help="corpus and training checkpoints (default .<out>.pretrain); "
+                        "rerun the same command to resume")
+    p.add_argument("--keep-work-dir", action="store_true")
+    p.add_argument("--overwrite", action="store_true")
+    _common(p)
+    p.set_defaults(func=_cmd_pretrain)
 
 
 def _add_classify(sub):
@@ -484,6 +535,7 @@ def _build_parser():
     _add_demo(sub)
     _add_simulate(sub)
     _add_train(sub)
+    _add_pretrain(sub)
     _add_classify(sub)
     _add_classify_many(sub)
     _add_evaluate(sub)

@@ -8,23 +8,16 @@ and never damages an existing one.
 
 import contextlib
 import hashlib
-import json
 import os
 import tempfile
-import warnings
 from pathlib import Path
 
-from astropy.io.fits.verify import VerifyWarning
+__all__ = ["atomic_output", "check_writable", "sha256_file", "write_table"]
 
-__all__ = ["atomic_output", "check_writable", "fits_header_meta", "sha256_file",
-           "write_table"]
-
-#: FITS keyword of ``table.meta["origin"]`` (the pixel convention of the
-#: position columns). ``ORIGIN`` itself is reserved by the FITS standard for
-#: the organisation that wrote the file.
-FITS_ORIGIN_KEY = "CLUSTERCLF PIXEL_ORIGIN"
-
-TABLE_FORMATS = {".fits": "fits", ".fit": "fits", ".fits.gz": "fits",
+#: Astropy ``format`` per file extension. ``"clusterclf"`` is the FITS writer
+#: that keeps nested provenance (`photutils_clusterclf.connect`, registered
+#: when the package is imported).
+TABLE_FORMATS = {".fits": "clusterclf", ".fit": "clusterclf", ".fits.gz": "clusterclf",
                  ".ecsv": "ascii.ecsv", ".csv": "ascii.csv"}
 
 
@@ -95,6 +88,11 @@ def table_format(path):
 def write_table(table, path, *, overwrite=False):
     """Write an Astropy table atomically; the format follows the extension.
 
+    What this adds to ``table.write(path)``: the file appears complete or not
+    at all (`atomic_output`), and an unknown extension is refused in one
+    line. FITS goes through the ``"clusterclf"`` writer, which keeps nested
+    provenance (`photutils_clusterclf.connect`).
+
     Parameters
     ----------
     table : `~astropy.table.Table`
@@ -106,48 +104,7 @@ def write_table(table, path, *, overwrite=False):
     """
     fmt = table_format(path)
     with atomic_output(path, overwrite=overwrite) as tmp:
-        if fmt == "fits":
-            write_fits_table(table, tmp)
-        else:
-            table.write(tmp, format=fmt)
-
-
-def write_fits_table(table, path):
-    """Write a table to a new FITS file with its metadata flattened (`fits_header_meta`)."""
-    out = table.copy(copy_data=False)
-    out.meta = fits_header_meta(table.meta)
-    with warnings.catch_warnings():
-        # Long keys become HIERARCH cards, which is what we want.
-        warnings.simplefilter("ignore", VerifyWarning)
-        out.write(path, format="fits")
-
-
-def fits_header_meta(meta, *, _prefix=""):
-    """Flatten nested table metadata into FITS-header-safe key/value pairs.
-
-    FITS headers hold only scalars: nested dicts become space-separated
-    HIERARCH keys (``CLUSTERCLF MODEL_SHA256``), lists and other values
-    JSON strings, so that no provenance is dropped on the way to FITS.
-    None values are left out (a missing card reads back as missing, where
-    ``'null'`` would read back as a string), and the pixel convention
-    ``origin`` goes to `FITS_ORIGIN_KEY`, not to the reserved ``ORIGIN``.
-    """
-    flat = {}
-    for key, value in meta.items():
-        name = f"{_prefix}{key}".upper()
-        if not _prefix and key == "origin":
-            name = FITS_ORIGIN_KEY
-        if value is None:
-            continue
-        if isinstance(value, dict):
-            flat.update(fits_header_meta(value, _prefix=f"{name} "))
-        elif isinstance(value, (bool, int, float, str)) and not isinstance(value, bytes):
-            flat[name] = value
-        elif key in ("comments", "history") and isinstance(value, list):
-            flat[key] = value  # astropy writes these as COMMENT / HISTORY cards
-        else:
-            flat[name] = json.dumps(value, default=str)
-    return flat
+        table.write(tmp, format=fmt)
 
 
 def sha256_file(path, *, chunk_size=1 << 20):

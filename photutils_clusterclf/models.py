@@ -1,11 +1,14 @@
-"""Network architectures with an N-band stem, and ImageNet transfer learning.
+"""Network architectures with an N-band stem, and their initial weights.
 
 The paper's networks (Wei et al. 2020) are ImageNet-pretrained ResNet18 and
 VGG19-BN; ResNet34 and VGG11-BN come through the same code. The first
 convolution is rebuilt for ``n_bands`` input channels; with ImageNet weights
 it is initialised from the RGB kernels (mean over RGB, times 3/n_bands, so
 that a flat multi-band input gives the same response as a flat RGB one), and
-the classification head is new.
+the classification head is new. `build_model` also starts from named
+pretrained weights (`photutils_clusterclf.weights`, e.g. ``"sim-resnet18"``),
+from a clusterclf checkpoint or from a ``.pth`` state dict;
+`import_state_dict` gives another group's state dict a model card.
 
 Sensible input sizes (the cutout is resized to the model card's
 ``input_size``): all the torchvision networks downsample by 32, so they need
@@ -36,7 +39,13 @@ import torch
 import torchvision
 from torch import nn
 
+from .checkpoint import (ARCHITECTURES, ModelCard, is_checkpoint, load_checkpoint,
+                         save_checkpoint)
+from .classes import CLASSES
+from .config import offline
+from .preprocessing import Normalization
 from .utils.validation import check_integer
+from .weights import WEIGHTS, list_weights, load_weights
 
 __all__ = [
     "resolve_device",
@@ -49,10 +58,11 @@ __all__ = [
     "check_input_size",
     "check_variant",
     "imagenet_weights_file",
+    "import_state_dict",
 ]
 
-#: Names accepted by `build_model`.
-ARCHITECTURES = ("resnet18", "vgg19_bn", "resnet34", "vgg11_bn", "small_cnn")
+# ARCHITECTURES (the names accepted by `build_model`) is defined with the
+# model card, which records one of them.
 
 #: Stem variants accepted by `build_model` (see the module docstring).
 STEMS = ("standard", "nopool", "stride1")
@@ -296,8 +306,8 @@ def _imagenet_state_dict(arch):
     if path.is_file():
         return _read_state_dict(path)
     enum = _imagenet_weights(arch)
-    if os.environ.get("CLUSTERCLF_OFFLINE", "") not in ("", "0"):
-        reason = "CLUSTERCLF_OFFLINE is set"
+    if offline():
+        reason = "offline: photutils_clusterclf.conf.offline or $CLUSTERCLF_OFFLINE is set"
     elif not _reachable(enum.url):
         reason = f"{urlparse(enum.url).hostname} is unreachable"
     else:
@@ -381,6 +391,15 @@ def _load_weights(model, state, arch, n_bands, n_classes, source, head_variant):
         )
 
 
+def _checkpoint_state_dict(checkpoint, source, arch, n_bands):
+    """The first member's state dict of a checkpoint made for ``arch`` and ``n_bands``."""
+    card = checkpoint.card
+    if card.arch != arch or len(card.bands) != n_bands:
+        raise ValueError(f"weights {source} are a {card.arch} for {len(card.bands)} bands "
+                         f"({', '.join(card.bands)}); asked for {arch} with {n_bands} bands")
+    return checkpoint.state_dicts[0], source
+
+
 def build_model(arch, *, n_bands=5, n_classes=4, weights=None, stem="standard",
                 head="standard"):
     """Build a classification network for ``n_bands``-band cutouts.
@@ -397,10 +416,15 @@ def build_model(arch, *, n_bands=5, n_classes=4, weights=None, stem="standard",
         `None`: random initialisation (seed with `torch.manual_seed`).
         ``"imagenet"``: torchvision's ImageNet weights from
         `imagenet_weights_file` (downloaded there if missing and the network
-        is reachable; ``CLUSTERCLF_OFFLINE=1`` never tries), stem adapted to
-        ``n_bands``, new randomly initialised head. A path: a ``.pth`` state
-        dict, either torchvision ImageNet-shaped (adapted the same way) or
-        already of this ``arch``/``n_bands``/``n_classes`` (loaded as is).
+        is reachable; ``photutils_clusterclf.conf.offline = True`` or
+        ``CLUSTERCLF_OFFLINE=1`` never tries), stem adapted to
+        ``n_bands``, new randomly initialised head. A registered name such as
+        ``"sim-resnet18"``: the named pretrained weights
+        (`~photutils_clusterclf.weights.load_weights`, SHA-256 checked). A
+        path: a clusterclf checkpoint (its first member; e.g. a model trained
+        on another galaxy) or a ``.pth`` state dict, either torchvision
+        ImageNet-shaped (adapted the same way) or already of this
+        ``arch``/``n_bands``/``n_classes`` (loaded as is).
     stem : {"standard", "nopool", "stride1"}, optional
         ``"nopool"``: no max-pool in the ResNet stem (VGG: no first
         max-pool); ``"stride1"`` (ResNets): also a stride-1 stem
@@ -420,9 +444,11 @@ def build_model(arch, *, n_bands=5, n_classes=4, weights=None, stem="standard",
     Raises
     ------
     ValueError
-        Unknown architecture, bad sizes, or weights that do not fit.
+        Unknown architecture, bad sizes, weights that do not fit, or a named
+        weights file whose SHA-256 does not match (modified file).
     FileNotFoundError
-        ImageNet weights neither cached nor downloadable, or a missing path.
+        ImageNet weights neither cached nor downloadable, a named weights
+        file not in the cache, or a missing path.
     """
     _check_arch(arch)
     n_bands = check_integer("n_bands", n_bands)
@@ -433,17 +459,78 @@ def build_model(arch, *, n_bands=5, n_classes=4, weights=None, stem="standard",
         return model
     if isinstance(weights, str) and weights == "imagenet":
         state, source = _imagenet_state_dict(arch), f"ImageNet {arch}"
+    elif isinstance(weights, str) and weights in WEIGHTS:
+        state, source = _checkpoint_state_dict(load_weights(weights), repr(weights),
+                                               arch, n_bands)
     elif isinstance(weights, (str, os.PathLike)):
         path = Path(weights)
         if not path.is_file():
             raise FileNotFoundError(
                 f"weights file {path} does not exist; pass weights=None, "
-                "'imagenet' or the path of a .pth state dict"
+                f"'imagenet', a pretrained name ({', '.join(list_weights())}) or the "
+                "path of a .pth state dict or clusterclf checkpoint"
             )
-        state, source = _read_state_dict(path), str(path)
+        if is_checkpoint(path):
+            state, source = _checkpoint_state_dict(load_checkpoint(path), str(path),
+                                                   arch, n_bands)
+        else:
+            state, source = _read_state_dict(path), str(path)
     else:
         raise TypeError(
-            f"weights must be None, 'imagenet' or a path, got {type(weights).__name__}"
+            "weights must be None, 'imagenet', a pretrained name or a path, got "
+            f"{type(weights).__name__}"
         )
     _load_weights(model, state, arch, n_bands, n_classes, source, head)
     return model
+
+
+def import_state_dict(state_dict, out, *, arch, bands, cutout_size, input_size,
+                      normalization=None, description, source, overwrite=False):
+    """Give a plain torchvision-layout state dict a model card (e.g. a published model).
+
+    The result is a clusterclf checkpoint that `build_model`,
+    `~photutils_clusterclf.training.train_classifier` (``weights=out``) and
+    `~photutils_clusterclf.ClusterClassifier.load` accept, and that
+    `~photutils_clusterclf.weights.install_weights` can install under a
+    registered name.
+
+    Parameters
+    ----------
+    state_dict : str, `~pathlib.Path` or dict
+        The state dict, or a ``.pth`` file holding one (read with
+        ``weights_only=True``). It must be of ``arch`` with a
+        ``len(bands)``-channel stem and a 4-class head (classes 1-4 in
+        order).
+    out : str or `~pathlib.Path`
+        Checkpoint to write.
+    arch : str
+    bands : sequence of str
+    cutout_size, input_size : int
+    normalization : dict, optional
+        `~photutils_clusterclf.preprocessing.Normalization.to_dict` of the
+        preprocessing the model was trained with (default: this package's).
+    description : str
+        What the model was trained on.
+    source : str
+        Where the state dict came from (paper, URL, group).
+    overwrite : bool, optional
+
+    Returns
+    -------
+    str
+        SHA-256 of the written file.
+    """
+    if not isinstance(state_dict, dict):
+        state_dict = _read_state_dict(Path(state_dict))
+    model = build_model(arch, n_bands=len(bands), n_classes=len(CLASSES))
+    try:
+        model.load_state_dict(state_dict, strict=True)
+    except RuntimeError as exc:
+        raise ValueError(f"state dict does not fit {arch} with {len(bands)} bands and "
+                         f"{len(CLASSES)} classes: {str(exc).splitlines()[0]}") from None
+    card = ModelCard(arch=arch, bands=tuple(bands), cutout_size=cutout_size,
+                     input_size=input_size,
+                     normalization=normalization or Normalization().to_dict(),
+                     training={"imported": {"source": str(source),
+                                            "description": str(description)}})
+    return save_checkpoint(out, card, model.state_dict(), overwrite=overwrite)

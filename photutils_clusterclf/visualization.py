@@ -266,7 +266,13 @@ def default_rgb_bands(available):
 
 
 def _stretch_band(data, stretch, q=10.0):
-    """Map one band to [0, 1]: background (median) to 0, 99.5th percentile to 1."""
+    """Map one band to [0, 1]: background (median) to 0, 99.5th percentile to 1.
+
+    The ``"asinh"`` stretch is `~astropy.visualization.AsinhStretch` with
+    ``a = 1 / q``, i.e. ``arcsinh(q x) / arcsinh(q)``: linear for faint
+    pixels and logarithmic for bright ones, so that both the disk and the
+    cluster cores stay visible. NaN pixels map to the background.
+    """
     finite = data[np.isfinite(data)]
     # Percentiles of a regular subsample (<= ~10^6 pixels) are as good and
     # several times faster on big views.
@@ -278,13 +284,16 @@ def _stretch_band(data, stretch, q=10.0):
 
 def _scale(data, low, high, stretch, q):
     """Map ``low`` to 0 and ``high`` to 1 (arrays broadcast), NaN to 0, then stretch."""
+    # The limits may be one per plane (arrays): astropy's ManualInterval takes
+    # scalars only, so the interval is applied here; the stretch is astropy's.
     filled = np.where(np.isnan(data), low, data)
-    scaled = (filled - low) / np.maximum(high - low, 1e-30)
-    if stretch == "asinh":
-        # asinh is linear for faint pixels and logarithmic for bright ones,
-        # so both the disk and the cluster cores stay visible.
-        scaled = np.arcsinh(q * scaled) / np.arcsinh(q)
-    return np.clip(scaled, 0, 1)
+    scaled = np.clip((filled - low) / np.maximum(high - low, 1e-30), 0, 1)
+    # asinh is linear for faint pixels and logarithmic for bright ones, so
+    # both the disk and the cluster cores stay visible.
+    from astropy.visualization import AsinhStretch, LinearStretch
+
+    band_stretch = AsinhStretch(a=1.0 / q) if stretch == "asinh" else LinearStretch()
+    return band_stretch(scaled, clip=True)
 
 
 def stretch_cutouts(cutouts, *, stretch="asinh", q=10.0):

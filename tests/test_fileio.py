@@ -4,7 +4,7 @@ from astropy.io import fits
 from astropy.table import QTable, Table
 
 from photutils_clusterclf.catalogs import read_catalog
-from photutils_clusterclf.fileio import atomic_output, fits_header_meta, sha256_file, write_table
+from photutils_clusterclf.fileio import atomic_output, sha256_file, write_table
 
 
 def test_atomic_output_refuses_existing_and_keeps_it(tmp_path):
@@ -36,19 +36,6 @@ def test_atomic_output_replaces_with_overwrite(tmp_path):
     assert path.read_text() == "new"
 
 
-def test_write_table_fits_keeps_nested_provenance(tmp_path):
-    t = QTable({"a": np.arange(3)})
-    t.meta["clusterclf"] = {"version": "0.1", "bands": ["F275W", "F336W"],
-                            "normalization": {"name": "asinh", "params": {"border": 3}}}
-    write_table(t, tmp_path / "t.fits")
-    meta = Table.read(tmp_path / "t.fits").meta
-    assert meta["CLUSTERCLF VERSION"] == "0.1"
-    assert meta["CLUSTERCLF BANDS"] == '["F275W", "F336W"]'
-    assert meta["CLUSTERCLF NORMALIZATION PARAMS BORDER"] == 3
-    with pytest.raises(FileExistsError):
-        write_table(t, tmp_path / "t.fits")
-
-
 def test_write_table_ecsv_round_trip_and_bad_extension(tmp_path):
     t = Table({"a": [1.5, 2.5]})
     t.meta["clusterclf"] = {"bands": ["F555W"]}
@@ -57,11 +44,6 @@ def test_write_table_ecsv_round_trip_and_bad_extension(tmp_path):
     assert back.meta["clusterclf"]["bands"] == ["F555W"]
     with pytest.raises(ValueError, match="format"):
         write_table(t, tmp_path / "t.xyz")
-
-
-def test_fits_header_meta_flattens():
-    flat = fits_header_meta({"a": {"b": 1, "c": [1, 2], "origin": 3}, "d": None})
-    assert flat == {"A B": 1, "A C": "[1, 2]", "A ORIGIN": 3}
 
 
 def test_pixel_origin_is_not_written_as_the_reserved_origin_keyword(tmp_path):

@@ -184,3 +184,24 @@ def test_check_input_size():
     with pytest.raises(ValueError, match="at least 32 px"):
         check_input_size("vgg19_bn", 16)
     check_input_size("small_cnn", 16)
+
+
+@pytest.mark.parametrize("conf_offline, env, expected", [
+    (True, None, True), (False, "1", True), (False, "0", False), (False, None, False)])
+def test_offline_mode_from_astropy_config_or_environment(monkeypatch, conf_offline, env,
+                                                         expected):
+    from photutils_clusterclf import conf, models
+
+    if env is None:
+        monkeypatch.delenv("CLUSTERCLF_OFFLINE", raising=False)
+    else:
+        monkeypatch.setenv("CLUSTERCLF_OFFLINE", env)
+    probed = []
+    monkeypatch.setattr(models, "_reachable", lambda url: probed.append(url) or False)
+    with conf.set_temp("offline", conf_offline):
+        with pytest.raises(FileNotFoundError) as info:
+            build_model("resnet18", weights="imagenet")
+    # Offline: no network probe at all; online: the probe runs (and fails here).
+    assert (probed == []) == expected
+    assert ("(offline: " in str(info.value)) == expected
+    assert ("is unreachable)" in str(info.value)) != expected

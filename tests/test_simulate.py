@@ -295,3 +295,19 @@ def test_to_multiband_image(noisy):
     images = noisy.to_multiband_image()
     assert tuple(images.bands) == noisy.bands
     np.testing.assert_array_equal(images["F555W"], noisy.images["F555W"])
+
+
+@pytest.mark.parametrize("shape", [(3, 3), (4, 2)])
+def test_add_stamp_clips_at_the_edges(shape):
+    from photutils_clusterclf.datasets.render import add_stamp
+
+    stamp = np.arange(1.0, 1.0 + np.prod(shape)).reshape(shape)
+    image = np.zeros((6, 5))
+    add_stamp(image, stamp, -1, 4, scale=2.0)  # one column off the left, rows off the bottom
+    sy, sx = shape
+    expected = np.zeros((6, 5))
+    expected[4:6, 0:sx - 1] = 2.0 * stamp[:2, 1:]
+    assert np.array_equal(image, expected)
+    add_stamp(image, stamp, 5, 0)  # entirely off the right edge: nothing added
+    add_stamp(image, stamp, -sx, -sy)  # entirely off the top-left corner
+    assert np.array_equal(image, expected)

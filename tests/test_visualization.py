@@ -223,3 +223,22 @@ def test_no_pyplot_state():
     plot_confusion_matrix(MATRIX)
     plot_overlay(_images(), _table(), origin=0)
     assert plt.get_fignums() == before
+
+
+@pytest.mark.parametrize("stretch", ["asinh", "linear"])
+def test_band_stretch_is_astropys_interval_and_stretch(stretch):
+    from astropy.visualization import AsinhStretch, LinearStretch, ManualInterval
+
+    from photutils_clusterclf.visualization import _stretch_band
+
+    data = np.random.default_rng(3).lognormal(size=(40, 50))
+    data[0, :5] = np.nan
+    low, high = np.nanmedian(data), np.nanpercentile(data, 99.5)
+    band = _stretch_band(data, stretch)
+    expected = (AsinhStretch(a=0.1) if stretch == "asinh" else LinearStretch())(
+        ManualInterval(low, high)(np.nan_to_num(data, nan=low), clip=True))
+    np.testing.assert_allclose(band, expected, rtol=0, atol=1e-12)
+    # The background is black, the 99.5th percentile white, NaN pixels background.
+    assert band[0, :5].tolist() == [0.0] * 5
+    assert band.min() == 0.0 and band.max() == 1.0
+    assert np.mean(band == 1.0) == pytest.approx(0.005, abs=0.002)

@@ -33,6 +33,7 @@ import math
 
 import numpy as np
 from astropy.modeling.functional_models import Moffat2D, Sersic2D
+from astropy.nddata import NoOverlapError, add_array
 from photutils.psf import MoffatPSF
 from scipy.optimize import brentq
 
@@ -199,14 +200,18 @@ def render_sersic(x, y, r_eff, n, ellip=0.0, theta=0.0, *, max_half=60):
 
 
 def add_stamp(image, stamp, ix0, iy0, scale=1.0):
-    """Add ``scale * stamp`` to ``image`` with its first pixel at (ix0, iy0), clipped to the image."""
-    ny, nx = image.shape
+    """Add ``scale * stamp`` to ``image`` with its first pixel at (ix0, iy0), clipped to the image.
+
+    `astropy.nddata.add_array` does the clipping: it takes the stamp's
+    centre, which is ``(iy0 + sy / 2, ix0 + sx / 2)`` for a stamp of shape
+    (sy, sx) whose first pixel is at (ix0, iy0) (exact in floating point).
+    A stamp entirely off the image adds nothing.
+    """
     sy, sx = stamp.shape
-    x0, y0 = max(ix0, 0), max(iy0, 0)
-    x1, y1 = min(ix0 + sx, nx), min(iy0 + sy, ny)
-    if x0 >= x1 or y0 >= y1:
-        return
-    image[y0:y1, x0:x1] += scale * stamp[y0 - iy0:y1 - iy0, x0 - ix0:x1 - ix0]
+    try:
+        add_array(image, scale * stamp, (iy0 + sy / 2, ix0 + sx / 2))
+    except NoOverlapError:
+        pass
 
 
 class PSFTable:

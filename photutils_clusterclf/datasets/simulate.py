@@ -21,7 +21,8 @@ from scipy.signal import fftconvolve
 from scipy.spatial import cKDTree
 
 from ..classes import CLASSES, fold_classes
-from ..fileio import atomic_output, write_fits_table
+from ..connect import write_fits_table
+from ..fileio import atomic_output
 from .detect import concentration_index, detected_catalog
 from .labels import label_noise_matrix, noisy_labels
 from .render import PSFTable, add_stamp, render_eff, render_sersic
@@ -353,6 +354,12 @@ def _diffuse_maps(shape, ctx, factor=16):
     return disk, arms
 
 
+def _smooth_disk(disk, arms):
+    """The disk without arms or clumps: the same total light, smoothly distributed."""
+    smooth = ndimage.gaussian_filter(disk + arms, 8.0)
+    return smooth * ((disk + arms).sum() / smooth.sum()), np.zeros_like(arms)
+
+
 def _placement_weight(disk, arms):
     """Where candidates and field stars are drawn: disk light plus (3x) the arms."""
     return disk / disk.max() + 3.0 * arms / max(arms.max(), 1e-30)
@@ -559,7 +566,7 @@ def _check_common(shape, distance_mpc, field_star_density):
 
 def _build(shape, objects, xs, ys, ctx, *, distance_mpc, label_noise, target,
            field_star_density, noise, center, disk, arms, seed, extra_columns=None,
-           human=None):
+           human=None, psf_scale=1.0):
     """Render a field from placed objects and assemble the `SimulatedField`."""
     rng = ctx.rng
     bands = ctx.bands
@@ -567,7 +574,7 @@ def _build(shape, objects, xs, ys, ctx, *, distance_mpc, label_noise, target,
     for band, spec in zip(bands, ctx.specs):
         # FWHM ranges are those of the Moffat PSF itself; a star's pixel-integrated
         # image measures about 0.2 px broader. beta 1.5-2.0 gives star CI about 1.2.
-        psfs[band] = PSFTable(rng.uniform(*spec.fwhm_range), rng.uniform(1.5, 2.0))
+        psfs[band] = PSFTable(psf_scale * rng.uniform(*spec.fwhm_range), rng.uniform(1.5, 2.0))
     disk_up, arms_up = _upsample(disk, shape), _upsample(arms, shape)
     mu_v = rng.uniform(20.0, 21.0)  # central disk surface brightness (V mag / arcsec^2)
     disk_v = 10.0 ** (-0.4 * (mu_v - ctx.zeropoints[3])) * PIXEL_SCALE ** 2
@@ -621,7 +628,8 @@ def _build(shape, objects, xs, ys, ctx, *, distance_mpc, label_noise, target,
 def simulate_field(*, shape=(2048, 2048), n_candidates=800, distance_mpc=10.0,
                    class_mix=DEFAULT_CLASS_MIX, label_noise=None, seed=None,
                    target="sim-galaxy", instrument="wfc3", field_star_density=3e-4,
-                   noise=True, center=(64.9746, -54.9380), candidates="injected"):
+                   noise=True, center=(64.9746, -54.9380), psf_scale=1.0,
+                   disk_structure=True, candidates="injected"):
     """Simulate a PHANGS-HST-like 5-band field with cluster candidates of known class.
 
     Parameters
@@ -654,6 +662,12 @@ def simulate_field(*, shape=(2048, 2048), n_candidates=800, distance_mpc=10.0,
         it the images are the noiseless models.
     center : tuple of float, optional
         (RA, Dec) in degrees of the field centre.
+    psf_scale : float, optional
+        Factor on every band's PSF FWHM (1: the instruments' ranges in
+        `BAND_SPECS`; e.g. 1.2 simulates a domain shift outside them).
+    disk_structure : bool, optional
+        Spiral arms and clumpy star-forming light; False leaves a smooth
+        exponential disk.
     candidates : {"injected", "detected"}, optional
         ``"injected"``: the catalogue lists the ``n_candidates`` injected
         objects. ``"detected"``: it lists what a PHANGS-like pipeline finds
@@ -668,6 +682,8 @@ def simulate_field(*, shape=(2048, 2048), n_candidates=800, distance_mpc=10.0,
     """
     if candidates not in ("injected", "detected"):
         raise ValueError(f"candidates must be 'injected' or 'detected', got {candidates!r}")
+    if not (np.isfinite(psf_scale) and psf_scale > 0):
+        raise ValueError(f"psf_scale must be a positive number, got {psf_scale!r}")
     n_candidates = int(n_candidates)
     if n_candidates < 0:
         raise ValueError(f"n_candidates must be >= 0, got {n_candidates}")
@@ -679,13 +695,15 @@ def simulate_field(*, shape=(2048, 2048), n_candidates=800, distance_mpc=10.0,
     rng = np.random.default_rng(seed)
     ctx = _Context(rng, bands, distance_mpc)
     disk, arms = _diffuse_maps(shape, ctx)
+    if not disk_structure:
+        disk, arms = _smooth_disk(disk, arms)
     classes = rng.permutation(np.repeat(CLASSES, counts))
     objects = [_make_object(ctx, int(c)) for c in classes]
     xs, ys = _place(objects, shape, _placement_weight(disk, arms), rng)
     field = _build(shape, objects, xs, ys, ctx, distance_mpc=distance_mpc,
                    label_noise=label_noise, target=target,
                    field_star_density=field_star_density, noise=noise, center=center,
-                   disk=disk, arms=arms, seed=seed)
+                   disk=disk, arms=arms, seed=seed, psf_scale=float(psf_scale))
     if candidates == "detected" and n_candidates:
         field.catalog = detected_catalog(field, label_noise=label_noise,
                                          seed=int(rng.integers(2 ** 31)))

@@ -5,14 +5,18 @@ labelled raw cutouts of one or more galaxies; `train_classifier`
 (`~photutils_clusterclf.training.loop`) fine-tunes one network or an
 ensemble on it with the `TrainingOptions` it records in the model card and
 returns a `~photutils_clusterclf.ClusterClassifier`. Several devices under
-torchrun are handled by the private ``_ddp`` module.
+torchrun are handled by the private ``_ddp`` module. `pretrain`
+(`~photutils_clusterclf.training.pretraining`) trains a network on a corpus
+of simulated fields: the named pretrained weights of
+`photutils_clusterclf.weights`.
 """
 
 from .options import TrainingOptions
 
 #: Names whose modules need torch, imported on first use (the command line
 #: reads the defaults of `TrainingOptions` for its help without torch).
-_LAZY = {"TrainingSet": "dataset", "train_classifier": "loop"}
+_LAZY = {"TrainingSet": "dataset", "train_classifier": "loop", "corpus_plan": "pretraining",
+         "pretrain": "pretraining"}
 
 
 def __getattr__(name):
@@ -26,4 +30,4 @@ def __getattr__(name):
 def __dir__():
     return sorted(set(globals()) | set(_LAZY))
 
-__all__ = ["TrainingOptions", "TrainingSet", "train_classifier"]
+__all__ = ["TrainingOptions", "TrainingSet", "corpus_plan", "pretrain", "train_classifier"]

@@ -42,6 +42,7 @@ from ..fileio import atomic_output
 from ..models import build_model, check_input_size, imagenet_weights_file
 from ..preprocessing import prepare_batch, random_augment
 from ..utils.progress import progress_bar as _progress_bar
+from ..weights import WEIGHTS, find_weights_file
 from ._ddp import DDPContext
 from .dataset import TrainingSet
 from .options import TrainingOptions
@@ -271,7 +272,8 @@ class _Trainer:
         frozen = self.epoch < opts["freeze_backbone_epochs"]
         # lr 0 freezes the backbone identically with and without DDP (AdamW's
         # decoupled weight decay is scaled by lr too).
-        self.optimizer.param_groups[0]["lr"] = 0.0 if frozen else self.optimizer.param_groups[1]["lr"]
+        self.optimizer.param_groups[0]["lr"] = 0.0 if frozen else (
+            self.optimizer.param_groups[1]["lr"] * opts["backbone_lr_factor"])
         self.network.train()
         labels, w = self.targets, self.device_class_weights
         order = _epoch_order(self.train_idx, self.ts.labels, opts["class_balance"], self.generator)
@@ -418,7 +420,13 @@ def _reproducible(device):
 
 
 def _resolve_weights(arch, weights, require_pretrained):
-    """The ``weights`` to build with: ImageNet if available, else random init with a warning."""
+    """The ``weights`` to build with: ImageNet if available, else random init with a warning.
+
+    Named pretrained weights whose file is missing fail here, before any work.
+    """
+    if isinstance(weights, str) and weights in WEIGHTS:
+        find_weights_file(weights)
+        return weights
     if weights != "imagenet" or require_pretrained:
         return weights
     path = imagenet_weights_file(arch)
@@ -448,7 +456,8 @@ def _state_options(options, weights, input_size, split, normalization):
             "input_size": input_size, "epochs": options.epochs,
             "batch_size": options.batch_size, "lr": options.lr,
             "weight_decay": options.weight_decay, "seed": options.seed,
-            "freeze_backbone_epochs": options.freeze_backbone_epochs, "val_split": split,
+            "freeze_backbone_epochs": options.freeze_backbone_epochs,
+            "backbone_lr_factor": options.backbone_lr_factor, "val_split": split,
             "patience": options.patience, "class_balance": options.class_balance,
             "augment": options.augment, "normalization": normalization.to_dict(),
             "stem": stem, "head": head, "schedule": options.schedule,

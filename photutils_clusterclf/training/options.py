@@ -27,8 +27,12 @@ class TrainingOptions:
     arch : str, optional
         Architecture for `~photutils_clusterclf.models.build_model`
         (``"resnet18"``, ``"vgg19_bn"``, ...).
-    weights : {"imagenet", None} or path, optional
-        Initialisation. With ``"imagenet"`` and no cached ImageNet file, an
+    weights : {"imagenet", None}, pretrained name or path, optional
+        Initialisation (see `~photutils_clusterclf.models.build_model`): a
+        registered name such as ``"sim-resnet18"``
+        (`~photutils_clusterclf.weights`), a previous clusterclf checkpoint
+        (continue training on a new galaxy), or a ``.pth`` state dict. With
+        ``"imagenet"`` and no cached ImageNet file, an
         `~astropy.utils.exceptions.AstropyUserWarning` says so and training
         starts from random initialisation, unless ``require_pretrained``.
     require_pretrained : bool, optional
@@ -52,6 +56,10 @@ class TrainingOptions:
     freeze_backbone_epochs : int, optional
         Train only the first convolution (the new ``n_bands``-channel stem)
         and the classification head for this many epochs.
+    backbone_lr_factor : float, optional
+        Learning rate of every layer but the stem and the head, relative to
+        ``lr``, in [0, 1] (discriminative fine-tuning: e.g. 0.1 keeps
+        pretrained features close to where they were).
     val_galaxy : str or list of str, optional
         Galaxies held out for validation. Default: with several galaxies, the
         galaxy whose share of the objects is closest to ``val_fraction``
@@ -103,6 +111,7 @@ class TrainingOptions:
     n_models: int = 1
     seed: int = 0
     freeze_backbone_epochs: int = 0
+    backbone_lr_factor: float = 1.0
     val_galaxy: object = None
     val_fraction: float = 0.2
     patience: object = 8
@@ -123,6 +132,8 @@ class TrainingOptions:
             put(name, check_integer(name, getattr(self, name)))
         put("freeze_backbone_epochs",
             check_integer("freeze_backbone_epochs", self.freeze_backbone_epochs, minimum=0))
+        put("backbone_lr_factor",
+            check_fraction("backbone_lr_factor", self.backbone_lr_factor, closed=True))
         put("patience", check_integer("patience", self.patience, allow_none=True))
         put("input_size", check_integer("input_size", self.input_size, allow_none=True))
         put("seed", check_integer("seed", self.seed, minimum=0))
