@@ -17,7 +17,7 @@ import numbers
 import warnings
 
 from astropy.io import registry
-from astropy.io.fits.connect import is_fits, write_table_fits
+from astropy.io.fits.connect import is_fits
 from astropy.io.fits.verify import VerifyWarning
 from astropy.table import QTable, Table
 
@@ -91,7 +91,7 @@ def write_fits_table(table, output, **kwargs):
     with warnings.catch_warnings():
         # Long keys become HIERARCH cards, which is what we want.
         warnings.filterwarnings("ignore", message=".*HIERARCH card", category=VerifyWarning)
-        write_table_fits(out, output, **kwargs)
+        out.write(output, format="fits", **kwargs)  # astropy's own FITS writer
 
 
 def _is_fits_output(origin, *args, **kwargs):
