@@ -8,7 +8,9 @@ metadata with a warning). The writer flattens the metadata into FITS
 header cards (`fits_header_meta`) and then writes with astropy's FITS
 writer, so ``out.write("classified.fits")`` keeps ``meta["clusterclf"]``
 as ``CLUSTERCLF ...`` HIERARCH cards, with no warning. Tables whose
-metadata holds only scalars are written exactly as astropy writes them.
+metadata holds only scalars are written exactly as astropy writes them,
+except that None values are left out and an integer ``origin`` (this
+package's pixel convention) is written as `FITS_ORIGIN_KEY`.
 An explicit ``format="fits"`` still selects astropy's writer.
 """
 
