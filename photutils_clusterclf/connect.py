@@ -8,7 +8,9 @@ metadata with a warning). The writer flattens the metadata into FITS
 header cards (`fits_header_meta`) and then writes with astropy's FITS
 writer, so ``out.write("classified.fits")`` keeps ``meta["clusterclf"]``
 as ``CLUSTERCLF ...`` HIERARCH cards, with no warning. Tables whose
-metadata holds only scalars are written exactly as astropy writes them.
+metadata holds only scalars are written exactly as astropy writes them,
+except that None values are left out and an integer ``origin`` (this
+package's pixel convention) is written as `FITS_ORIGIN_KEY`.
 An explicit ``format="fits"`` still selects astropy's writer.
 """
 
@@ -17,7 +19,7 @@ import numbers
 import warnings
 
 from astropy.io import registry
-from astropy.io.fits.connect import is_fits, write_table_fits
+from astropy.io.fits.connect import is_fits
 from astropy.io.fits.verify import VerifyWarning
 from astropy.table import QTable, Table
 
@@ -91,7 +93,7 @@ def write_fits_table(table, output, **kwargs):
     with warnings.catch_warnings():
         # Long keys become HIERARCH cards, which is what we want.
         warnings.filterwarnings("ignore", message=".*HIERARCH card", category=VerifyWarning)
-        write_table_fits(out, output, **kwargs)
+        out.write(output, format="fits", **kwargs)  # astropy's own FITS writer
 
 
 def _is_fits_output(origin, *args, **kwargs):

@@ -114,3 +114,72 @@ def assert_same_cutout(shown, expected, *, other=None):
     assert error < 15
     if other is not None:
         assert error < 0.5 * np.mean(np.abs(np.asarray(other, float) - expected))
+# -- a small field on disk and a random classifier (bad-input, interrupt and CLI tests)
+
+#: Image shape and cutout size of the small field.
+SHAPE = (40, 50)
+CUTOUT = 9
+
+
+def make_arrays(shape=SHAPE, seed=0, bands=BANDS):
+    """Noise plus a few point sources, one float32 array per band."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    arrays = {}
+    for i, band in enumerate(bands):
+        img = rng.normal(0.0, 0.05, shape)
+        for x0, y0 in ((10, 10), (25, 20), (40, 30)):
+            img += (1 + i) * np.exp(-((xx - x0) ** 2 + (yy - y0) ** 2) / 4.5)
+        arrays[band] = img.astype(np.float32)
+    return arrays
+
+
+def make_classifier(bands=BANDS, seed=0):
+    """A random, untrained small_cnn classifier on the CPU."""
+    import torch
+
+    from photutils_clusterclf import ClusterClassifier, build_model
+
+    torch.manual_seed(seed)
+    model = build_model("small_cnn", n_bands=len(bands), n_classes=4)
+    return ClusterClassifier.from_model(
+        model, arch="small_cnn", bands=bands, cutout_size=CUTOUT, device="cpu"
+    )
+
+
+def write_band_files(directory, shape=SHAPE, seed=0, bands=BANDS):
+    """One big-endian FITS file per band (with WCS and FILTER); returns band -> path."""
+    from astropy.io import fits
+
+    directory.mkdir(parents=True, exist_ok=True)
+    header = make_wcs(shape).to_header()
+    paths = {}
+    for band, data in make_arrays(shape, seed, bands).items():
+        header["FILTER"] = band
+        path = directory / f"{band.lower()}.fits"
+        fits.PrimaryHDU(data.astype(">f4"), header=header).writeto(path)
+        paths[band] = path
+    return paths
+
+
+def write_catalogue(path, x=(10.0, 25.0, 40.0, 300.0), y=(10.0, 20.0, 30.0, 5.0)):
+    """A PHANGS-like catalogue (0-based PHANGS_X/PHANGS_Y)."""
+    from astropy.table import Table
+
+    Table(
+        {
+            "ID": np.arange(1, len(x) + 1),
+            "PHANGS_X": np.array(x, float),
+            "PHANGS_Y": np.array(y, float),
+        }
+    ).write(path)
+    return path
+
+
+def run_cli(argv, capsys):
+    """Run ``clusterclf`` in-process: (exit status, stdout, stderr)."""
+    from photutils_clusterclf.cli import main
+
+    status = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err

@@ -11,13 +11,11 @@ import pytest
 import torch
 from astropy import units as u
 from astropy.coordinates import SkyCoord
-from astropy.io import fits
 from astropy.table import MaskedColumn, QTable, Table
 from astropy.utils.exceptions import AstropyUserWarning
 
-from photutils_clusterclf import ClusterClassifier, MultiBandImage, build_model
+from photutils_clusterclf import ClusterClassifier, MultiBandImage
 from photutils_clusterclf.checkpoint import FORMAT_VERSION, CheckpointError
-from photutils_clusterclf.cli import main
 from photutils_clusterclf.cutouts import (
     FLAG_INVALID_POSITION,
     FLAG_NO_COVERAGE,
@@ -26,73 +24,15 @@ from photutils_clusterclf.cutouts import (
 )
 from photutils_clusterclf.fileio import sha256_file
 
-from helpers import BANDS, NEW_COLUMNS, make_wcs
+from helpers import (NEW_COLUMNS, SHAPE, make_arrays, make_classifier,
+                     make_wcs, run_cli, write_band_files, write_catalogue)
 
-SHAPE = (40, 50)
-CUTOUT = 9
 NEW_DTYPES = ["int16", "float32", "float32", "float32", "float32", "float32", "int16"]
-
-
-# -- helpers shared with test_interrupts.py ------------------------------------------
-
-
-def make_arrays(shape=SHAPE, seed=0, bands=BANDS):
-    """Noise plus a few point sources, one float32 array per band."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[: shape[0], : shape[1]]
-    arrays = {}
-    for i, band in enumerate(bands):
-        img = rng.normal(0.0, 0.05, shape)
-        for x0, y0 in ((10, 10), (25, 20), (40, 30)):
-            img += (1 + i) * np.exp(-((xx - x0) ** 2 + (yy - y0) ** 2) / 4.5)
-        arrays[band] = img.astype(np.float32)
-    return arrays
-
-
-def make_classifier(bands=BANDS, seed=0):
-    """A random, untrained small_cnn classifier on the CPU."""
-    torch.manual_seed(seed)
-    model = build_model("small_cnn", n_bands=len(bands), n_classes=4)
-    return ClusterClassifier.from_model(
-        model, arch="small_cnn", bands=bands, cutout_size=CUTOUT, device="cpu"
-    )
-
-
-def write_band_files(directory, shape=SHAPE, seed=0, bands=BANDS):
-    """One big-endian FITS file per band (with WCS and FILTER); returns band -> path."""
-    directory.mkdir(parents=True, exist_ok=True)
-    header = make_wcs(shape).to_header()
-    paths = {}
-    for band, data in make_arrays(shape, seed, bands).items():
-        header["FILTER"] = band
-        path = directory / f"{band.lower()}.fits"
-        fits.PrimaryHDU(data.astype(">f4"), header=header).writeto(path)
-        paths[band] = path
-    return paths
 
 
 def images_option(paths):
     """``--images BAND=FILE ...`` arguments."""
     return ["--images", *(f"{band}={path}" for band, path in paths.items())]
-
-
-def write_catalogue(path, x=(10.0, 25.0, 40.0, 300.0), y=(10.0, 20.0, 30.0, 5.0)):
-    """A PHANGS-like catalogue (0-based PHANGS_X/PHANGS_Y)."""
-    Table(
-        {
-            "ID": np.arange(1, len(x) + 1),
-            "PHANGS_X": np.array(x, float),
-            "PHANGS_Y": np.array(y, float),
-        }
-    ).write(path)
-    return path
-
-
-def run_cli(argv, capsys):
-    """Run ``clusterclf`` in-process: (exit status, stdout, stderr)."""
-    status = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
 
 
 def assert_one_line_error(status, err, *, contains=()):
@@ -152,6 +92,31 @@ def assert_no_output(field):
 
 def flags_of(out):
     return np.asarray(out["class_ml_flags"])
+
+
+# -- files and options of the command line ------------------------------------------
+
+
+@pytest.mark.parametrize("case", ["missing_model", "missing_catalog", "bad_images_pair",
+                                  "band_missing_from_images_dir"])
+def test_missing_files_and_bad_options_cli(field, capsys, case):
+    argv = {"model": field["model"], "catalog": field["catalog"],
+            "images": images_option(field["bands"])}
+    if case == "missing_model":
+        argv["model"] = field["dir"] / "nope.pt"
+    elif case == "missing_catalog":
+        argv["catalog"] = field["dir"] / "nope.fits"
+    elif case == "bad_images_pair":
+        argv["images"] = ["--images", "F555W"]
+    else:  # the model's F275W file is not in --images-dir
+        field["bands"]["F275W"].rename(field["dir"] / "f275w.fits")
+        argv["images"] = ["--images-dir", field["dir"] / "images"]
+    status, _, err = run_cli(["classify", "--model", argv["model"], "--catalog",
+                              argv["catalog"], *argv["images"], "--out", field["out"],
+                              "--quiet"], capsys)
+    assert_one_line_error(status, err)
+    assert err.startswith("clusterclf classify: error:")
+    assert_no_output(field)
 
 
 # -- images --------------------------------------------------------------------------

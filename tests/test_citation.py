@@ -4,7 +4,6 @@ import configparser
 import re
 from pathlib import Path
 
-import pytest
 import yaml
 
 import photutils_clusterclf
@@ -53,13 +52,6 @@ def test_citation_cff_and_cite_agree():
     assert f"url = {{{url}}}" in photutils_clusterclf.__bibtex__
     # Every reference lists its authors, not just the first one.
     assert all(len(ref["authors"]) > 1 for ref in cff["references"])
-
-
-def test_a_broken_citation_file_is_detected():
-    from cffconvert import Citation
-    broken = citation_file().replace("cff-version: 1.2.0", "cff-version: 1.2.0\nauthors: 3")
-    with pytest.raises(Exception):
-        Citation(broken).validate()
 
 
 def test_bibtex_and_meta_citation():

@@ -41,8 +41,8 @@ def test_citing_page_has_the_package_bibtex():
 
 def test_citing_page_names_the_papers():
     text = (DOCS / "citing.rst").read_text(encoding="utf-8")
-    for needle in ("10.1093/mnras/staa325", "MNRAS 506, 5294", "MNRAS 526, 2991",
-                   "clusterclf --cite"):
+    # The DOI of the method paper is in the BibTeX block checked above.
+    for needle in ("MNRAS 506, 5294", "MNRAS 526, 2991", "clusterclf --cite"):
         assert needle in text
 
 

@@ -1,7 +1,6 @@
-import numpy as np
 import pytest
 from astropy.io import fits
-from astropy.table import QTable, Table
+from astropy.table import Table
 
 from photutils_clusterclf.catalogs import read_catalog
 from photutils_clusterclf.fileio import atomic_output, sha256_file, write_table

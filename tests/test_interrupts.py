@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.table import Table
-from test_bad_input import make_classifier, run_cli, write_band_files, write_catalogue
+from helpers import make_classifier, run_cli, write_band_files, write_catalogue
 
 from photutils_clusterclf._inference import InferenceEngine
 from photutils_clusterclf.datasets import simulate_field

@@ -311,3 +311,12 @@ def test_add_stamp_clips_at_the_edges(shape):
     add_stamp(image, stamp, 5, 0)  # entirely off the right edge: nothing added
     add_stamp(image, stamp, -sx, -sy)  # entirely off the top-left corner
     assert np.array_equal(image, expected)
+
+
+def test_add_stamp_larger_than_the_image():
+    from photutils_clusterclf.datasets.render import add_stamp
+
+    stamp = np.arange(48.0).reshape(6, 8)
+    image = np.zeros((3, 4))
+    add_stamp(image, stamp, -2, -1)
+    assert np.array_equal(image, stamp[1:4, 2:6])
