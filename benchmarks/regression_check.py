@@ -65,8 +65,15 @@ def main(argv=None):
                                device="cpu", progress_bar=False)
     weights = [p.detach().cpu().numpy() for m in clf.models for p in m.state_dict().values()]
     results["weights"] = _digest(*weights)
+    # The fitted temperature (calibration) rescales the probabilities, not
+    # the classes; the T = 1 hash shows the networks' own output unchanged.
+    results["temperature"] = f"{clf.temperature:.6f}"
+    fitted, clf.temperature = clf.temperature, 1.0
     out = clf.classify(field.catalog, images, progress_bar=False)
     prob_cols = [c for c in out.colnames if c.startswith("prob_class")]
+    results["probabilities_t1"] = _digest(*(np.asarray(out[c], np.float32) for c in prob_cols))
+    clf.temperature = fitted
+    out = clf.classify(field.catalog, images, progress_bar=False)
     results["probabilities"] = _digest(*(np.asarray(out[c], np.float32) for c in prob_cols))
     results["class_ml"] = _digest(np.asarray(out["class_ml"]))
     results["n_classified"] = str(int(np.sum(np.asarray(out["class_ml"]) > 0)))
