@@ -74,16 +74,28 @@ CONFIGS = {
     "reduced": {"n_candidates": 800, "n_seeds": 1},
 }
 # name, distance (Mpc), role; the simulation seed of galaxy k is 1200 + k.
-GALAXIES = (("sim-6mpc", 6.0, "train"), ("sim-11mpc", 11.0, "validation"),
-            ("sim-17mpc", 17.0, "train"), ("sim-14mpc", 14.0, "heldout"))
+GALAXIES = (
+    ("sim-6mpc", 6.0, "train"),
+    ("sim-11mpc", 11.0, "validation"),
+    ("sim-17mpc", 17.0, "train"),
+    ("sim-14mpc", 14.0, "heldout"),
+)
 CUTOUT_SIZE = 32
 # PHANGS-HST density: 800 candidates in 2048^2 px.
-_DENSITY = 800 / 2048 ** 2
+_DENSITY = 800 / 2048**2
 
 #: The defaults of train_classifier before issue 12, spelled out.
-OLD_RECIPE = {"arch": "resnet18", "epochs": 30, "patience": 8, "lr": 1e-3,
-              "normalization": "asinh", "stem": "standard", "head": "standard", "schedule": "plateau",
-              "label_smoothing": 0.0}
+OLD_RECIPE = {
+    "arch": "resnet18",
+    "epochs": 30,
+    "patience": 8,
+    "lr": 1e-3,
+    "normalization": "asinh",
+    "stem": "standard",
+    "head": "standard",
+    "schedule": "plateau",
+    "label_smoothing": 0.0,
+}
 MODELS = {
     "features": ("features", "human", {}),
     "old": ("cnn", "human", OLD_RECIPE),
@@ -104,23 +116,37 @@ def galaxy_data(config_name, *, log=print):
         parts = {k: [] for k in ("cutouts", "truth", "human", "galaxy")}
         for k, (name, distance, _) in enumerate(GALAXIES):
             start = time.perf_counter()
-            field = simulate_field(shape=(side, side), n_candidates=n, distance_mpc=distance,
-                                   seed=1200 + k, target=name)
+            field = simulate_field(
+                shape=(side, side),
+                n_candidates=n,
+                distance_mpc=distance,
+                seed=1200 + k,
+                target=name,
+            )
             cat = field.catalog
-            batch = extract_cutouts(field.to_multiband_image(), np.asarray(cat["PHANGS_X"]),
-                                    np.asarray(cat["PHANGS_Y"]), size=CUTOUT_SIZE)
+            batch = extract_cutouts(
+                field.to_multiband_image(),
+                np.asarray(cat["PHANGS_X"]),
+                np.asarray(cat["PHANGS_Y"]),
+                size=CUTOUT_SIZE,
+            )
             ok = batch.classifiable
             truth = np.asarray(cat["CLASS_TRUE"], dtype=np.int64)[ok]
             parts["cutouts"].append(batch.data[ok])
             parts["truth"].append(truth)
             parts["human"].append(noisy_labels(truth, "human", rng).astype(np.int64))
             parts["galaxy"].append(np.full(truth.size, name))
-            log(f"simulated {name}: {side}^2 px, {truth.size} candidates "
-                f"({time.perf_counter() - start:.0f} s)")
+            log(
+                f"simulated {name}: {side}^2 px, {truth.size} candidates "
+                f"({time.perf_counter() - start:.0f} s)"
+            )
         DATA.mkdir(parents=True, exist_ok=True)
         with atomic_output(path, overwrite=True) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, bands=np.asarray(batch.bands),
-                     **{k: np.concatenate(v) for k, v in parts.items()})
+            np.savez(
+                fh,
+                bands=np.asarray(batch.bands),
+                **{k: np.concatenate(v) for k, v in parts.items()},
+            )
     with np.load(path, allow_pickle=False) as npz:
         return {k: npz[k] for k in npz.files}
 
@@ -142,14 +168,19 @@ def save_confusion_galleries(prefix, cutouts, truth, pred, bands, *, overwrite):
 
     for c in CLASSES:
         sel = truth == c
-        fig = plot_cutout_gallery(cutouts[sel], pred[sel], n_per_class=8, band_names=bands,
-                                  title=f"true class {c}: rows = predicted class "
-                                        f"(RGB = F814W, F555W, F438W)")
+        fig = plot_cutout_gallery(
+            cutouts[sel],
+            pred[sel],
+            n_per_class=8,
+            band_names=bands,
+            title=f"true class {c}: rows = predicted class (RGB = F814W, F555W, F438W)",
+        )
         save_figure(fig, f"{prefix}-true{c}.png", overwrite=overwrite)
 
 
-def run_model(name, data, *, seed, on, overrides, device, progress_bar, gallery=None,
-              overwrite=False):
+def run_model(
+    name, data, *, seed, on, overrides, device, progress_bar, gallery=None, overwrite=False
+):
     """Train model ``name`` with ``seed`` and score it on the galaxy ``on``.
 
     ``gallery``: file-name prefix of `save_confusion_galleries` figures.
@@ -167,21 +198,38 @@ def run_model(name, data, *, seed, on, overrides, device, progress_bar, gallery=
         extra = {}
     else:
         fit = role != "heldout"
-        ts = TrainingSet(data["cutouts"][fit], data[labels][fit], galaxy=data["galaxy"][fit],
-                         bands=bands)
+        ts = TrainingSet(
+            data["cutouts"][fit], data[labels][fit], galaxy=data["galaxy"][fit], bands=bands
+        )
         options = {**recipe, **overrides}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", AstropyUserWarning)  # no ImageNet weights: said below
-            clf = train_classifier(ts, val_galaxy=GALAXIES[1][0], seed=seed, device=device,
-                                   progress_bar=progress_bar, **options)
+            clf = train_classifier(
+                ts,
+                val_galaxy=GALAXIES[1][0],
+                seed=seed,
+                device=device,
+                progress_bar=progress_bar,
+                **options,
+            )
         seconds = time.perf_counter() - start
         pred = clf.predict_proba(data["cutouts"][target]).argmax(axis=1) + 1
         member = clf.card.training["members"][0]
-        extra = {"options": options, "weights": clf.card.training["options"]["weights"],
-                 "best_epoch": member["best_epoch"], "epochs_run": member["epochs_run"]}
+        extra = {
+            "options": options,
+            "weights": clf.card.training["options"]["weights"],
+            "best_epoch": member["best_epoch"],
+            "epochs_run": member["epochs_run"],
+        }
     if gallery is not None:
-        save_confusion_galleries(f"{gallery}-{name}-seed{seed}", data["cutouts"][target],
-                                 data["truth"][target], pred, bands, overwrite=overwrite)
+        save_confusion_galleries(
+            f"{gallery}-{name}-seed{seed}",
+            data["cutouts"][target],
+            data["truth"][target],
+            pred,
+            bands,
+            overwrite=overwrite,
+        )
     row = {"model": name, "seed": seed, "on": on, "seconds": seconds, **extra}
     row["recall_truth"], row["macro_truth"] = _recalls(data["truth"][target], pred)
     row["recall_human"], row["macro_human"] = _recalls(data["human"][target], pred)
@@ -201,23 +249,38 @@ def format_table(rows, ceiling):
     lines = []
     names = list(dict.fromkeys(r["model"] for r in rows))
     for ref in ("truth", "human"):
-        lines.append(f"recall against the {'true classes' if ref == 'truth' else 'human-like labels'}"
-                     f" of {rows[0]['on']} galaxy")
-        lines.append(f"{'model':15s} " + " ".join(f"{'class ' + str(c):>11s}" for c in CLASSES)
-                     + f" {'macro':>11s} {'train s':>8s}")
+        lines.append(
+            f"recall against the {'true classes' if ref == 'truth' else 'human-like labels'}"
+            f" of {rows[0]['on']} galaxy"
+        )
+        lines.append(
+            f"{'model':15s} "
+            + " ".join(f"{'class ' + str(c):>11s}" for c in CLASSES)
+            + f" {'macro':>11s} {'train s':>8s}"
+        )
         for name in names:
             sel = [r for r in rows if r["model"] == name]
-            cells = [_mean_std([r[f"recall_{ref}"][i] for r in sel]).rjust(11)
-                     for i in range(len(CLASSES))]
-            lines.append(f"{name:15s} " + " ".join(cells)
-                         + f" {_mean_std([r[f'macro_{ref}'] for r in sel]):>11s}"
-                         + f" {np.mean([r['seconds'] for r in sel]):8.0f}")
+            cells = [
+                _mean_std([r[f"recall_{ref}"][i] for r in sel]).rjust(11)
+                for i in range(len(CLASSES))
+            ]
+            lines.append(
+                f"{name:15s} "
+                + " ".join(cells)
+                + f" {_mean_std([r[f'macro_{ref}'] for r in sel]):>11s}"
+                + f" {np.mean([r['seconds'] for r in sel]):8.0f}"
+            )
         if ref == "human":
-            lines.append(f"{'ceiling':15s} " + " ".join(
-                f"{r:11.3f}" for r in ceiling[0]) + f" {ceiling[1]:11.3f}")
-            lines.append(f"{'noise diagonal':15s} " + " ".join(
-                f"{HUMAN_LABEL_NOISE[i, i]:11.3f}" for i in range(len(CLASSES)))
-                + f" {np.mean(np.diag(HUMAN_LABEL_NOISE)):11.3f}")
+            lines.append(
+                f"{'ceiling':15s} "
+                + " ".join(f"{r:11.3f}" for r in ceiling[0])
+                + f" {ceiling[1]:11.3f}"
+            )
+            lines.append(
+                f"{'noise diagonal':15s} "
+                + " ".join(f"{HUMAN_LABEL_NOISE[i, i]:11.3f}" for i in range(len(CLASSES)))
+                + f" {np.mean(np.diag(HUMAN_LABEL_NOISE)):11.3f}"
+            )
         lines.append("")
     return "\n".join(lines)
 
@@ -238,20 +301,37 @@ def _parse_set(items):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reduced", action="store_true", help="4 x 800 candidates, 1 seed")
-    parser.add_argument("--models", nargs="+", default=["features", "old", "new", "vgg",
-                                                         "features_truth", "new_truth"],
-                        choices=list(MODELS))
-    parser.add_argument("--seeds", type=int, help="number of seeds (default from the configuration)")
-    parser.add_argument("--on", default="heldout", choices=("heldout", "validation"),
-                        help="galaxy to score on (choose settings on 'validation' only)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a train_classifier option of the CNN models")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=["features", "old", "new", "vgg", "features_truth", "new_truth"],
+        choices=list(MODELS),
+    )
+    parser.add_argument(
+        "--seeds", type=int, help="number of seeds (default from the configuration)"
+    )
+    parser.add_argument(
+        "--on",
+        default="heldout",
+        choices=("heldout", "validation"),
+        help="galaxy to score on (choose settings on 'validation' only)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a train_classifier option of the CNN models",
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--num-threads", type=int, default=1, help="torch threads")
     parser.add_argument("--output", help="JSON file for the per-run rows")
-    parser.add_argument("--gallery", metavar="PREFIX",
-                        help="write PREFIX-<model>-seed<k>-true<c>.png: each true class's "
-                             "cutouts, one row per predicted class")
+    parser.add_argument(
+        "--gallery",
+        metavar="PREFIX",
+        help="write PREFIX-<model>-seed<k>-true<c>.png: each true class's "
+        "cutouts, one row per predicted class",
+    )
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -261,21 +341,37 @@ def main(argv=None):
     config_name = "reduced" if args.reduced else "standard"
     n_seeds = args.seeds or CONFIGS[config_name]["n_seeds"]
     overrides = _parse_set(args.set)
-    print(f"configuration {config_name}: {CONFIGS[config_name]}, seeds 0..{n_seeds - 1}, "
-          f"{args.num_threads} torch thread(s), overrides {overrides}, scored on {args.on}")
+    print(
+        f"configuration {config_name}: {CONFIGS[config_name]}, seeds 0..{n_seeds - 1}, "
+        f"{args.num_threads} torch thread(s), overrides {overrides}, scored on {args.on}"
+    )
     data = galaxy_data(config_name)
     rows = []
     for name in args.models:
         for seed in range(n_seeds):
-            row = run_model(name, data, seed=seed, on=args.on, overrides=overrides,
-                            device=args.device, progress_bar=not args.no_progress,
-                            gallery=args.gallery, overwrite=args.overwrite)
+            row = run_model(
+                name,
+                data,
+                seed=seed,
+                on=args.on,
+                overrides=overrides,
+                device=args.device,
+                progress_bar=not args.no_progress,
+                gallery=args.gallery,
+                overwrite=args.overwrite,
+            )
             rows.append(row)
-            print(f"{name:15s} seed {seed}: macro vs truth {row['macro_truth']:.3f} "
-                  f"({' / '.join(f'{r:.2f}' for r in row['recall_truth'])}), vs human "
-                  f"{row['macro_human']:.3f}, {row['seconds']:.0f} s"
-                  + (f", best epoch {row['best_epoch']}/{row['epochs_run']}"
-                     if "best_epoch" in row else ""), flush=True)
+            print(
+                f"{name:15s} seed {seed}: macro vs truth {row['macro_truth']:.3f} "
+                f"({' / '.join(f'{r:.2f}' for r in row['recall_truth'])}), vs human "
+                f"{row['macro_human']:.3f}, {row['seconds']:.0f} s"
+                + (
+                    f", best epoch {row['best_epoch']}/{row['epochs_run']}"
+                    if "best_epoch" in row
+                    else ""
+                ),
+                flush=True,
+            )
     if any(r.get("weights", "") is None for r in rows):
         print("note: ImageNet weights were not cached; the CNNs started from random initialisation")
     target = _roles(data) == args.on

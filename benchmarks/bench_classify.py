@@ -68,8 +68,11 @@ def field_files(size, n_candidates, *, seed=1):
     field = simulate_field(shape=(size, size), n_candidates=n_candidates, seed=seed)
     simulated = time.perf_counter() - start
     paths = field.write(directory, overwrite=True)
-    info = {"simulate_s": simulated, "write_s": time.perf_counter() - start - simulated,
-            "paths": {k: str(v) for k, v in paths.items()}}
+    info = {
+        "simulate_s": simulated,
+        "write_s": time.perf_counter() - start - simulated,
+        "paths": {k: str(v) for k, v in paths.items()},
+    }
     marker.write_text(json.dumps(info, indent=1))
     return paths, {**info, "cached": False}
 
@@ -83,8 +86,14 @@ def model_file(*, arch=ARCH, cutout_size=CUTOUT_SIZE, input_size=INPUT_SIZE, see
         DATA.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(seed)
         model = build_model(arch, n_bands=len(BANDS), n_classes=4)
-        ClusterClassifier.from_model(model, arch=arch, bands=BANDS, cutout_size=cutout_size,
-                                     input_size=input_size, device="cpu").save(path)
+        ClusterClassifier.from_model(
+            model,
+            arch=arch,
+            bands=BANDS,
+            cutout_size=cutout_size,
+            input_size=input_size,
+            device="cpu",
+        ).save(path)
     return path
 
 
@@ -102,7 +111,7 @@ def timed(fn):
 
 def spread(values):
     """``median (min-max)`` of a list of throughputs."""
-    return (f"{np.median(values):,.0f} ({min(values):,.0f}-{max(values):,.0f})")
+    return f"{np.median(values):,.0f} ({min(values):,.0f}-{max(values):,.0f})"
 
 
 def main(argv=None):
@@ -110,15 +119,25 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=8000, help="field side in pixels")
     parser.add_argument("--n-candidates", type=int, default=100_000)
-    parser.add_argument("--batch-size", type=int, default=None,
-                        help="objects per forward pass (default: the package default)")
-    parser.add_argument("--repeat", type=int, default=3,
-                        help="rounds of (network alone, end to end)")
-    parser.add_argument("--min-seconds", type=float, default=5.0,
-                        help="shortest network-alone measurement")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="objects per forward pass (default: the package default)",
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="rounds of (network alone, end to end)"
+    )
+    parser.add_argument(
+        "--min-seconds", type=float, default=5.0, help="shortest network-alone measurement"
+    )
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--num-threads", type=int, default=None,
-                        help="torch threads (default: torch's default, one per core)")
+    parser.add_argument(
+        "--num-threads",
+        type=int,
+        default=None,
+        help="torch threads (default: torch's default, one per core)",
+    )
     args = parser.parse_args(argv)
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
@@ -131,27 +150,41 @@ def main(argv=None):
     from photutils_clusterclf.preprocessing import prepare_batch
 
     paths, info = field_files(args.size, args.n_candidates)
-    print(f"field {args.size}x{args.size} px, {args.n_candidates} candidates: "
-          + ("cached" if info["cached"] else
-             f"simulated in {info['simulate_s']:.0f} s, written in {info['write_s']:.0f} s"))
+    print(
+        f"field {args.size}x{args.size} px, {args.n_candidates} candidates: "
+        + (
+            "cached"
+            if info["cached"]
+            else f"simulated in {info['simulate_s']:.0f} s, written in {info['write_s']:.0f} s"
+        )
+    )
     model = model_file()
     clf = ClusterClassifier.load(model, device=args.device)
     batch_size = args.batch_size or default_batch_size(clf.device)
     n = args.n_candidates
-    print(f"model {ARCH} cutout {CUTOUT_SIZE} input {INPUT_SIZE}, device {clf.device}, "
-          f"batch {batch_size}, torch threads {torch.get_num_threads()}")
+    print(
+        f"model {ARCH} cutout {CUTOUT_SIZE} input {INPUT_SIZE}, device {clf.device}, "
+        f"batch {batch_size}, torch threads {torch.get_num_threads()}"
+    )
 
     # (a) the network alone on pre-made normalised batches (real cutouts of
     # the field, prepared outside the timing).
     images = MultiBandImage.from_fits({b: paths[b] for b in BANDS})
     from photutils_clusterclf.catalogs import read_catalog
+
     cat = read_catalog(paths["catalog"])
     n_model = min(n, 20 * batch_size)
-    raw = extract_cutouts(images, np.asarray(cat["PHANGS_X"][:n_model]),
-                          np.asarray(cat["PHANGS_Y"][:n_model]), size=CUTOUT_SIZE,
-                          bands=clf.bands).data
-    batches = [prepare_batch(raw[s:s + batch_size], clf.normalization, INPUT_SIZE)
-               for s in range(0, n_model, batch_size)]
+    raw = extract_cutouts(
+        images,
+        np.asarray(cat["PHANGS_X"][:n_model]),
+        np.asarray(cat["PHANGS_Y"][:n_model]),
+        size=CUTOUT_SIZE,
+        bands=clf.bands,
+    ).data
+    batches = [
+        prepare_batch(raw[s : s + batch_size], clf.normalization, INPUT_SIZE)
+        for s in range(0, n_model, batch_size)
+    ]
     del raw, images
     clf._engine.member_probs(batches[0], tta=False)  # warm-up
 
@@ -166,21 +199,33 @@ def main(argv=None):
 
     model_rates, e2e_rates = [], []
     with tempfile.TemporaryDirectory(dir=DATA) as tmp:
+
         def end_to_end():
-            classify_files(model, paths["catalog"], {b: paths[b] for b in BANDS},
-                           Path(tmp) / "out.fits", regions=Path(tmp) / "out.reg",
-                           overwrite=True, device=args.device, progress_bar=False,
-                           batch_size=batch_size)
+            classify_files(
+                model,
+                paths["catalog"],
+                {b: paths[b] for b in BANDS},
+                Path(tmp) / "out.fits",
+                regions=Path(tmp) / "out.reg",
+                overwrite=True,
+                device=args.device,
+                progress_bar=False,
+                batch_size=batch_size,
+            )
 
         for round_ in range(args.repeat):
             model_rates.append(model_only())
             e2e_rates.append(n / timed(end_to_end))
-            print(f"round {round_ + 1}: network alone {model_rates[-1]:,.0f} objects/s, "
-                  f"end to end {e2e_rates[-1]:,.0f} objects/s, "
-                  f"ratio {e2e_rates[-1] / model_rates[-1]:.3f}")
+            print(
+                f"round {round_ + 1}: network alone {model_rates[-1]:,.0f} objects/s, "
+                f"end to end {e2e_rates[-1]:,.0f} objects/s, "
+                f"ratio {e2e_rates[-1] / model_rates[-1]:.3f}"
+            )
     ratio = float(np.median(e2e_rates) / np.median(model_rates))
-    print(f"model_only: {spread(model_rates)} objects/s (median (min-max) of "
-          f"{args.repeat} measurements of >= {args.min_seconds:g} s)")
+    print(
+        f"model_only: {spread(model_rates)} objects/s (median (min-max) of "
+        f"{args.repeat} measurements of >= {args.min_seconds:g} s)"
+    )
     print(f"end_to_end: {spread(e2e_rates)} objects/s ({n} objects per run)")
     print(f"peak_rss_mb={peak_rss_mb():.0f}")
     print(f"end_to_end_over_model_only={ratio:.3f}")

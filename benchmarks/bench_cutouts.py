@@ -58,9 +58,11 @@ def main(argv=None):
     per_1e5 = best * 1e5 / n
     # On a shared machine wall time includes waiting for a core; the CPU
     # time of this (single-threaded) work is what an idle core would take.
-    print(f"{n} cutouts x {len(BANDS)} bands x {DEFAULT_CUTOUT_SIZE}^2 px from "
-          f"{args.size}^2 px memory-mapped FITS: wall {', '.join(f'{t:.2f}' for t in times)} s, "
-          f"CPU {', '.join(f'{t:.2f}' for t in cpu)} s ({n / best:,.0f} cutouts/s wall)")
+    print(
+        f"{n} cutouts x {len(BANDS)} bands x {DEFAULT_CUTOUT_SIZE}^2 px from "
+        f"{args.size}^2 px memory-mapped FITS: wall {', '.join(f'{t:.2f}' for t in times)} s, "
+        f"CPU {', '.join(f'{t:.2f}' for t in cpu)} s ({n / best:,.0f} cutouts/s wall)"
+    )
     print(f"cpu_seconds_per_1e5_cutouts={min(cpu) * 1e5 / n:.2f}")
     print(f"seconds_per_1e5_cutouts={per_1e5:.2f} (target <= {TARGET_S_PER_1E5})")
     return per_1e5 <= TARGET_S_PER_1E5

@@ -59,11 +59,18 @@ def normalized_batches(n_objects, batch_size, *, size=2000, n_candidates=5000):
     paths, _ = field_files(size, n_candidates)
     cat = read_catalog(paths["catalog"])[:n_objects]
     images = MultiBandImage.from_fits({b: paths[b] for b in BANDS})
-    raw = extract_cutouts(images, np.asarray(cat["PHANGS_X"]), np.asarray(cat["PHANGS_Y"]),
-                          size=CUTOUT_SIZE, bands=BANDS).data
+    raw = extract_cutouts(
+        images,
+        np.asarray(cat["PHANGS_X"]),
+        np.asarray(cat["PHANGS_Y"]),
+        size=CUTOUT_SIZE,
+        bands=BANDS,
+    ).data
     norm = Normalization()
-    return [prepare_batch(raw[s:s + batch_size], norm, INPUT_SIZE)
-            for s in range(0, len(raw), batch_size)]
+    return [
+        prepare_batch(raw[s : s + batch_size], norm, INPUT_SIZE)
+        for s in range(0, len(raw), batch_size)
+    ]
 
 
 def sharpened_model(logit_scale, seed=0):
@@ -85,6 +92,7 @@ def softmax_runner(module, *, channels_last=False, device="cpu"):
         with torch.inference_mode():
             x = batch.to(device).contiguous(memory_format=fmt)
             return torch.softmax(module(x).float(), dim=1).cpu()
+
     return run
 
 
@@ -99,27 +107,53 @@ def options(model, batches, args):
     folded = fuse(copy.deepcopy(model)).to(device)
     out = {
         "eager": (softmax_runner(eager, device=device), batches, TOLERANCE),
-        "channels_last": (softmax_runner(copy.deepcopy(eager).to(
-            memory_format=torch.channels_last), channels_last=True, device=device),
-            batches, TOLERANCE),
+        "channels_last": (
+            softmax_runner(
+                copy.deepcopy(eager).to(memory_format=torch.channels_last),
+                channels_last=True,
+                device=device,
+            ),
+            batches,
+            TOLERANCE,
+        ),
         "bn_folded": (softmax_runner(folded, device=device), batches, TOLERANCE),
-        "bn_folded+channels_last": (softmax_runner(copy.deepcopy(folded).to(
-            memory_format=torch.channels_last), channels_last=True, device=device),
-            batches, TOLERANCE),
+        "bn_folded+channels_last": (
+            softmax_runner(
+                copy.deepcopy(folded).to(memory_format=torch.channels_last),
+                channels_last=True,
+                device=device,
+            ),
+            batches,
+            TOLERANCE,
+        ),
     }
-    clf = ClusterClassifier.from_model(copy.deepcopy(model), arch="resnet18",
-                                       bands=("F275W", "F336W", "F438W", "F555W", "F814W"),
-                                       cutout_size=32, device=device)
-    out["package"] = (lambda b: torch.from_numpy(clf._engine.member_probs(b, tta=False)[0]),
-                      batches, TOLERANCE)
+    clf = ClusterClassifier.from_model(
+        copy.deepcopy(model),
+        arch="resnet18",
+        bands=("F275W", "F336W", "F438W", "F555W", "F814W"),
+        cutout_size=32,
+        device=device,
+    )
+    out["package"] = (
+        lambda b: torch.from_numpy(clf._engine.member_probs(b, tta=False)[0]),
+        batches,
+        TOLERANCE,
+    )
     if args.autocast and device.type == "cuda":
         for dtype in (torch.bfloat16, torch.float16):
-            amp = ClusterClassifier.from_model(copy.deepcopy(model), arch="resnet18",
-                                               bands=clf.bands, cutout_size=32, device=device)
+            amp = ClusterClassifier.from_model(
+                copy.deepcopy(model),
+                arch="resnet18",
+                bands=clf.bands,
+                cutout_size=32,
+                device=device,
+            )
             amp.autocast_dtype = dtype
             out[f"package+autocast_{str(dtype)[6:]}"] = (
                 lambda b, amp=amp: torch.from_numpy(amp._engine.member_probs(b, tta=False)[0]),
-                batches, AUTOCAST_TOLERANCE)
+                batches,
+                AUTOCAST_TOLERANCE,
+            )
     if device.type == "cpu":
         with torch.inference_mode():
             traced = torch.jit.trace(copy.deepcopy(model), batches[0])
@@ -150,16 +184,25 @@ def onnx_runner(model, example):
     except ImportError:
         return None
     buffer = io.BytesIO()
-    torch.onnx.export(copy.deepcopy(model), (example,), buffer, input_names=["x"],
-                      output_names=["logits"], dynamic_axes={"x": {0: "n"}}, dynamo=False)
+    torch.onnx.export(
+        copy.deepcopy(model),
+        (example,),
+        buffer,
+        input_names=["x"],
+        output_names=["logits"],
+        dynamic_axes={"x": {0: "n"}},
+        dynamo=False,
+    )
     opts = onnxruntime.SessionOptions()
     opts.intra_op_num_threads = torch.get_num_threads()
-    session = onnxruntime.InferenceSession(buffer.getvalue(), opts,
-                                           providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(
+        buffer.getvalue(), opts, providers=["CPUExecutionProvider"]
+    )
 
     def run(batch):
         logits = session.run(None, {"x": batch.numpy()})[0]
         return torch.softmax(torch.from_numpy(logits), dim=1)
+
     return run
 
 
@@ -167,19 +210,30 @@ def main(argv=None):
     """Print the table option -> objects/s, ratio to eager, max |dp|."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-objects", type=int, default=1024)
-    parser.add_argument("--batch-size", type=int, default=None,
-                        help="default: the package default for the device")
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="default: the package default for the device"
+    )
     parser.add_argument("--batch-sizes", type=int, nargs="*", default=[32, 64, 256, 512])
-    parser.add_argument("--threads", type=int, nargs="*", default=[1],
-                        help="extra torch thread counts to try on the package path")
-    parser.add_argument("--num-threads", type=int, default=None,
-                        help="torch threads of all options (default: torch's default)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        nargs="*",
+        default=[1],
+        help="extra torch thread counts to try on the package path",
+    )
+    parser.add_argument(
+        "--num-threads",
+        type=int,
+        default=None,
+        help="torch threads of all options (default: torch's default)",
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--logit-scale", type=float, default=30.0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--compile", action="store_true", help="also try torch.compile")
-    parser.add_argument("--autocast", action="store_true",
-                        help="also try bf16/fp16 autocast (CUDA only)")
+    parser.add_argument(
+        "--autocast", action="store_true", help="also try bf16/fp16 autocast (CUDA only)"
+    )
     args = parser.parse_args(argv)
     from photutils_clusterclf._inference import default_batch_size
 
@@ -190,9 +244,11 @@ def main(argv=None):
     model = sharpened_model(args.logit_scale)
     opts = options(model, batches, args)
     reference = torch.cat([opts["eager"][0](b) for b in batches])
-    print(f"reference probabilities: mean max-probability "
-          f"{reference.max(dim=1).values.mean():.3f}, std per class "
-          f"{np.round(reference.std(dim=0).numpy(), 3).tolist()}")
+    print(
+        f"reference probabilities: mean max-probability "
+        f"{reference.max(dim=1).values.mean():.3f}, std per class "
+        f"{np.round(reference.std(dim=0).numpy(), 3).tolist()}"
+    )
     default_threads = torch.get_num_threads()
     runs = [(name, default_threads) for name in opts]
     runs += [("package", t) for t in args.threads if t != default_threads]
@@ -212,8 +268,10 @@ def main(argv=None):
     torch.set_num_threads(default_threads)
     n = sum(len(b) for b in batches)
     base = n / best["eager"]
-    print(f"device {args.device}, {n} objects, batch {batch_size}, "
-          f"{default_threads} threads, best of {args.rounds} round-robin rounds")
+    print(
+        f"device {args.device}, {n} objects, batch {batch_size}, "
+        f"{default_threads} threads, best of {args.rounds} round-robin rounds"
+    )
     print(f"{'option':34s} {'objects/s':>10s} {'ratio':>7s} {'max |dp|':>10s}")
     ok = True
     for key in best:

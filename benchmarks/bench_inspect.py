@@ -35,6 +35,7 @@ DATA = Path(__file__).resolve().parent / "_data" / "inspect"
 def catalogue(rows, field):
     """``rows`` candidates drawn from the field's catalogue, positions jittered."""
     from astropy.table import QTable
+
     rng = np.random.default_rng(8)
     base = field.catalog
     pick = np.resize(np.arange(len(base)), rows)
@@ -55,10 +56,16 @@ def catalogue(rows, field):
 
 def browser():
     from selenium import webdriver
+
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium")
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu",
-                     "--disable-dev-shm-usage", "--window-size=1400,900"):
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,900",
+    ):
         options.add_argument(argument)
     # An explicit driver: Selenium Manager would look for one on the network.
     service = webdriver.ChromeService(executable_path=shutil.which("chromedriver"))
@@ -67,6 +74,7 @@ def browser():
 
 def wait(driver, script, timeout=120):
     from selenium.webdriver.support.ui import WebDriverWait
+
     WebDriverWait(driver, timeout, poll_frequency=0.02).until(lambda d: d.execute_script(script))
 
 
@@ -74,8 +82,11 @@ def open_page(driver, url):
     """Times (s) from navigation start: first paint, page 1 drawn, load."""
     driver.get("about:blank")
     driver.get(url)
-    wait(driver, "return performance.getEntriesByName('clusterclf-first-page').length > 0"
-                 " && document.readyState === 'complete'")
+    wait(
+        driver,
+        "return performance.getEntriesByName('clusterclf-first-page').length > 0"
+        " && document.readyState === 'complete'",
+    )
     return driver.execute_script("""
         const fcp = performance.getEntriesByName('first-contentful-paint')[0];
         const page = performance.getEntriesByName('clusterclf-first-page')[0];
@@ -100,6 +111,7 @@ def main():
     args = parser.parse_args()
 
     import torch
+
     torch.set_num_threads(1)
     from photutils_clusterclf.datasets import simulate_field
     from photutils_clusterclf.inspect_page import write_inspection_page
@@ -112,8 +124,10 @@ def main():
     driver = browser()
     version = driver.capabilities["browserVersion"]
     try:
-        print("| candidates | write | file size | first contentful paint | page 1 drawn | "
-              "load (whole file) | next page | filter p >= 0.5 |")
+        print(
+            "| candidates | write | file size | first contentful paint | page 1 drawn | "
+            "load (whole file) | next page | filter p >= 0.5 |"
+        )
         print("|---|---|---|---|---|---|---|---|")
         for rows in args.rows:
             table = catalogue(rows, field)
@@ -124,12 +138,17 @@ def main():
             size = page.stat().st_size / 1e6
             opened = np.array([open_page(driver, page.as_uri()) for _ in range(args.repeat)])
             flip = interaction(driver, "document.getElementById('next').click();")
-            filtered = interaction(driver, """const p = document.getElementById('pmin');
-                p.value = '0.5'; p.dispatchEvent(new Event('input'));""")
+            filtered = interaction(
+                driver,
+                """const p = document.getElementById('pmin');
+                p.value = '0.5'; p.dispatchEvent(new Event('input'));""",
+            )
             fcp, drawn, load = np.median(opened, axis=0)
-            print(f"| {rows} | {written:.1f} s | {size:.1f} MB ({size * 1e3 / rows:.2f} kB "
-                  f"each) | {fcp:.2f} s | {drawn:.2f} s | {load:.2f} s | {flip:.2f} s | "
-                  f"{filtered:.2f} s |")
+            print(
+                f"| {rows} | {written:.1f} s | {size:.1f} MB ({size * 1e3 / rows:.2f} kB "
+                f"each) | {fcp:.2f} s | {drawn:.2f} s | {load:.2f} s | {flip:.2f} s | "
+                f"{filtered:.2f} s |"
+            )
     finally:
         driver.quit()
     print(f"medians of {args.repeat} openings; Chromium {version}")

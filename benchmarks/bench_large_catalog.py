@@ -62,9 +62,7 @@ def make_catalogue(n_rows, shape, on_fraction, seed):
     on = rng.random(n_rows) < on_fraction
     x[on] = rng.uniform(0, shape[1] - 1, on.sum())
     y[on] = rng.uniform(0, shape[0] - 1, on.sum())
-    return Table(
-        {"ID": np.arange(n_rows, dtype=np.int64), "PHANGS_X": x, "PHANGS_Y": y}
-    )
+    return Table({"ID": np.arange(n_rows, dtype=np.int64), "PHANGS_X": x, "PHANGS_Y": y})
 
 
 def run(clf, table, images, batch_size):

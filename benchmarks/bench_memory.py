@@ -70,20 +70,35 @@ def run_case(args):
         catalog = paths["catalog"]
         if args.case < args.n_candidates:
             catalog = Path(tmp) / "subset.fits"
-            write_table(read_catalog(paths["catalog"])[:args.case], catalog)
+            write_table(read_catalog(paths["catalog"])[: args.case], catalog)
         baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         start = time.perf_counter()
-        classify_files(model, catalog, {b: paths[b] for b in BANDS}, Path(tmp) / "out.fits",
-                       regions=Path(tmp) / "out.reg", device="cpu", progress_bar=False)
+        classify_files(
+            model,
+            catalog,
+            {b: paths[b] for b in BANDS},
+            Path(tmp) / "out.fits",
+            regions=Path(tmp) / "out.reg",
+            device="cpu",
+            progress_bar=False,
+        )
         elapsed = time.perf_counter() - start
         done.set()
         sampler.join()
-    print(json.dumps({"n": args.case, "seconds": elapsed,
-                      "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                      "rss_before_mb": baseline, "peak_rss_anon_mb": peaks["RssAnon"],
-                      "peak_rss_file_mb": peaks["RssFile"]}))
+    print(
+        json.dumps(
+            {
+                "n": args.case,
+                "seconds": elapsed,
+                "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "rss_before_mb": baseline,
+                "peak_rss_anon_mb": peaks["RssAnon"],
+                "peak_rss_file_mb": peaks["RssFile"],
+            }
+        )
+    )
 
 
 def main(argv=None):
@@ -101,17 +116,31 @@ def main(argv=None):
 
     results = []
     for case in (args.small, args.n_candidates):
-        cmd = [sys.executable, __file__, "--case", str(case), "--size", str(args.size),
-               "--n-candidates", str(args.n_candidates), "--arch", args.arch]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--case",
+            str(case),
+            "--size",
+            str(args.size),
+            "--n-candidates",
+            str(args.n_candidates),
+            "--arch",
+            args.arch,
+        ]
         if args.num_threads:
             cmd += ["--num-threads", str(args.num_threads)]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         results.append(json.loads(out.strip().splitlines()[-1]))
-    print(f"{'candidates':>10s} {'seconds':>8s} {'ru_maxrss MB':>12s} "
-          f"{'peak RssAnon MB':>15s} {'peak RssFile MB':>15s}")
+    print(
+        f"{'candidates':>10s} {'seconds':>8s} {'ru_maxrss MB':>12s} "
+        f"{'peak RssAnon MB':>15s} {'peak RssFile MB':>15s}"
+    )
     for r in results:
-        print(f"{r['n']:10d} {r['seconds']:8.1f} {r['ru_maxrss_mb']:12.0f} "
-              f"{r['peak_rss_anon_mb']:15.0f} {r['peak_rss_file_mb']:15.0f}")
+        print(
+            f"{r['n']:10d} {r['seconds']:8.1f} {r['ru_maxrss_mb']:12.0f} "
+            f"{r['peak_rss_anon_mb']:15.0f} {r['peak_rss_file_mb']:15.0f}"
+        )
     small, large = results
     growth = large["ru_maxrss_mb"] - small["ru_maxrss_mb"]
     anon_growth = large["peak_rss_anon_mb"] - small["peak_rss_anon_mb"]

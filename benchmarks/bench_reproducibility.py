@@ -25,10 +25,12 @@ import torch
 
 def max_weight_diff(a, b):
     """Largest absolute difference between the floating-point weights of two classifiers."""
-    return max(float((pa - pb).abs().max())
-               for ma, mb in zip(a.models, b.models)
-               for pa, pb in zip(ma.state_dict().values(), mb.state_dict().values())
-               if pa.is_floating_point())
+    return max(
+        float((pa - pb).abs().max())
+        for ma, mb in zip(a.models, b.models)
+        for pa, pb in zip(ma.state_dict().values(), mb.state_dict().values())
+        if pa.is_floating_point()
+    )
 
 
 def main(argv=None):
@@ -52,31 +54,48 @@ def main(argv=None):
     paths, _ = field_files(2000, 3000)
     cat = read_catalog(paths["catalog"])
     with MultiBandImage.from_fits({b: paths[b] for b in BANDS}) as images:
-        batch = extract_cutouts(images, np.asarray(cat["PHANGS_X"]),
-                                np.asarray(cat["PHANGS_Y"]), size=CUTOUT_SIZE, bands=BANDS)
+        batch = extract_cutouts(
+            images,
+            np.asarray(cat["PHANGS_X"]),
+            np.asarray(cat["PHANGS_Y"]),
+            size=CUTOUT_SIZE,
+            bands=BANDS,
+        )
     ok = batch.classifiable
     cutouts, labels = batch.data[ok], np.asarray(cat["CLASS_TRUE"])[ok]
-    training_set = TrainingSet(cutouts[:args.n_objects], labels[:args.n_objects], bands=BANDS)
+    training_set = TrainingSet(cutouts[: args.n_objects], labels[: args.n_objects], bands=BANDS)
 
     runs = {}
     for threads in (1, args.threads):
         for run in range(args.runs):
             with num_threads(threads):
-                clf = train_classifier(training_set, arch=ARCH, weights=None,
-                                       input_size=INPUT_SIZE, epochs=args.epochs,
-                                       batch_size=64, seed=args.seed, device="cpu",
-                                       val_fraction=0.2, progress_bar=False)
+                clf = train_classifier(
+                    training_set,
+                    arch=ARCH,
+                    weights=None,
+                    input_size=INPUT_SIZE,
+                    epochs=args.epochs,
+                    batch_size=64,
+                    seed=args.seed,
+                    device="cpu",
+                    val_fraction=0.2,
+                    progress_bar=False,
+                )
                 probs = clf.predict_proba(cutouts)
             runs[(threads, run)] = (clf, probs)
             print(f"trained: {threads} thread(s), run {run + 1}", flush=True)
 
-    print(f"\n{ARCH}, {len(training_set)} objects, {args.epochs} epochs, seed {args.seed}; "
-          f"predictions on {len(cutouts)} candidates")
+    print(
+        f"\n{ARCH}, {len(training_set)} objects, {args.epochs} epochs, seed {args.seed}; "
+        f"predictions on {len(cutouts)} candidates"
+    )
     print("comparison                        max |dw|    max |dp|   other class")
     results = {}
-    pairs = [("1 thread, run 1 vs run 2", (1, 0), (1, 1)),
-             (f"{args.threads} threads, run 1 vs run 2", (args.threads, 0), (args.threads, 1)),
-             (f"1 vs {args.threads} threads", (1, 0), (args.threads, 0))]
+    pairs = [
+        ("1 thread, run 1 vs run 2", (1, 0), (1, 1)),
+        (f"{args.threads} threads, run 1 vs run 2", (args.threads, 0), (args.threads, 1)),
+        (f"1 vs {args.threads} threads", (1, 0), (args.threads, 0)),
+    ]
     for name, a, b in pairs:
         if a not in runs or b not in runs:
             continue

@@ -18,11 +18,12 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    field = simulate_field(shape=tuple(args.shape), n_candidates=args.n_candidates,
-                           seed=args.seed)
+    field = simulate_field(shape=tuple(args.shape), n_candidates=args.n_candidates, seed=args.seed)
     elapsed = time.perf_counter() - start
-    print(f"simulate_field shape={tuple(args.shape)} n_candidates={len(field.catalog)}: "
-          f"{elapsed:.1f} s")
+    print(
+        f"simulate_field shape={tuple(args.shape)} n_candidates={len(field.catalog)}: "
+        f"{elapsed:.1f} s"
+    )
     return elapsed
 
 

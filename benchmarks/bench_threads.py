@@ -88,10 +88,15 @@ def make_jobs(args, workdir):
     paths, _ = field_files(2000, args.n_candidates)
     model = model_file()
     images = {b: paths[b] for b in BANDS}
-    cat = read_catalog(paths["catalog"])[:args.n_train]
+    cat = read_catalog(paths["catalog"])[: args.n_train]
     with MultiBandImage.from_fits(images) as opened:
-        batch = extract_cutouts(opened, np.asarray(cat["PHANGS_X"]),
-                                np.asarray(cat["PHANGS_Y"]), size=CUTOUT_SIZE, bands=BANDS)
+        batch = extract_cutouts(
+            opened,
+            np.asarray(cat["PHANGS_X"]),
+            np.asarray(cat["PHANGS_Y"]),
+            size=CUTOUT_SIZE,
+            bands=BANDS,
+        )
     ok = batch.classifiable
     training_set = TrainingSet(batch.data[ok], np.asarray(cat["CLASS_TRUE"])[ok], bands=BANDS)
     counter = iter(range(10**6))
@@ -100,28 +105,48 @@ def make_jobs(args, workdir):
         threads = apply(setting, torch_default)
         out = Path(workdir) / f"classified{next(counter)}.fits"
         start = time.perf_counter()
-        classify_files(model, paths["catalog"], images, out, device="cpu",
-                       progress_bar=False)
+        classify_files(model, paths["catalog"], images, out, device="cpu", progress_bar=False)
         return time.perf_counter() - start, threads
 
     def train(setting, torch_default):
         threads = apply(setting, torch_default)
         start = time.perf_counter()
-        train_classifier(training_set, arch=ARCH, weights=None, input_size=INPUT_SIZE,
-                         epochs=1, batch_size=64, device="cpu", val_fraction=0.2,
-                         progress_bar=False)
+        train_classifier(
+            training_set,
+            arch=ARCH,
+            weights=None,
+            input_size=INPUT_SIZE,
+            epochs=1,
+            batch_size=64,
+            device="cpu",
+            val_fraction=0.2,
+            progress_bar=False,
+        )
         return time.perf_counter() - start, threads
 
     def demo(setting, torch_default):
         out = Path(workdir) / f"demo{next(counter)}"
         threads = {"torch": str(torch_default), "1": "1", "auto": "auto"}[setting]
-        cmd = [sys.executable, "-m", "photutils_clusterclf.cli", "demo", "--quick",
-               "--out", str(out), "--quiet", "--device", "cpu", "--num-threads", threads]
+        cmd = [
+            sys.executable,
+            "-m",
+            "photutils_clusterclf.cli",
+            "demo",
+            "--quick",
+            "--out",
+            str(out),
+            "--quiet",
+            "--device",
+            "cpu",
+            "--num-threads",
+            threads,
+        ]
         env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
         start = time.perf_counter()
         try:
-            subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL,
-                           timeout=args.demo_timeout)
+            subprocess.run(
+                cmd, check=True, env=env, stdout=subprocess.DEVNULL, timeout=args.demo_timeout
+            )
         except subprocess.TimeoutExpired:
             return float("inf"), threads
         return time.perf_counter() - start, threads
@@ -140,8 +165,9 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=1, help="rounds; best kept")
     parser.add_argument("--demo", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--demo-timeout", type=float, default=300.0)
-    parser.add_argument("--conditions", nargs="+", default=["idle", "loaded"],
-                        choices=("idle", "loaded"))
+    parser.add_argument(
+        "--conditions", nargs="+", default=["idle", "loaded"], choices=("idle", "loaded")
+    )
     args = parser.parse_args(argv)
 
     # torch's own default, before anything changes it (OMP_NUM_THREADS would
@@ -149,8 +175,9 @@ def main(argv=None):
     if "OMP_NUM_THREADS" in os.environ:
         parser.error("unset OMP_NUM_THREADS: it fixes torch's default thread count")
     torch_default = torch.get_num_threads()
-    print(f"{os.cpu_count()} CPUs, torch's default {torch_default} threads, "
-          f"torch {torch.__version__}")
+    print(
+        f"{os.cpu_count()} CPUs, torch's default {torch_default} threads, torch {torch.__version__}"
+    )
     times, used = {}, {}
     with tempfile.TemporaryDirectory() as workdir:
         jobs = make_jobs(args, workdir)
@@ -169,8 +196,11 @@ def main(argv=None):
                             key = (name, condition, setting)
                             times[key] = min(times.get(key, float("inf")), seconds)
                             used.setdefault(key, []).append(str(threads))
-                            print(f"  {name:8s} {setting:5s} threads {threads}: "
-                                  f"{seconds:7.1f} s   ({load_text()})", flush=True)
+                            print(
+                                f"  {name:8s} {setting:5s} threads {threads}: "
+                                f"{seconds:7.1f} s   ({load_text()})",
+                                flush=True,
+                            )
             finally:
                 if competitor is not None:
                     competitor.kill()
@@ -184,8 +214,11 @@ def main(argv=None):
             shown, ratio = f"> {args.demo_timeout:.0f}", "-"
         else:
             shown = f"{seconds:.1f}"
-            ratio = (f"> {args.demo_timeout / seconds:.2f}" if reference == float("inf")
-                     else f"{reference / seconds:.2f}")
+            ratio = (
+                f"> {args.demo_timeout / seconds:.2f}"
+                if reference == float("inf")
+                else f"{reference / seconds:.2f}"
+            )
         threads = "/".join(used[(name, condition, setting)])
         print(f"{name:9s} {condition:9s}  {setting:7s}  {threads:7s}  {shown:>8s}  {ratio:>6s}")
     return times

@@ -45,24 +45,39 @@ def main(argv=None):
     from photutils_clusterclf.training import TrainingSet, train_classifier
 
     paths, _ = field_files(2000, 5000)
-    cat = read_catalog(paths["catalog"])[:args.n_objects]
+    cat = read_catalog(paths["catalog"])[: args.n_objects]
     images = MultiBandImage.from_fits({b: paths[b] for b in BANDS})
-    batch = extract_cutouts(images, np.asarray(cat["PHANGS_X"]), np.asarray(cat["PHANGS_Y"]),
-                            size=CUTOUT_SIZE, bands=BANDS)
+    batch = extract_cutouts(
+        images,
+        np.asarray(cat["PHANGS_X"]),
+        np.asarray(cat["PHANGS_Y"]),
+        size=CUTOUT_SIZE,
+        bands=BANDS,
+    )
     ok = batch.classifiable
     ts = TrainingSet(batch.data[ok], np.asarray(cat["CLASS_TRUE"])[ok], bands=BANDS)
     n_train = int(round(0.8 * len(ts)))
     times = []
     for _ in range(args.repeat):
         start = time.perf_counter()
-        train_classifier(ts, arch=ARCH, weights=None, input_size=INPUT_SIZE,
-                         epochs=args.epochs, batch_size=args.batch_size, device=args.device,
-                         val_fraction=0.2, progress_bar=False)
+        train_classifier(
+            ts,
+            arch=ARCH,
+            weights=None,
+            input_size=INPUT_SIZE,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            device=args.device,
+            val_fraction=0.2,
+            progress_bar=False,
+        )
         times.append(time.perf_counter() - start)
     rate = n_train * args.epochs / min(times)
-    print(f"{ARCH} cutout {CUTOUT_SIZE} input {INPUT_SIZE} batch {args.batch_size}, "
-          f"device {args.device}, torch threads {torch.get_num_threads()}: "
-          f"{n_train} training images x {args.epochs} epoch(s) in {min(times):.1f} s")
+    print(
+        f"{ARCH} cutout {CUTOUT_SIZE} input {INPUT_SIZE} batch {args.batch_size}, "
+        f"device {args.device}, torch threads {torch.get_num_threads()}: "
+        f"{n_train} training images x {args.epochs} epoch(s) in {min(times):.1f} s"
+    )
     print(f"training_images_per_s={rate:.0f}")
     return rate
 

@@ -59,15 +59,22 @@ def simulate(progress=print):
     catalogs = []
     for k, distance in enumerate(TRAIN_DISTANCES):
         start = time.perf_counter()
-        field = simulate_field(shape=SHAPE, n_candidates=N_CANDIDATES, distance_mpc=distance,
-                               seed=10 + k, target=f"consensus-train{k}")
+        field = simulate_field(
+            shape=SHAPE,
+            n_candidates=N_CANDIDATES,
+            distance_mpc=distance,
+            seed=10 + k,
+            target=f"consensus-train{k}",
+        )
         cat = field.catalog
         for name, rng in zip(LABELLERS, rngs):
             cat[name] = noisy_labels(cat["CLASS_TRUE"], "human", rng)
         cat["galaxy"] = field.target
         catalogs.append((cat, field))
-        progress(f"simulated {field.target} at {distance:g} Mpc "
-                 f"({time.perf_counter() - start:.0f} s)", flush=True)
+        progress(
+            f"simulated {field.target} at {distance:g} Mpc ({time.perf_counter() - start:.0f} s)",
+            flush=True,
+        )
     return catalogs
 
 
@@ -78,13 +85,19 @@ def _agreement(table, column):
 
 
 def agreement_table(pooled, per_galaxy_ds):
-    lines = [(f"{len(pooled)} candidates in {len(TRAIN_DISTANCES)} galaxies, 3 labellers "
-             "with the 'human' noise (seeds 1, 2, 3)"),
-             f"{'labels':34s} {'accuracy':>8s} {'+-':>6s} {'macro recall':>12s}"]
+    lines = [
+        (
+            f"{len(pooled)} candidates in {len(TRAIN_DISTANCES)} galaxies, 3 labellers "
+            "with the 'human' noise (seeds 1, 2, 3)"
+        ),
+        f"{'labels':34s} {'accuracy':>8s} {'+-':>6s} {'macro recall':>12s}",
+    ]
     rows = [(f"labeller {s} alone", name) for s, name in zip(LABELLER_SEEDS, LABELLERS)]
-    rows += [("majority vote (ties: labeller 1)", "majority"),
-             ("Dawid-Skene, all galaxies", "dawid_skene"),
-             ("Dawid-Skene, each galaxy alone", "dawid_skene_galaxy")]
+    rows += [
+        ("majority vote (ties: labeller 1)", "majority"),
+        ("Dawid-Skene, all galaxies", "dawid_skene"),
+        ("Dawid-Skene, each galaxy alone", "dawid_skene_galaxy"),
+    ]
     pooled["dawid_skene_galaxy"] = per_galaxy_ds
     for title, column in rows:
         acc, err, macro, _ = _agreement(pooled, column)
@@ -93,29 +106,41 @@ def agreement_table(pooled, per_galaxy_ds):
     ds_ok = np.asarray(pooled["dawid_skene"]) == truth
     mv_ok = np.asarray(pooled["majority"]) == truth
     wins, losses = int(np.sum(ds_ok & ~mv_ok)), int(np.sum(mv_ok & ~ds_ok))
-    lines.append(f"only Dawid-Skene right: {wins}, only majority right: {losses} "
-                 f"(difference {(wins - losses) / np.sqrt(wins + losses):.1f} sigma)")
+    lines.append(
+        f"only Dawid-Skene right: {wins}, only majority right: {losses} "
+        f"(difference {(wins - losses) / np.sqrt(wins + losses):.1f} sigma)"
+    )
     return "\n".join(lines)
 
 
 def confusion_lines(meta):
     """Estimated confusion matrices against the simulator's noise matrix."""
-    lines = [("Dawid-Skene confusion matrix of each labeller (rows: true class 1-4), "
-             "largest difference from HUMAN_LABEL_NOISE:")]
+    lines = [
+        (
+            "Dawid-Skene confusion matrix of each labeller (rows: true class 1-4), "
+            "largest difference from HUMAN_LABEL_NOISE:"
+        )
+    ]
     for name, matrix in meta["confusion"].items():
         matrix = np.asarray(matrix)
         diag = " ".join(f"{v:.2f}" for v in np.diag(matrix))
-        lines.append(f"  {name}: diagonal {diag}; max |difference| "
-                     f"{np.abs(matrix - HUMAN_LABEL_NOISE).max():.3f}")
-    lines.append("  HUMAN_LABEL_NOISE diagonal "
-                 + " ".join(f"{v:.2f}" for v in np.diag(HUMAN_LABEL_NOISE)))
+        lines.append(
+            f"  {name}: diagonal {diag}; max |difference| "
+            f"{np.abs(matrix - HUMAN_LABEL_NOISE).max():.3f}"
+        )
+    lines.append(
+        "  HUMAN_LABEL_NOISE diagonal " + " ".join(f"{v:.2f}" for v in np.diag(HUMAN_LABEL_NOISE))
+    )
     return "\n".join(lines)
 
 
 #: Training labels: (name, label column, soft-label columns or None).
-TRAINING_LABELS = ((LABELLERS[0], LABELLERS[0], None), ("majority", "majority", None),
-                   ("dawid_skene", "dawid_skene", None),
-                   ("dawid_skene soft", "dawid_skene", [f"ds_prob{k}" for k in (1, 2, 3, 4)]))
+TRAINING_LABELS = (
+    (LABELLERS[0], LABELLERS[0], None),
+    ("majority", "majority", None),
+    ("dawid_skene", "dawid_skene", None),
+    ("dawid_skene soft", "dawid_skene", [f"ds_prob{k}" for k in (1, 2, 3, 4)]),
+)
 
 
 def train_and_measure(catalogs, *, arch, weights, epochs, seeds, progress=print):
@@ -123,56 +148,92 @@ def train_and_measure(catalogs, *, arch, weights, epochs, seeds, progress=print)
     import torch
 
     from photutils_clusterclf.training import TrainingSet, train_classifier
+
     torch.set_num_threads(1)
-    heldout = simulate_field(shape=SHAPE, n_candidates=N_CANDIDATES,
-                             distance_mpc=HELDOUT_DISTANCE, seed=100, target="consensus-heldout")
+    heldout = simulate_field(
+        shape=SHAPE,
+        n_candidates=N_CANDIDATES,
+        distance_mpc=HELDOUT_DISTANCE,
+        seed=100,
+        target="consensus-heldout",
+    )
     images = heldout.to_multiband_image()
-    lines = [("model trained on       seed  held-out accuracy vs true  macro recall  "
-              "recall 1 / 2 / 3 / 4")]
+    lines = [
+        (
+            "model trained on       seed  held-out accuracy vs true  macro recall  "
+            "recall 1 / 2 / 3 / 4"
+        )
+    ]
     galaxies = [(cat, field.to_multiband_image(), field.target) for cat, field in catalogs]
     for title, column, soft in TRAINING_LABELS:
-        training_set = TrainingSet.from_galaxies(galaxies, label_column=column, cutout_size=32,
-                                                 soft_label_columns=soft, progress_bar=False)
+        training_set = TrainingSet.from_galaxies(
+            galaxies,
+            label_column=column,
+            cutout_size=32,
+            soft_label_columns=soft,
+            progress_bar=False,
+        )
         accuracies = []
         for seed in seeds:
             start = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", AstropyUserWarning)  # no ImageNet weights here
-                clf = train_classifier(training_set, arch=arch, weights=weights, input_size=32,
-                                       epochs=epochs, seed=seed, device="cpu",
-                                       progress_bar=False)
+                clf = train_classifier(
+                    training_set,
+                    arch=arch,
+                    weights=weights,
+                    input_size=32,
+                    epochs=epochs,
+                    seed=seed,
+                    device="cpu",
+                    progress_bar=False,
+                )
             out = clf.classify(heldout.catalog, images, progress_bar=False)
             report = EvaluationReport(out["CLASS_TRUE"], out["class_ml"])
             accuracies.append(report.overall_accuracy)
             recall = " / ".join(f"{report.recall[c]:.2f}" for c in (1, 2, 3, 4))
-            lines.append(f"{title:22s} {seed:4d} {report.overall_accuracy:26.3f} "
-                         f"{report.macro_recall:13.3f}  {recall}")
-            progress(f"trained {arch} on {title}, seed {seed} "
-                     f"({time.perf_counter() - start:.0f} s, weights "
-                     f"{clf.card.training['options']['weights']})", flush=True)
-        lines.append(f"{title:22s} mean {np.mean(accuracies):26.3f} "
-                     f"(std {np.std(accuracies):.3f} over {len(seeds)} seeds)")
+            lines.append(
+                f"{title:22s} {seed:4d} {report.overall_accuracy:26.3f} "
+                f"{report.macro_recall:13.3f}  {recall}"
+            )
+            progress(
+                f"trained {arch} on {title}, seed {seed} "
+                f"({time.perf_counter() - start:.0f} s, weights "
+                f"{clf.card.training['options']['weights']})",
+                flush=True,
+            )
+        lines.append(
+            f"{title:22s} mean {np.mean(accuracies):26.3f} "
+            f"(std {np.std(accuracies):.3f} over {len(seeds)} seeds)"
+        )
     return "\n".join(lines)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--train", action="store_true",
-                        help="also train on single, majority and Dawid-Skene labels")
+    parser.add_argument(
+        "--train", action="store_true", help="also train on single, majority and Dawid-Skene labels"
+    )
     parser.add_argument("--arch", default="resnet18", help="network for --train")
-    parser.add_argument("--weights", choices=("imagenet", "none"), default="imagenet",
-                        help="initialisation for --train (small_cnn: none)")
+    parser.add_argument(
+        "--weights",
+        choices=("imagenet", "none"),
+        default="imagenet",
+        help="initialisation for --train (small_cnn: none)",
+    )
     parser.add_argument("--epochs", type=int, default=25, help="at most this many (--train)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
-                        help="training seeds for --train (default 0)")
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=[0], help="training seeds for --train (default 0)"
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     catalogs = simulate()
     per_galaxy = []
     for cat, _ in catalogs:
         cat["majority"] = consensus_labels(cat, columns=list(LABELLERS))["consensus_class"]
-        per_galaxy.append(consensus_labels(cat, columns=list(LABELLERS),
-                                           method="dawid-skene")["consensus_class"])
+        per_galaxy.append(
+            consensus_labels(cat, columns=list(LABELLERS), method="dawid-skene")["consensus_class"]
+        )
     pooled = vstack([cat for cat, _ in catalogs], metadata_conflicts="silent")
     ds = consensus_labels(pooled, columns=list(LABELLERS), method="dawid-skene")
     pooled["dawid_skene"] = ds["consensus_class"]
@@ -184,13 +245,23 @@ def main(argv=None):
     print()
     print(agreement_table(pooled, np.concatenate(per_galaxy)))
     meta = ds.meta["consensus"]
-    print(f"(Dawid-Skene on all galaxies: {meta['n_iter']} EM iterations, "
-          f"converged {meta['converged']})")
+    print(
+        f"(Dawid-Skene on all galaxies: {meta['n_iter']} EM iterations, "
+        f"converged {meta['converged']})"
+    )
     print(confusion_lines(meta))
     if args.train:
         print()
-        print(train_and_measure(catalogs, arch=args.arch, epochs=args.epochs, seeds=args.seeds,
-                                weights=None if args.weights == "none" else args.weights), flush=True)
+        print(
+            train_and_measure(
+                catalogs,
+                arch=args.arch,
+                epochs=args.epochs,
+                seeds=args.seeds,
+                weights=None if args.weights == "none" else args.weights,
+            ),
+            flush=True,
+        )
     return 0
 
 

@@ -26,9 +26,14 @@ from photutils_clusterclf.classes import CLASSES
 from photutils_clusterclf.features import candidate_features
 
 #: Fixed settings (not tuned on any held-out galaxy).
-BASELINE_OPTIONS = {"max_iter": 300, "learning_rate": 0.05, "max_leaf_nodes": 31,
-                    "l2_regularization": 1.0, "class_weight": "balanced",
-                    "early_stopping": False}
+BASELINE_OPTIONS = {
+    "max_iter": 300,
+    "learning_rate": 0.05,
+    "max_leaf_nodes": 31,
+    "l2_regularization": 1.0,
+    "class_weight": "balanced",
+    "early_stopping": False,
+}
 
 
 def fit_baseline(cutouts, labels, *, bands, seed=0):
@@ -77,8 +82,11 @@ def main(argv=None):
     model = fit_baseline(train.cutouts, train.labels, bands=train.bands, seed=args.seed)
     seconds = time.perf_counter() - start
     report = EvaluationReport(test.labels, predict_baseline(model, test.cutouts, bands=test.bands))
-    print("recall " + " ".join(f"{c}: {report.recall[c]:.3f}" for c in CLASSES)
-          + f"  macro {report.macro_recall:.3f}  (fit {seconds:.1f} s)")
+    print(
+        "recall "
+        + " ".join(f"{c}: {report.recall[c]:.3f}" for c in CLASSES)
+        + f"  macro {report.macro_recall:.3f}  (fit {seconds:.1f} s)"
+    )
     return 0
 
 

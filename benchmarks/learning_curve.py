@@ -46,13 +46,27 @@ from astropy.utils.exceptions import AstropyUserWarning
 
 HERE = Path(__file__).resolve().parent
 
-FULL = {"arch": "resnet18", "labels": [100, 300, 1000, 3000], "seeds": [0, 1, 2],
-        "epochs": None, "patience": None, "pretrain_fields": 32, "pretrain_candidates": 800,
-        "pretrain_epochs": 12, "pool_galaxies": 4, "pool_candidates": 1000,
-        "heldout_candidates": 800}
-REDUCED = FULL | {"seeds": [0, 1], "epochs": 15, "patience": 5, "pretrain_fields": 10,
-                  "pretrain_epochs": 8}
-POOL_DISTANCES = (5.5, 9.5, 13.5, 19.5)   # Mpc, labelled galaxies
+FULL = {
+    "arch": "resnet18",
+    "labels": [100, 300, 1000, 3000],
+    "seeds": [0, 1, 2],
+    "epochs": None,
+    "patience": None,
+    "pretrain_fields": 32,
+    "pretrain_candidates": 800,
+    "pretrain_epochs": 12,
+    "pool_galaxies": 4,
+    "pool_candidates": 1000,
+    "heldout_candidates": 800,
+}
+REDUCED = FULL | {
+    "seeds": [0, 1],
+    "epochs": 15,
+    "patience": 5,
+    "pretrain_fields": 10,
+    "pretrain_epochs": 8,
+}
+POOL_DISTANCES = (5.5, 9.5, 13.5, 19.5)  # Mpc, labelled galaxies
 HELDOUT_DISTANCE = 11.0
 CORPUS_MAX_STAR_DENSITY = 6e-4
 
@@ -68,10 +82,17 @@ def _parse(argv):
     p.add_argument("--pretrain-fields", type=int)
     p.add_argument("--pretrain-candidates", type=int)
     p.add_argument("--pretrain-epochs", type=int)
-    p.add_argument("--variants", action="store_true",
-                   help="also discriminative lr and frozen warm-up at 300 labels")
-    p.add_argument("--replot", metavar="JSON", default=None,
-                   help="only redraw --plot and print the table from a results file")
+    p.add_argument(
+        "--variants",
+        action="store_true",
+        help="also discriminative lr and frozen warm-up at 300 labels",
+    )
+    p.add_argument(
+        "--replot",
+        metavar="JSON",
+        default=None,
+        help="only redraw --plot and print the table from a results file",
+    )
     p.add_argument("--num-threads", type=int, default=None, help="torch threads")
     p.add_argument("--device", default="cpu")
     p.add_argument("--data-dir", default=str(HERE / "_data" / "learning_curve"))
@@ -88,14 +109,24 @@ def _parse(argv):
 def _pretrained(config, data_dir, device):
     """The simulated-field weights (made with `pretrain` once, then reused)."""
     from photutils_clusterclf.training import pretrain
-    path = data_dir / (f"sim-{config['arch']}-{config['pretrain_fields']}x"
-                       f"{config['pretrain_candidates']}-e{config['pretrain_epochs']}.pt")
+
+    path = data_dir / (
+        f"sim-{config['arch']}-{config['pretrain_fields']}x"
+        f"{config['pretrain_candidates']}-e{config['pretrain_epochs']}.pt"
+    )
     if path.is_file():
         return path, None
     start = time.perf_counter()
-    pretrain(path, arch=config["arch"], n_fields=config["pretrain_fields"],
-             n_candidates=config["pretrain_candidates"], epochs=config["pretrain_epochs"],
-             seed=0, device=device, progress_bar=True)
+    pretrain(
+        path,
+        arch=config["arch"],
+        n_fields=config["pretrain_fields"],
+        n_candidates=config["pretrain_candidates"],
+        epochs=config["pretrain_epochs"],
+        seed=0,
+        device=device,
+        progress_bar=True,
+    )
     return path, time.perf_counter() - start
 
 
@@ -103,53 +134,75 @@ def _pool(config):
     """Labelled candidates (human-like labels) of the training galaxies."""
     from photutils_clusterclf.datasets import simulate_field
     from photutils_clusterclf.training import TrainingSet
+
     side = int(round(2048 * np.sqrt(config["pool_candidates"] / 800)))
     galaxies = []
-    for k, distance in enumerate(POOL_DISTANCES[:config["pool_galaxies"]]):
-        field = simulate_field(shape=(side, side), n_candidates=config["pool_candidates"],
-                               distance_mpc=distance, label_noise="human", seed=10_000 + k,
-                               target=f"labelled{k}")
+    for k, distance in enumerate(POOL_DISTANCES[: config["pool_galaxies"]]):
+        field = simulate_field(
+            shape=(side, side),
+            n_candidates=config["pool_candidates"],
+            distance_mpc=distance,
+            label_noise="human",
+            seed=10_000 + k,
+            target=f"labelled{k}",
+        )
         galaxies.append((field.catalog, field.to_multiband_image(), field.target))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AstropyUserWarning)
-        return TrainingSet.from_galaxies(galaxies, label_column="PHANGS_CLUSTER_CLASS_HUMAN",
-                                         cutout_size=32, bands=None, progress_bar=False)
+        return TrainingSet.from_galaxies(
+            galaxies,
+            label_column="PHANGS_CLUSTER_CLASS_HUMAN",
+            cutout_size=32,
+            bands=None,
+            progress_bar=False,
+        )
 
 
 def _heldout(config):
     """The nominal held-out galaxy and the two outside the pretraining ranges."""
     from photutils_clusterclf.datasets import simulate_field
+
     n = config["heldout_candidates"]
-    common = {"distance_mpc": HELDOUT_DISTANCE, "label_noise": "human", "seed": 20_000,
-              "target": "heldout", "shape": (2048, 2048)}
+    common = {
+        "distance_mpc": HELDOUT_DISTANCE,
+        "label_noise": "human",
+        "seed": 20_000,
+        "target": "heldout",
+        "shape": (2048, 2048),
+    }
     return {
         "nominal": simulate_field(n_candidates=n, **common),
         "psf_1.2x": simulate_field(n_candidates=n, psf_scale=1.2, **common),
-        "crowding_2x": simulate_field(n_candidates=2 * n,
-                                      field_star_density=2 * CORPUS_MAX_STAR_DENSITY,
-                                      **common),
+        "crowding_2x": simulate_field(
+            n_candidates=2 * n, field_star_density=2 * CORPUS_MAX_STAR_DENSITY, **common
+        ),
     }
 
 
 def _evaluate(clf, fields):
     from photutils_clusterclf.evaluation import EvaluationReport
+
     out = {}
     for name, field in fields.items():
         table = clf.classify(field.catalog, field.to_multiband_image(), progress_bar=False)
         out[name] = {
             "true": float(EvaluationReport(table["CLASS_TRUE"], table["class_ml"]).macro_recall),
-            "human": float(EvaluationReport(table["PHANGS_CLUSTER_CLASS_HUMAN"],
-                                            table["class_ml"]).macro_recall)}
+            "human": float(
+                EvaluationReport(
+                    table["PHANGS_CLUSTER_CLASS_HUMAN"], table["class_ml"]
+                ).macro_recall
+            ),
+        }
     return out
 
 
 def _subset(pool, n, seed):
     from photutils_clusterclf.training import TrainingSet
+
     if n > len(pool):
         raise SystemExit(f"{n} labels asked for but the pool has {len(pool)} candidates")
     idx = np.sort(np.random.default_rng([seed, n]).choice(len(pool), n, replace=False))
-    return TrainingSet(pool.cutouts[idx], pool.labels[idx], galaxy="labelled",
-                       bands=pool.bands)
+    return TrainingSet(pool.cutouts[idx], pool.labels[idx], galaxy="labelled", bands=pool.bands)
 
 
 def _runs(config, inits, variants):
@@ -158,8 +211,10 @@ def _runs(config, inits, variants):
             for seed in config["seeds"]:
                 yield n, init, "default", {}, seed
     if variants:
-        for name, options in (("backbone_lr_0.1", {"backbone_lr_factor": 0.1}),
-                              ("frozen_warmup_3", {"freeze_backbone_epochs": 3})):
+        for name, options in (
+            ("backbone_lr_0.1", {"backbone_lr_factor": 0.1}),
+            ("frozen_warmup_3", {"freeze_backbone_epochs": 3}),
+        ):
             for seed in config["seeds"]:
                 yield 300, "sim", name, options, seed
 
@@ -168,6 +223,7 @@ def _plot(results, config, path):
     from matplotlib.figure import Figure
 
     from photutils_clusterclf.visualization import save_figure
+
     fig = Figure(figsize=(9, 4.6))
     for ax, truth in zip(fig.subplots(1, 2, sharey=True), ("true", "human")):
         for init, style in (("random", "o-"), ("sim", "s-"), ("imagenet", "^-")):
@@ -175,24 +231,37 @@ def _plot(results, config, path):
             if not rows:
                 continue
             ns = sorted({r["n_labels"] for r in rows})
-            vals = [[r["eval"]["nominal"][truth] for r in rows if r["n_labels"] == n]
-                    for n in ns]
-            ax.errorbar(ns, [np.mean(v) for v in vals], yerr=[np.std(v) for v in vals],
-                        fmt=style, capsize=3, label={"sim": "simulated-field weights"}.get(
-                            init, init))
+            vals = [[r["eval"]["nominal"][truth] for r in rows if r["n_labels"] == n] for n in ns]
+            ax.errorbar(
+                ns,
+                [np.mean(v) for v in vals],
+                yerr=[np.std(v) for v in vals],
+                fmt=style,
+                capsize=3,
+                label={"sim": "simulated-field weights"}.get(init, init),
+            )
         for variant, style in (("backbone_lr_0.1", "D"), ("frozen_warmup_3", "v")):
             rows = [r for r in results if r["variant"] == variant]
             if rows:
                 vals = [r["eval"]["nominal"][truth] for r in rows]
-                ax.errorbar([rows[0]["n_labels"]], [np.mean(vals)], yerr=[np.std(vals)],
-                            fmt=style, capsize=3, label=f"simulated-field weights, {variant}")
+                ax.errorbar(
+                    [rows[0]["n_labels"]],
+                    [np.mean(vals)],
+                    yerr=[np.std(vals)],
+                    fmt=style,
+                    capsize=3,
+                    label=f"simulated-field weights, {variant}",
+                )
         ax.set_xscale("log")
         ax.set_xlabel("human-like labels used for fine-tuning")
-        ax.set_title(f"held-out galaxy, against {'true classes' if truth == 'true' else 'human-like labels'}")
+        ax.set_title(
+            f"held-out galaxy, against {'true classes' if truth == 'true' else 'human-like labels'}"
+        )
         ax.grid(alpha=0.3)
     fig.axes[0].set_ylabel("macro recall")
-    fig.legend(*fig.axes[0].get_legend_handles_labels(), loc="lower center", ncol=2,
-               fontsize="small")
+    fig.legend(
+        *fig.axes[0].get_legend_handles_labels(), loc="lower center", ncol=2, fontsize="small"
+    )
     fig.suptitle(f"{config['arch']}, mean and std over seeds {config['seeds']}")
     fig.tight_layout(rect=(0, 0.12, 1, 1))
     save_figure(fig, path, overwrite=True)
@@ -202,19 +271,23 @@ def _table(results):
     groups = {}
     for r in results:
         groups.setdefault((r["n_labels"], r["init"], r["variant"]), []).append(r)
-    lines = ["| labels | init | variant | macro recall vs true | vs human | PSF 1.2x (true) "
-             "| crowding 2x (true) | seconds/run |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| labels | init | variant | macro recall vs true | vs human | PSF 1.2x (true) "
+        "| crowding 2x (true) | seconds/run |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
 
     def ms(values):
         return f"{np.mean(values):.3f} ± {np.std(values):.3f}"
+
     for (n, init, variant), rows in sorted(groups.items()):
         lines.append(
             f"| {n} | {init} | {variant} | {ms([r['eval']['nominal']['true'] for r in rows])} "
             f"| {ms([r['eval']['nominal']['human'] for r in rows])} "
             f"| {ms([r['eval']['psf_1.2x']['true'] for r in rows])} "
             f"| {ms([r['eval']['crowding_2x']['true'] for r in rows])} "
-            f"| {np.mean([r['seconds'] for r in rows]):.0f} |")
+            f"| {np.mean([r['seconds'] for r in rows]):.0f} |"
+        )
     return "\n".join(lines)
 
 
@@ -231,19 +304,23 @@ def main(argv=None):
         replot(args.replot, args.plot)
         return 0
     import torch
+
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     from photutils_clusterclf.models import imagenet_weights_file
     from photutils_clusterclf.training import train_classifier
+
     data_dir = Path(args.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     output = Path(args.output or data_dir / f"results-{config['arch']}.json")
     print(f"config: {json.dumps(config)}; torch threads {torch.get_num_threads()}", flush=True)
     t0 = time.perf_counter()
     pretrained, pretrain_seconds = _pretrained(config, data_dir, args.device)
-    print(f"simulated-field weights: {pretrained}"
-          + (f" (made in {pretrain_seconds:.0f} s)" if pretrain_seconds else " (cached)"),
-          flush=True)
+    print(
+        f"simulated-field weights: {pretrained}"
+        + (f" (made in {pretrain_seconds:.0f} s)" if pretrain_seconds else " (cached)"),
+        flush=True,
+    )
     inits = {"random": None, "sim": str(pretrained)}
     if config["arch"] != "small_cnn" and imagenet_weights_file(config["arch"]).is_file():
         inits["imagenet"] = "imagenet"
@@ -251,8 +328,11 @@ def main(argv=None):
         print("ImageNet weights not cached: no ImageNet rows", flush=True)
     pool = _pool(config)
     fields = _heldout(config)
-    print(f"labelled pool: {len(pool)} candidates; held-out galaxies simulated "
-          f"({time.perf_counter() - t0:.0f} s so far)", flush=True)
+    print(
+        f"labelled pool: {len(pool)} candidates; held-out galaxies simulated "
+        f"({time.perf_counter() - t0:.0f} s so far)",
+        flush=True,
+    )
     previous = json.loads(output.read_text()) if output.is_file() else {}
     results = previous.get("runs", [])
     pretrain_seconds = pretrain_seconds or previous.get("pretrain_seconds")
@@ -262,21 +342,45 @@ def main(argv=None):
         if (n, init, variant, seed) in done:
             continue
         start = time.perf_counter()
-        clf = train_classifier(_subset(pool, n, seed), arch=config["arch"],
-                               weights=inits[init], seed=seed, device=args.device,
-                               val_fraction=0.2, progress_bar=False,
-                               **train_options, **options)
+        clf = train_classifier(
+            _subset(pool, n, seed),
+            arch=config["arch"],
+            weights=inits[init],
+            seed=seed,
+            device=args.device,
+            val_fraction=0.2,
+            progress_bar=False,
+            **train_options,
+            **options,
+        )
         seconds = time.perf_counter() - start
-        row = {"n_labels": n, "init": init, "variant": variant, "seed": seed,
-               "seconds": seconds, "epochs_run": clf.card.training["members"][0]["epochs_run"],
-               "eval": _evaluate(clf, fields)}
+        row = {
+            "n_labels": n,
+            "init": init,
+            "variant": variant,
+            "seed": seed,
+            "seconds": seconds,
+            "epochs_run": clf.card.training["members"][0]["epochs_run"],
+            "eval": _evaluate(clf, fields),
+        }
         results.append(row)
-        print(f"{n:>5} labels  {init:<8} {variant:<16} seed {seed}: macro recall "
-              f"{row['eval']['nominal']['true']:.3f} (true) "
-              f"{row['eval']['nominal']['human']:.3f} (human), {seconds:.0f} s", flush=True)
-        output.write_text(json.dumps({"config": config, "pretrained": str(pretrained),
-                                      "pretrain_seconds": pretrain_seconds,
-                                      "runs": results}, indent=1))
+        print(
+            f"{n:>5} labels  {init:<8} {variant:<16} seed {seed}: macro recall "
+            f"{row['eval']['nominal']['true']:.3f} (true) "
+            f"{row['eval']['nominal']['human']:.3f} (human), {seconds:.0f} s",
+            flush=True,
+        )
+        output.write_text(
+            json.dumps(
+                {
+                    "config": config,
+                    "pretrained": str(pretrained),
+                    "pretrain_seconds": pretrain_seconds,
+                    "runs": results,
+                },
+                indent=1,
+            )
+        )
     print(_table(results))
     _plot(results, config, args.plot)
     print(f"wrote {output} and {args.plot}; total {time.perf_counter() - t0:.0f} s")

@@ -41,12 +41,17 @@ def main(argv=None):
     default = Path(__file__).resolve().parents[1] / "tests" / "data" / "legus"
     table = load(argv[0] if argv else default)
     print(f"NGC 1566: {len(table)} candidates with StarcNet predictions\n")
-    for truth, pred in (("class_human_mode", "starcnet"), ("class", "starcnet"),
-                        ("class", "class_human_mode")):
+    for truth, pred in (
+        ("class_human_mode", "starcnet"),
+        ("class", "starcnet"),
+        ("class", "class_human_mode"),
+    ):
         print(EvaluationReport.from_table(table, truth, pred))
         print()
-    print("human-vs-human consistency (Wei et al. 2020): "
-          + ", ".join(f"class {c}: {v}" for c, v in HUMAN_CONSISTENCY.items()))
+    print(
+        "human-vs-human consistency (Wei et al. 2020): "
+        + ", ".join(f"class {c}: {v}" for c, v in HUMAN_CONSISTENCY.items())
+    )
 
 
 if __name__ == "__main__":

@@ -46,8 +46,10 @@ def _agreement(a, b):
 
 
 def pairwise_lines(table):
-    lines = ["pairwise agreement (rows where both columns have a class 1-4):",
-             f"  {'column':20s} {'column':20s} {'n':>5s} {'agree':>6s}"]
+    lines = [
+        "pairwise agreement (rows where both columns have a class 1-4):",
+        f"  {'column':20s} {'column':20s} {'n':>5s} {'agree':>6s}",
+    ]
     for a, b in itertools.combinations(COLUMNS, 2):
         n, agree = _agreement(table[a], table[b])
         lines.append(f"  {a:20s} {b:20s} {n:5d} {agree:6.1%}")
@@ -62,40 +64,56 @@ def pairwise_lines(table):
 
 def consensus_lines(table):
     votes = np.stack([np.asarray(table[c]) > 0 for c in VOTERS], axis=1).sum(axis=1)
-    lines = [f"votes per candidate from {', '.join(VOTERS)}: "
-             + ", ".join(f"{k}: {int(np.sum(votes == k))}" for k in range(len(VOTERS) + 1))]
+    lines = [
+        f"votes per candidate from {', '.join(VOTERS)}: "
+        + ", ".join(f"{k}: {int(np.sum(votes == k))}" for k in range(len(VOTERS) + 1))
+    ]
     mag = np.asarray(table["mag_F555W"])
     human = np.asarray(table["class_human_mode"]) > 0
     detected = mag < 99  # 99.999 = no detection
-    lines.append("median F555W magnitude of the candidates with / without class_human_mode: "
-                 f"{np.median(mag[detected & human]):.2f} / "
-                 f"{np.median(mag[detected & ~human]):.2f}")
-    results = {method: consensus_labels(table, columns=list(VOTERS), method=method)
-               for method in ("majority", "dawid-skene")}
+    lines.append(
+        "median F555W magnitude of the candidates with / without class_human_mode: "
+        f"{np.median(mag[detected & human]):.2f} / "
+        f"{np.median(mag[detected & ~human]):.2f}"
+    )
+    results = {
+        method: consensus_labels(table, columns=list(VOTERS), method=method)
+        for method in ("majority", "dawid-skene")
+    }
     meta = results["dawid-skene"].meta["consensus"]
     lines.append("")
-    lines.append("Dawid-Skene confusion matrices, P(column's class | consensus class), "
-                 f"after {meta['n_iter']} EM iterations:")
+    lines.append(
+        "Dawid-Skene confusion matrices, P(column's class | consensus class), "
+        f"after {meta['n_iter']} EM iterations:"
+    )
     lines.append(f"  {'column':20s} {'true':>4s}   " + "  ".join(f"{c:>4d}" for c in CLASSES))
     for column, matrix in meta["confusion"].items():
         for k, row in zip(CLASSES, matrix):
             name = column if k == 1 else ""
             lines.append(f"  {name:20s} {k:4d}   " + "  ".join(f"{v:4.2f}" for v in row))
-    lines.append("  estimated class frequencies: "
-                 + " / ".join(f"{v:.2f}" for v in meta["class_prior"]))
+    lines.append(
+        "  estimated class frequencies: " + " / ".join(f"{v:.2f}" for v in meta["class_prior"])
+    )
     lines.append("")
-    lines.append(f"  {'classes':24s} " + " ".join(f"{c:>5d}" for c in CLASSES)
-                 + "  none  agrees with class  with class_human_mode")
-    rows = [("majority (humans first)", results["majority"]["consensus_class"]),
-            ("Dawid-Skene", results["dawid-skene"]["consensus_class"]),
-            ("class (final)", table["class"])]
+    lines.append(
+        f"  {'classes':24s} "
+        + " ".join(f"{c:>5d}" for c in CLASSES)
+        + "  none  agrees with class  with class_human_mode"
+    )
+    rows = [
+        ("majority (humans first)", results["majority"]["consensus_class"]),
+        ("Dawid-Skene", results["dawid-skene"]["consensus_class"]),
+        ("class (final)", table["class"]),
+    ]
     for title, classes in rows:
         classes = np.asarray(classes)
         counts = " ".join(f"{int(np.sum(classes == c)):5d}" for c in CLASSES)
         agree = [_agreement(classes, table[ref]) for ref in ("class", "class_human_mode")]
         cells = [f"{a:.1%} of {n}" for n, a in agree]
-        lines.append(f"  {title:24s} {counts} {int(np.sum(classes == 0)):5d}  "
-                     f"{cells[0]:>16s}  {cells[1]:>20s}")
+        lines.append(
+            f"  {title:24s} {counts} {int(np.sum(classes == 0)):5d}  "
+            f"{cells[0]:>16s}  {cells[1]:>20s}"
+        )
     return lines
 
 

@@ -44,25 +44,50 @@ def main(argv=None):
     from photutils_clusterclf.datasets import simulate_field
     from photutils_clusterclf.training import TrainingSet, train_classifier
 
-    field = simulate_field(shape=(384, 384), n_candidates=200, distance_mpc=10.0,
-                           label_noise="human", seed=3, target="regress")
+    field = simulate_field(
+        shape=(384, 384),
+        n_candidates=200,
+        distance_mpc=10.0,
+        label_noise="human",
+        seed=3,
+        target="regress",
+    )
     bands = tuple(field.bands)
     images = field.to_multiband_image()
-    results = {"images": _digest(*(np.asarray(field.images[b]) for b in bands)),
-               "catalog_xy": _digest(np.asarray(field.catalog["PHANGS_X"], float),
-                                     np.asarray(field.catalog["PHANGS_Y"], float))}
-    ts = TrainingSet.from_galaxies([(field.catalog, images, field.target)],
-                                   label_column="CLASS_TRUE", cutout_size=32,
-                                   progress_bar=False)
+    results = {
+        "images": _digest(*(np.asarray(field.images[b]) for b in bands)),
+        "catalog_xy": _digest(
+            np.asarray(field.catalog["PHANGS_X"], float),
+            np.asarray(field.catalog["PHANGS_Y"], float),
+        ),
+    }
+    ts = TrainingSet.from_galaxies(
+        [(field.catalog, images, field.target)],
+        label_column="CLASS_TRUE",
+        cutout_size=32,
+        progress_bar=False,
+    )
     results["training_set"] = _digest(ts.cutouts, ts.labels)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         # The options are pinned (the pre-issue-12 recipe), so that a change
         # of train_classifier's defaults does not invalidate the baseline.
-        clf = train_classifier(ts, arch="small_cnn", weights=None, epochs=3, batch_size=32,
-                               n_models=2, seed=0, normalization="asinh", stem="standard",
-                               head="standard", schedule="plateau", label_smoothing=0.0,
-                               device="cpu", progress_bar=False)
+        clf = train_classifier(
+            ts,
+            arch="small_cnn",
+            weights=None,
+            epochs=3,
+            batch_size=32,
+            n_models=2,
+            seed=0,
+            normalization="asinh",
+            stem="standard",
+            head="standard",
+            schedule="plateau",
+            label_smoothing=0.0,
+            device="cpu",
+            progress_bar=False,
+        )
     weights = [p.detach().cpu().numpy() for m in clf.models for p in m.state_dict().values()]
     results["weights"] = _digest(*weights)
     # The fitted temperature (calibration) rescales the probabilities, not
@@ -83,14 +108,29 @@ def main(argv=None):
         (tmp / "field").mkdir()
         files = field.write(tmp / "field")
         clf.save(tmp / "model.pt")
-        status = cli_main(["classify", "--model", str(tmp / "model.pt"),
-                           "--catalog", str(files["catalog"]),
-                           "--images-dir", str(tmp / "field"), "--out", str(tmp / "out.ecsv"),
-                           "--regions", str(tmp / "out.reg"), "--quiet", "--device", "cpu"])
+        status = cli_main(
+            [
+                "classify",
+                "--model",
+                str(tmp / "model.pt"),
+                "--catalog",
+                str(files["catalog"]),
+                "--images-dir",
+                str(tmp / "field"),
+                "--out",
+                str(tmp / "out.ecsv"),
+                "--regions",
+                str(tmp / "out.reg"),
+                "--quiet",
+                "--device",
+                "cpu",
+            ]
+        )
         table = QTable.read(tmp / "out.ecsv")
         results["cli_status"] = str(status)
-        results["cli_probabilities"] = _digest(*(np.asarray(table[c], np.float32)
-                                                 for c in prob_cols))
+        results["cli_probabilities"] = _digest(
+            *(np.asarray(table[c], np.float32) for c in prob_cols)
+        )
         results["cli_regions"] = hashlib.sha256((tmp / "out.reg").read_bytes()).hexdigest()[:16]
     lines = [f"{k}={v}" for k, v in results.items()]
     print("\n".join(lines))

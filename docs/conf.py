@@ -30,10 +30,15 @@ version = release = photutils_clusterclf.__version__
 # sphinx-astropy lists optional extensions (sphinx-copybutton comes only with
 # its "confv2" extra); keep those that are installed so that the plain
 # ``pip install -e .[docs]`` environment builds.
-extensions = [ext for ext in _astropy_extensions
-              if importlib.util.find_spec(ext.split(".")[0]) is not None]
-for _ext in ("sphinx.ext.autodoc", "sphinx.ext.mathjax",
-             "sphinx_automodapi.automodapi", "sphinx_automodapi.smart_resolver"):
+extensions = [
+    ext for ext in _astropy_extensions if importlib.util.find_spec(ext.split(".")[0]) is not None
+]
+for _ext in (
+    "sphinx.ext.autodoc",
+    "sphinx.ext.mathjax",
+    "sphinx_automodapi.automodapi",
+    "sphinx_automodapi.smart_resolver",
+):
     if _ext not in extensions:
         extensions.append(_ext)
 

@@ -34,6 +34,7 @@ def _inference_module(model):
     probabilities by about 1e-5 (benchmarks/bench_inference_options.py).
     """
     from torch.fx.experimental.optimization import fuse
+
     try:
         runner = fuse(model)  # a copy: the given model keeps its layers for saving
     except Exception:  # noqa: BLE001 - fx cannot trace every custom network;
@@ -81,8 +82,11 @@ class InferenceEngine:
         # One forward pass over all transforms: bigger batches run faster.
         x = torch.cat([dihedral(x, k) for k in transforms]) if tta else x
         x = x.contiguous(memory_format=torch.channels_last)
-        amp = torch.autocast("cuda", dtype=self.autocast_dtype or torch.float16,
-                             enabled=cuda and self.autocast_dtype is not None)
+        amp = torch.autocast(
+            "cuda",
+            dtype=self.autocast_dtype or torch.float16,
+            enabled=cuda and self.autocast_dtype is not None,
+        )
         out = []
         with torch.inference_mode(), amp:
             for model in self.runners:
@@ -94,12 +98,12 @@ class InferenceEngine:
     def predict_members(self, raw, *, tta, batch_size, progress_bar):
         """``(M, N, 4)`` probabilities of raw ``(N, B, S, S)`` cutouts, batch by batch."""
         out = np.empty((len(self.runners), len(raw), 4), dtype=np.float32)
-        with _progress_bar(total=len(raw), desc="classify", unit="obj",
-                           enabled=progress_bar) as bar:
+        with _progress_bar(
+            total=len(raw), desc="classify", unit="obj", enabled=progress_bar
+        ) as bar:
             for start in range(0, len(raw), batch_size):
                 stop = min(start + batch_size, len(raw))
-                inputs = prepare_batch(raw[start:stop], self.normalization,
-                                       self.card.input_size)
+                inputs = prepare_batch(raw[start:stop], self.normalization, self.card.input_size)
                 out[:, start:stop] = self.member_probs(inputs, tta=tta)
                 bar.update(stop - start)
         return out
@@ -118,8 +122,9 @@ class InferenceEngine:
         data = None
         for start in range(0, len(x), chunk):
             sl = slice(start, min(start + chunk, len(x)))
-            batch = extract_cutouts(images, x[sl], y[sl], size=self.card.cutout_size,
-                                    bands=self.bands)
+            batch = extract_cutouts(
+                images, x[sl], y[sl], size=self.card.cutout_size, bands=self.bands
+            )
             flags[sl] = batch.flags
             ok = np.flatnonzero(batch.classifiable)
             # Rows left over from the previous chunk, then this chunk's.
@@ -127,7 +132,7 @@ class InferenceEngine:
             data = batch.data[ok] if data is None else np.concatenate([data, batch.data[ok]])
             n_full = len(rows) - len(rows) % batch_size
             for i in range(0, n_full, batch_size):
-                yield rows[i:i + batch_size], self.inputs(data[i:i + batch_size]), sl.stop
+                yield rows[i : i + batch_size], self.inputs(data[i : i + batch_size]), sl.stop
             rows, data = rows[n_full:], data[n_full:]
         if len(rows):
             yield rows, self.inputs(data), len(x)
@@ -144,9 +149,10 @@ class InferenceEngine:
         while the networks run on the current one.
         """
         batches = self.prepared_batches(images, x, y, flags, batch_size)
-        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool, \
-                _progress_bar(total=len(x), desc="classify", unit="obj",
-                              enabled=progress_bar) as bar:
+        with (
+            concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool,
+            _progress_bar(total=len(x), desc="classify", unit="obj", enabled=progress_bar) as bar,
+        ):
             pending = pool.submit(next, batches, None)
             while (item := pending.result()) is not None:
                 pending = pool.submit(next, batches, None)

@@ -20,8 +20,13 @@ import os
 import sys
 import time
 
-__all__ = ["apply_num_threads", "default_num_threads", "num_threads", "parse_num_threads",
-           "set_num_threads"]
+__all__ = [
+    "apply_num_threads",
+    "default_num_threads",
+    "num_threads",
+    "parse_num_threads",
+    "set_num_threads",
+]
 
 
 def _usable_cpus():
@@ -151,8 +156,9 @@ def parse_num_threads(value):
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"the number of threads must be a positive integer or 'auto', "
-                         f"not {value!r}")
+        raise ValueError(
+            f"the number of threads must be a positive integer or 'auto', not {value!r}"
+        )
     return value
 
 

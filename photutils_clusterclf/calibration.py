@@ -50,12 +50,15 @@ def _labels(labels, n, n_classes):
         raise ValueError(f"labels must be one class per row ({n}), got shape {values.shape}")
     if values.dtype.kind not in "iuf":
         raise ValueError(f"labels must be integer classes 1-{n_classes}, got dtype {values.dtype}")
-    valid = np.isfinite(values) & (values == np.round(values)) \
-        & (values >= 1) & (values <= n_classes)
+    valid = (
+        np.isfinite(values) & (values == np.round(values)) & (values >= 1) & (values <= n_classes)
+    )
     if not valid.all():
         bad = values[~valid][:3].tolist()
-        raise ValueError(f"{np.count_nonzero(~valid)} label(s) are not classes "
-                         f"1-{n_classes} (e.g. {bad}); drop unlabelled rows first")
+        raise ValueError(
+            f"{np.count_nonzero(~valid)} label(s) are not classes "
+            f"1-{n_classes} (e.g. {bad}); drop unlabelled rows first"
+        )
     return values.astype(np.int64) - 1
 
 
@@ -71,10 +74,11 @@ def _probabilities(probs, labels):
         raise ValueError(f"probs has {k} class column(s); calibration needs at least 2")
     missing = np.isnan(p).any(axis=1)
     if missing.any():
-        raise ValueError(f"{np.count_nonzero(missing)} row(s) of probs are NaN "
-                         "(unclassified candidates, class 0); drop them first")
-    if (p < 0).any() or (p > 1).any() or \
-            (np.abs(p.sum(axis=1) - 1) > _SUM_TOLERANCE).any():
+        raise ValueError(
+            f"{np.count_nonzero(missing)} row(s) of probs are NaN "
+            "(unclassified candidates, class 0); drop them first"
+        )
+    if (p < 0).any() or (p > 1).any() or (np.abs(p.sum(axis=1) - 1) > _SUM_TOLERANCE).any():
         raise ValueError("probs must be probabilities: each row in [0, 1] and summing to 1")
     return p, _labels(labels, n, k)
 
@@ -85,8 +89,10 @@ def _logits(logits):
     if z.ndim == 2:
         z = z[np.newaxis]
     if z.ndim != 3:
-        raise ValueError("logits must be (N, K) for one model or (M, N, K) for an "
-                         f"ensemble of M, got shape {np.shape(logits)}")
+        raise ValueError(
+            "logits must be (N, K) for one model or (M, N, K) for an "
+            f"ensemble of M, got shape {np.shape(logits)}"
+        )
     if z.shape[1] == 0:
         raise ValueError("no rows: a temperature needs at least one labelled object")
     if z.shape[2] < 2:
@@ -188,12 +194,15 @@ def fit_temperature(logits, labels, *, bounds=TEMPERATURE_BOUNDS):
     values = [nll(g) for g in grid]
     best = int(np.argmin(values))
     if best in (0, grid.size - 1):
-        raise ValueError(f"the validation likelihood is best at T = {math.exp(grid[best]):g}, "
-                         f"the edge of the search interval {low:g}-{high:g}: the "
-                         f"{y.size} labelled objects do not constrain a temperature "
-                         "(too few, all right, or uninformative logits)")
-    result = minimize_scalar(nll, bounds=(grid[best - 1], grid[best + 1]), method="bounded",
-                             options={"xatol": 1e-6})
+        raise ValueError(
+            f"the validation likelihood is best at T = {math.exp(grid[best]):g}, "
+            f"the edge of the search interval {low:g}-{high:g}: the "
+            f"{y.size} labelled objects do not constrain a temperature "
+            "(too few, all right, or uninformative logits)"
+        )
+    result = minimize_scalar(
+        nll, bounds=(grid[best - 1], grid[best + 1]), method="bounded", options={"xatol": 1e-6}
+    )
     return float(math.exp(result.x))
 
 
@@ -263,8 +272,12 @@ def reliability_curve(probs, labels, *, n_bins=15):
     with np.errstate(invalid="ignore"):
         mean_conf = np.bincount(index, confidence, minlength=n_bins) / counts
         accuracy = np.bincount(index, correct, minlength=n_bins) / counts
-    return ReliabilityCurve(bin_edges=np.linspace(0.0, 1.0, n_bins + 1),
-                            confidence=mean_conf, accuracy=accuracy, counts=counts)
+    return ReliabilityCurve(
+        bin_edges=np.linspace(0.0, 1.0, n_bins + 1),
+        confidence=mean_conf,
+        accuracy=accuracy,
+        counts=counts,
+    )
 
 
 def expected_calibration_error(probs, labels, *, n_bins=15):
@@ -336,8 +349,7 @@ def calibration_summary(logits, labels, temperature, *, n_bins=15):
         ``_before`` and ``_after`` (plain floats, for a model card).
     """
     z = _logits(logits)
-    out = {"temperature": check_positive("temperature", temperature),
-           "n_objects": int(z.shape[1])}
+    out = {"temperature": check_positive("temperature", temperature), "n_objects": int(z.shape[1])}
     for when, t in (("before", 1.0), ("after", out["temperature"])):
         p = temperature_softmax(z, t)
         out[f"nll_{when}"] = negative_log_likelihood(p, labels)

@@ -51,20 +51,31 @@ LEGUS_BANDS = ("F275W", "F336W", "F438W", "F555W", "F814W")
 
 # Columns 17-32 of every LEGUS .tab file: SED-fit results and fit statistics.
 _LEGUS_SED_COLUMNS = (
-    ("age", u.yr), ("age_max", u.yr), ("age_min", u.yr),
-    ("mass", u.Msun), ("mass_max", u.Msun), ("mass_min", u.Msun),
-    ("ebv", u.mag), ("ebv_max", u.mag), ("ebv_min", u.mag),
+    ("age", u.yr),
+    ("age_max", u.yr),
+    ("age_min", u.yr),
+    ("mass", u.Msun),
+    ("mass_max", u.Msun),
+    ("mass_min", u.Msun),
+    ("ebv", u.mag),
+    ("ebv_max", u.mag),
+    ("ebv_min", u.mag),
 )
 # Classification columns after column 33 (n_filters), by total column count.
 _LEGUS_CLASS_COLUMNS = {
     34: ("class",),
     35: ("class", "class_mean"),
-    39: ("class", "class_method", "class_human_mode", "class_ml",
-         "class_human_verify", "class_4_reclass"),
+    39: (
+        "class",
+        "class_method",
+        "class_human_mode",
+        "class_ml",
+        "class_human_verify",
+        "class_4_reclass",
+    ),
 }
 _FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz")
-_ACCEPTED = ("LEGUS .tab, PHANGS-HST FITS, or any FITS / ECSV / CSV table "
-             "astropy can read")
+_ACCEPTED = "LEGUS .tab, PHANGS-HST FITS, or any FITS / ECSV / CSV table astropy can read"
 
 
 #: Public PHANGS-HST catalogue file names (Maschmann et al. 2024 release):
@@ -73,7 +84,9 @@ PHANGS_FILE_NAME = re.compile(
     r"hlsp_phangs-cat_hst_(?P<instrument>[a-z0-9-]+)_(?P<target>[a-z0-9-]+)_multi_v1_"
     r"(?P<product>obs-(?:human|machine)-cluster-class12|"
     r"obs-(?:human|machine)-compact-association-class3|obs-sed-candidates|"
-    r"obs-candidates)\.fits(?:\.gz)?$", re.IGNORECASE)
+    r"obs-candidates)\.fits(?:\.gz)?$",
+    re.IGNORECASE,
+)
 
 #: Identifier columns of PHANGS-HST catalogues, in the order they are looked for.
 PHANGS_ID_COLUMNS = ("ID_PHANGS_CLUSTER", "ID_PHANGS_CANDIDATE", "ID_PHANGS_ALLSOURCES")
@@ -94,8 +107,9 @@ def _phangs_meta(table, path):
 def _fold_phangs(table, path):
     """Add the folded human-class column and the PHANGS metadata in place."""
     if "PHANGS_X" not in table.colnames or "PHANGS_Y" not in table.colnames:
-        raise ValueError(f"{path} is not a PHANGS-HST cluster catalogue: it has no "
-                         "PHANGS_X / PHANGS_Y columns")
+        raise ValueError(
+            f"{path} is not a PHANGS-HST cluster catalogue: it has no PHANGS_X / PHANGS_Y columns"
+        )
     if PHANGS_HUMAN_COLUMN in table.colnames:
         folded = fold_classes(table[PHANGS_HUMAN_COLUMN], mapping=PHANGS_FOLD)
         if PHANGS_FOLDED_COLUMN in table.colnames:  # a file this package wrote
@@ -162,8 +176,7 @@ def read_phangs_catalog(path):
     try:
         table = QTable.read(path, format="fits")
     except Exception as exc:  # astropy raises many types for a bad file
-        raise ValueError(f"cannot read {path} as a PHANGS-HST FITS catalogue: "
-                         f"{exc}") from None
+        raise ValueError(f"cannot read {path} as a PHANGS-HST FITS catalogue: {exc}") from None
     return _fold_phangs(table, path)
 
 
@@ -238,21 +251,23 @@ def read_legus_catalog(path, *, bands=LEGUS_BANDS):
     path = _existing(path)
     bands = tuple(str(band).upper() for band in bands)
     if len(bands) != 5:
-        raise ValueError(f"bands must name the 5 LEGUS magnitude columns in file "
-                         f"order, got {len(bands)}: {bands}")
+        raise ValueError(
+            f"bands must name the 5 LEGUS magnitude columns in file "
+            f"order, got {len(bands)}: {bands}"
+        )
     try:
         data = np.loadtxt(path, ndmin=2, dtype=float)
     except ValueError as exc:
-        raise ValueError(f"cannot read {path} as a LEGUS .tab catalogue "
-                         f"(whitespace ASCII numbers, no header): {exc}") from None
+        raise ValueError(
+            f"cannot read {path} as a LEGUS .tab catalogue "
+            f"(whitespace ASCII numbers, no header): {exc}"
+        ) from None
     ncol = data.shape[1]
     if ncol not in _LEGUS_CLASS_COLUMNS:
         accepted = ", ".join(str(n) for n in sorted(_LEGUS_CLASS_COLUMNS))
-        raise ValueError(f"{path} has {ncol} columns; LEGUS catalogues have "
-                         f"{accepted} columns")
+        raise ValueError(f"{path} has {ncol} columns; LEGUS catalogues have {accepted} columns")
 
-    table = QTable(meta={"origin": 1, "catalog_format": "legus",
-                         "legus_columns": ncol})
+    table = QTable(meta={"origin": 1, "catalog_format": "legus", "legus_columns": ncol})
     table["id"] = data[:, 0].astype(np.int64)
     table["x"] = data[:, 1]
     table["y"] = data[:, 2]
@@ -320,8 +335,9 @@ def read_catalog(path, *, format=None):
     try:
         table = QTable.read(path, format=format)
     except Exception as exc:  # astropy raises many types for a bad file
-        raise ValueError(f"cannot read {path} (format={format!r}): {exc}; "
-                         f"accepted: {_ACCEPTED}") from None
+        raise ValueError(
+            f"cannot read {path} (format={format!r}): {exc}; accepted: {_ACCEPTED}"
+        ) from None
     if FITS_ORIGIN_KEY in table.meta:  # written by this package's FITS writer
         table.meta.setdefault("origin", int(table.meta.pop(FITS_ORIGIN_KEY)))
     if "PHANGS_X" in table.colnames and "PHANGS_Y" in table.colnames:

@@ -68,9 +68,7 @@ def _plain(value, where):
         out = {}
         for key, item in value.items():
             if not isinstance(key, (str, int)):
-                raise TypeError(
-                    f"model card key {key!r} in {where} must be a str or int"
-                )
+                raise TypeError(f"model card key {key!r} in {where} must be a str or int")
             out[key] = _plain(item, f"{where}[{key!r}]")
         return out
     if isinstance(value, (list, tuple)):
@@ -139,17 +137,12 @@ class ModelCard:
             )
         if isinstance(self.bands, str) or not self.bands:
             raise CheckpointError(
-                f"model card bands must be a non-empty sequence of filter names, "
-                f"got {self.bands!r}"
+                f"model card bands must be a non-empty sequence of filter names, got {self.bands!r}"
             )
         self.bands = tuple(str(b).strip().upper() for b in self.bands)
         for name in ("cutout_size", "input_size"):
             value = getattr(self, name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, (int, np.integer))
-                or value < 1
-            ):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise CheckpointError(
                     f"model card {name} must be a positive integer, got {value!r}"
                 )
@@ -164,9 +157,10 @@ class ModelCard:
                 f"model card class scheme {self.classes} is not supported; this "
                 f"version predicts classes {CLASSES}"
             )
-        if not isinstance(self.model_options, Mapping) or not set(
-            self.model_options
-        ) <= {"stem", "head"}:
+        if not isinstance(self.model_options, Mapping) or not set(self.model_options) <= {
+            "stem",
+            "head",
+        }:
             raise CheckpointError(
                 f"model card model_options must be a dict with keys stem/head, got "
                 f"{self.model_options!r}"
@@ -238,8 +232,7 @@ def _check_state_dicts(state_dicts):
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in sd.items()
         ):
             raise TypeError(
-                f"state dict {i} must map parameter names to tensors "
-                "(model.state_dict())"
+                f"state dict {i} must map parameter names to tensors (model.state_dict())"
             )
         out.append({k: v.detach().cpu() for k, v in sd.items()})
     return out
@@ -288,9 +281,7 @@ def save_checkpoint(path, card, state_dicts, *, overwrite=False):
 
 def _first_line(exc):
     text = str(exc).strip()
-    return (
-        f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
-    )
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
 def is_checkpoint(path):
@@ -338,8 +329,7 @@ def load_checkpoint(path, *, sha256=None):
     digest = sha256_file(path)
     if sha256 is not None and digest != str(sha256).strip().lower():
         raise CheckpointError(
-            f"checkpoint {path} has sha256 {digest}, expected {sha256}; "
-            "wrong or modified file"
+            f"checkpoint {path} has sha256 {digest}, expected {sha256}; wrong or modified file"
         )
     with open(path, "rb") as fh:
         magic = fh.read(4)
@@ -357,9 +347,7 @@ def load_checkpoint(path, *, sha256=None):
                 f"refusing to load {path}: it contains Python objects other than "
                 "tensors and plain containers"
             ) from None
-        raise CheckpointError(
-            f"checkpoint {path} is corrupt ({_first_line(exc)})"
-        ) from None
+        raise CheckpointError(f"checkpoint {path} is corrupt ({_first_line(exc)})") from None
     except Exception as exc:  # garbage makes torch's unpickler fail in arbitrary ways
         raise CheckpointError(
             f"checkpoint {path} is truncated or corrupt ({_first_line(exc)})"
@@ -381,9 +369,7 @@ def load_checkpoint(path, *, sha256=None):
     except CheckpointError as exc:
         raise CheckpointError(f"checkpoint {path}: {exc}") from None
     except TypeError as exc:
-        raise CheckpointError(
-            f"checkpoint {path}: invalid model card ({exc})"
-        ) from None
+        raise CheckpointError(f"checkpoint {path}: invalid model card ({exc})") from None
     try:
         state_dicts = _check_state_dicts(payload.get("state_dicts") or [])
     except (TypeError, ValueError) as exc:

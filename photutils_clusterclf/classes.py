@@ -28,7 +28,7 @@ CLASS_DESCRIPTIONS = {
     2: "cluster: single peak, elongated or asymmetric, centrally concentrated",
     3: "compact association: multiple peaks, often on diffuse wings",
     4: "not a cluster: star, star pair/triple, saturated star, spike, "
-       "background galaxy or artefact",
+    "background galaxy or artefact",
 }
 
 #: DS9 colour of each class (configurable wherever colours are used).
@@ -70,7 +70,8 @@ def fold_classes(codes, *, mapping=None):
         out[finite & (ints == cls)] = cls
     for code, target in mapping.items():
         if target not in (UNCLASSIFIED,) + CLASSES:
-            raise ValueError(f"mapping sends code {code} to {target}; "
-                             f"targets must be one of 0, 1, 2, 3, 4")
+            raise ValueError(
+                f"mapping sends code {code} to {target}; targets must be one of 0, 1, 2, 3, 4"
+            )
         out[finite & (ints == code)] = target
     return out

@@ -36,8 +36,10 @@ AGGREGATES = ("mean", "mode")
 COLUMN_STYLES = ("default", "phangs")
 
 #: Short method and software reference written into every classified catalogue.
-CITATION = ("Wei et al. 2020, MNRAS 493, 3178 (doi:10.1093/mnras/staa325); "
-            "photutils-clusterclf; BibTeX: clusterclf --cite")
+CITATION = (
+    "Wei et al. 2020, MNRAS 493, 3178 (doi:10.1093/mnras/staa325); "
+    "photutils-clusterclf; BibTeX: clusterclf --cite"
+)
 
 
 def aggregate_members(member_probs, *, aggregate="mean"):
@@ -94,7 +96,9 @@ def _warn_coverage(n, n_classified, positions):
         f"{n - n_classified} lie off the images or where a band has no data (see the "
         "class_ml_flags column). Check that the catalogue and the images are of the same "
         "field, the pixel origin (origin=0 or 1) and whether the sky columns (use='sky') "
-        "are the right positions", AstropyUserWarning)
+        "are the right positions",
+        AstropyUserWarning,
+    )
 
 
 class ClusterClassifier:
@@ -176,16 +180,31 @@ class ClusterClassifier:
         card = checkpoint.card
         models = []
         for state in checkpoint.state_dicts:
-            model = build_model(card.arch, n_bands=len(card.bands),
-                                n_classes=len(card.classes), weights=None,
-                                **card.model_options)
+            model = build_model(
+                card.arch,
+                n_bands=len(card.bands),
+                n_classes=len(card.classes),
+                weights=None,
+                **card.model_options,
+            )
             model.load_state_dict(state)
             models.append(model)
         return cls(models, card, device=device, sha256=checkpoint.sha256)
 
     @classmethod
-    def from_model(cls, models, *, arch, bands, cutout_size, input_size=None,
-                   normalization=None, device="auto", training=None, model_options=None):
+    def from_model(
+        cls,
+        models,
+        *,
+        arch,
+        bands,
+        cutout_size,
+        input_size=None,
+        normalization=None,
+        device="auto",
+        training=None,
+        model_options=None,
+    ):
         """Wrap freshly built or trained networks.
 
         Parameters
@@ -213,10 +232,15 @@ class ClusterClassifier:
             they are recorded.
         """
         normalization = normalization or Normalization()
-        card = ModelCard(arch=arch, bands=tuple(bands), cutout_size=int(cutout_size),
-                         input_size=int(input_size or cutout_size),
-                         normalization=normalization.to_dict(), training=training or {},
-                         model_options=dict(model_options or {}))
+        card = ModelCard(
+            arch=arch,
+            bands=tuple(bands),
+            cutout_size=int(cutout_size),
+            input_size=int(input_size or cutout_size),
+            normalization=normalization.to_dict(),
+            training=training or {},
+            model_options=dict(model_options or {}),
+        )
         return cls(models, card, device=device)
 
     @property
@@ -246,9 +270,11 @@ class ClusterClassifier:
         return len(self.models)
 
     def __repr__(self):
-        return (f"<ClusterClassifier {self.card.arch} x{self.n_members} bands="
-                f"{','.join(self.bands)} cutout={self.card.cutout_size}px "
-                f"input={self.card.input_size}px device={self.device}>")
+        return (
+            f"<ClusterClassifier {self.card.arch} x{self.n_members} bands="
+            f"{','.join(self.bands)} cutout={self.card.cutout_size}px "
+            f"input={self.card.input_size}px device={self.device}>"
+        )
 
     def checkpoint(self):
         """The classifier as a `~photutils_clusterclf.checkpoint.Checkpoint` (CPU tensors)."""
@@ -271,8 +297,10 @@ class ClusterClassifier:
             return cutouts.data
         data = np.asarray(cutouts, dtype=np.float32)
         if data.ndim != 4 or data.shape[1] != len(self.bands):
-            raise ValueError(f"cutouts must have shape (N, {len(self.bands)}, S, S) "
-                             f"for bands {', '.join(self.bands)}; got {data.shape}")
+            raise ValueError(
+                f"cutouts must have shape (N, {len(self.bands)}, S, S) "
+                f"for bands {', '.join(self.bands)}; got {data.shape}"
+            )
         return data
 
     def predict_members(self, cutouts, *, tta=False, batch_size=None, progress_bar=False):
@@ -297,8 +325,9 @@ class ClusterClassifier:
         """
         raw = self._raw_array(cutouts)
         batch_size = int(batch_size or default_batch_size(self.device))
-        return self._engine.predict_members(raw, tta=tta, batch_size=batch_size,
-                                            progress_bar=progress_bar)
+        return self._engine.predict_members(
+            raw, tta=tta, batch_size=batch_size, progress_bar=progress_bar
+        )
 
     def predict_proba(self, cutouts, *, tta=False, batch_size=None, progress_bar=False):
         """Class probabilities, averaged over ensemble members (and transforms).
@@ -319,13 +348,28 @@ class ClusterClassifier:
         probs : `numpy.ndarray`
             ``(N, 4)`` float32; column ``k`` is the probability of class ``k + 1``.
         """
-        members = self.predict_members(cutouts, tta=tta, batch_size=batch_size,
-                                       progress_bar=progress_bar)
+        members = self.predict_members(
+            cutouts, tta=tta, batch_size=batch_size, progress_bar=progress_bar
+        )
         return members.mean(axis=0)
 
-    def classify(self, source, images, *, origin=None, use="auto", columns=None, tta=False,
-                 aggregate="mean", column_style="default", prefix="", tag=None,
-                 batch_size=None, progress_bar=False, copy=True):
+    def classify(
+        self,
+        source,
+        images,
+        *,
+        origin=None,
+        use="auto",
+        columns=None,
+        tta=False,
+        aggregate="mean",
+        column_style="default",
+        prefix="",
+        tag=None,
+        batch_size=None,
+        progress_bar=False,
+        copy=True,
+    ):
         """Classify candidates and return the catalogue with class columns added.
 
         Parameters
@@ -387,9 +431,15 @@ class ClusterClassifier:
         member_probs = np.zeros((self.n_members, n, len(CLASSES)), dtype=np.float32)
         flags = np.zeros(n, dtype=np.int16)
         classified = np.zeros(n, dtype=bool)
-        for rows, probs in self._engine.stream(images, positions.x, positions.y, flags, tta=tta,
-                                        batch_size=batch_size,
-                                        progress_bar=progress_bar and n > batch_size):
+        for rows, probs in self._engine.stream(
+            images,
+            positions.x,
+            positions.y,
+            flags,
+            tta=tta,
+            batch_size=batch_size,
+            progress_bar=progress_bar and n > batch_size,
+        ):
             member_probs[:, rows] = probs
             classified[rows] = True
 
@@ -403,13 +453,19 @@ class ClusterClassifier:
         columns[names["flags"]] = flags
         for name, values in columns.items():
             if name in table.colnames:
-                warnings.warn(f"replacing existing column {name}; pass prefix= to keep it",
-                              AstropyUserWarning)
+                warnings.warn(
+                    f"replacing existing column {name}; pass prefix= to keep it", AstropyUserWarning
+                )
             table[name] = values
         _warn_coverage(n, int(classified.sum()), positions)
-        table.meta["clusterclf"] = self._provenance(positions, tta=tta, aggregate=aggregate,
-                                                    column_style=column_style,
-                                                    n_classified=int(classified.sum()), n=n)
+        table.meta["clusterclf"] = self._provenance(
+            positions,
+            tta=tta,
+            aggregate=aggregate,
+            column_style=column_style,
+            n_classified=int(classified.sum()),
+            n=n,
+        )
         return table
 
     __call__ = classify
@@ -432,8 +488,18 @@ class ClusterClassifier:
         probs = {f"prob{k}": f"{base}_PROB{k}" for k in CLASSES}
         return {"class": base, "qual": f"{base}_QUAL", **probs, "flags": f"{base}_FLAGS"}
 
-    def region_options(self, source, *, origin=None, use="auto", columns=None,
-                       column_style="default", prefix="", tag=None, **classify_options):
+    def region_options(
+        self,
+        source,
+        *,
+        origin=None,
+        use="auto",
+        columns=None,
+        column_style="default",
+        prefix="",
+        tag=None,
+        **classify_options,
+    ):
         """Options of `~photutils_clusterclf.regions_io.class_regions` for a classified table.
 
         They draw the class column that `classify` wrote for ``source``, at
@@ -457,10 +523,12 @@ class ClusterClassifier:
         """
         from_table = isinstance(source, Table)
         names = self.column_names(column_style=column_style, prefix=prefix, tag=tag)
-        return {"column": names["class"],
-                "origin": origin if from_table else None,
-                "use": use if from_table else "auto",
-                "columns": columns if from_table else None}
+        return {
+            "column": names["class"],
+            "origin": origin if from_table else None,
+            "use": use if from_table else "auto",
+            "columns": columns if from_table else None,
+        }
 
     @property
     def phangs_tag(self):
@@ -487,9 +555,16 @@ class ClusterClassifier:
     def _provenance(self, positions, **options):
         card = self.card
         return provenance(
-            model_arch=card.arch, model_members=self.n_members,
-            model_sha256=self.sha256 or "unsaved", bands=list(card.bands),
-            cutout_size=card.cutout_size, input_size=card.input_size,
-            normalization=dict(card.normalization), temperature=card.temperature,
+            model_arch=card.arch,
+            model_members=self.n_members,
+            model_sha256=self.sha256 or "unsaved",
+            bands=list(card.bands),
+            cutout_size=card.cutout_size,
+            input_size=card.input_size,
+            normalization=dict(card.normalization),
+            temperature=card.temperature,
             positions=positions.description,
-            device=str(self.device), **options, citation=CITATION)
+            device=str(self.device),
+            **options,
+            citation=CITATION,
+        )

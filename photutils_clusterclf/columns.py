@@ -12,23 +12,31 @@ from astropy.coordinates import Angle, SkyCoord
 
 from .classes import CLASSES
 
-__all__ = ["PIXEL_COLUMNS", "SKY_COLUMNS", "column_values", "find_column", "find_pixel",
-           "find_sky", "probability_columns", "table_skycoord"]
+__all__ = [
+    "PIXEL_COLUMNS",
+    "SKY_COLUMNS",
+    "column_values",
+    "find_column",
+    "find_pixel",
+    "find_sky",
+    "probability_columns",
+    "table_skycoord",
+]
 
 #: Pixel column pairs, in the order they are looked for (case-insensitive),
 #: with the origin they imply (None: unknown, must be given).
 PIXEL_COLUMNS = (
     (("PHANGS_X", "PHANGS_Y"), 0),
-    (("x_centroid", "y_centroid"), 0),   # photutils >= 2
-    (("xcentroid", "ycentroid"), 0),     # photutils 1.x
-    (("x_fit", "y_fit"), 0),             # photutils PSF photometry
+    (("x_centroid", "y_centroid"), 0),  # photutils >= 2
+    (("xcentroid", "ycentroid"), 0),  # photutils 1.x
+    (("x_fit", "y_fit"), 0),  # photutils PSF photometry
     (("x_init", "y_init"), 0),
     (("x_0", "y_0"), 0),
-    (("x_center", "y_center"), 0),       # photutils aperture photometry
-    (("xcenter", "ycenter"), 0),         # photutils 1.x aperture photometry
-    (("x_peak", "y_peak"), 0),           # photutils find_peaks
-    (("x", "y"), None),                  # also X/Y; LEGUS files are 1-based
-    (("x_image", "y_image"), None),      # SExtractor (1-based) or others
+    (("x_center", "y_center"), 0),  # photutils aperture photometry
+    (("xcenter", "ycenter"), 0),  # photutils 1.x aperture photometry
+    (("x_peak", "y_peak"), 0),  # photutils find_peaks
+    (("x", "y"), None),  # also X/Y; LEGUS files are 1-based
+    (("x_image", "y_image"), None),  # SExtractor (1-based) or others
 )
 
 #: Sky column pairs (longitude, latitude), in the order they are looked for.
@@ -53,20 +61,26 @@ def column_values(column, name, kind=None):
         unit = None
     if kind == "sky":
         if unit is not None and unit.physical_type != "angle":
-            raise ValueError(f"column {name} has wrong units ({unit}): sky columns "
-                             "must be angles (deg, arcsec, hourangle...) or unitless "
-                             "degrees")
+            raise ValueError(
+                f"column {name} has wrong units ({unit}): sky columns "
+                "must be angles (deg, arcsec, hourangle...) or unitless "
+                "degrees"
+            )
         scale = 1.0 if unit is None else unit.to(u.deg)
     else:
         if kind == "pixel" and unit is not None and unit != u.pix:
-            raise ValueError(f"column {name} has wrong units ({unit}): pixel columns "
-                             "must be unitless or in pix")
+            raise ValueError(
+                f"column {name} has wrong units ({unit}): pixel columns must be unitless or in pix"
+            )
         scale = 1.0
     # MaskedColumn, MaskedQuantity (QTable) and plain columns keep their
     # mask in different places
     mask = getattr(column, "mask", None)
-    raw = getattr(column, "unmasked", column) if isinstance(column, u.Quantity) \
+    raw = (
+        getattr(column, "unmasked", column)
+        if isinstance(column, u.Quantity)
         else np.ma.getdata(column)
+    )
     raw = raw.value if isinstance(raw, u.Quantity) else raw
     try:
         values = np.array(raw, dtype=np.float64, ndmin=1) * scale

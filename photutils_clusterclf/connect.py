@@ -58,8 +58,12 @@ def fits_header_meta(meta, *, _prefix=""):
         name = f"{_prefix}{key}".upper()
         if value is None:
             continue
-        if (not _prefix and key == "origin" and isinstance(value, numbers.Integral)
-                and not isinstance(value, bool)):
+        if (
+            not _prefix
+            and key == "origin"
+            and isinstance(value, numbers.Integral)
+            and not isinstance(value, bool)
+        ):
             name = FITS_ORIGIN_KEY
         if isinstance(value, dict):
             flat.update(fits_header_meta(value, _prefix=f"{name} "))

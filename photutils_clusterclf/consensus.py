@@ -81,8 +81,10 @@ def _check_votes(votes):
         raise ValueError(f"votes must have shape (N, L) with L >= 1 labellers, got {votes.shape}")
     if not np.isin(votes, (UNCLASSIFIED,) + CLASSES).all():
         bad = sorted(set(np.unique(votes).tolist()) - {UNCLASSIFIED, *CLASSES})
-        raise ValueError(f"votes must be 0 (missing) or classes 1-4, found {bad[:5]}; "
-                         "fold catalogue codes with fold_classes first")
+        raise ValueError(
+            f"votes must be 0 (missing) or classes 1-4, found {bad[:5]}; "
+            "fold catalogue codes with fold_classes first"
+        )
     return votes.astype(np.int64)
 
 
@@ -164,9 +166,14 @@ def dawid_skene(votes, *, smoothing=0.01, tol=1e-6, max_iter=5000):
         posteriors = np.full((votes.shape[0], _K), np.nan)
         posteriors[voted] = counts
         prior = (counts.sum(axis=0) + smoothing) / (counts.sum() + _K * smoothing)
-        return DawidSkeneResult(posteriors=posteriors, confusion=np.eye(_K)[None],
-                                class_prior=prior, n_iter=0, converged=True,
-                                log_likelihood=float(np.log(prior) @ counts.sum(axis=0)))
+        return DawidSkeneResult(
+            posteriors=posteriors,
+            confusion=np.eye(_K)[None],
+            class_prior=prior,
+            n_iter=0,
+            converged=True,
+            log_likelihood=float(np.log(prior) @ counts.sum(axis=0)),
+        )
     post = counts / counts.sum(axis=1, keepdims=True)
     onehot = [np.eye(_K + 1)[sub[:, lab]][:, 1:] for lab in range(sub.shape[1])]
     confusion = prior = None
@@ -178,8 +185,7 @@ def dawid_skene(votes, *, smoothing=0.01, tol=1e-6, max_iter=5000):
         new_prior = post.sum(axis=0) + smoothing
         new_prior /= new_prior.sum()
         if confusion is not None:
-            change = max(np.abs(new_confusion - confusion).max(),
-                         np.abs(new_prior - prior).max())
+            change = max(np.abs(new_confusion - confusion).max(), np.abs(new_prior - prior).max())
             converged = change < tol
         confusion, prior = new_confusion, new_prior
         # E-step: class posteriors of every candidate.
@@ -191,14 +197,22 @@ def dawid_skene(votes, *, smoothing=0.01, tol=1e-6, max_iter=5000):
         if converged:
             break
     if not converged:
-        warnings.warn(f"Dawid-Skene EM did not converge in {max_iter} iterations "
-                      f"(last parameter change {change:.2g} > tol={tol}); "
-                      "raise max_iter or tol", AstropyUserWarning)
+        warnings.warn(
+            f"Dawid-Skene EM did not converge in {max_iter} iterations "
+            f"(last parameter change {change:.2g} > tol={tol}); "
+            "raise max_iter or tol",
+            AstropyUserWarning,
+        )
     posteriors = np.full((votes.shape[0], _K), np.nan)
     posteriors[voted] = post
-    return DawidSkeneResult(posteriors=posteriors, confusion=confusion, class_prior=prior,
-                            n_iter=n_iter, converged=converged,
-                            log_likelihood=float((top + np.log(norm)).sum()))
+    return DawidSkeneResult(
+        posteriors=posteriors,
+        confusion=confusion,
+        class_prior=prior,
+        n_iter=n_iter,
+        converged=converged,
+        log_likelihood=float((top + np.log(norm)).sum()),
+    )
 
 
 def _majority_class(votes, counts, ties):
@@ -227,13 +241,24 @@ def _check_columns(table, columns):
         raise ValueError(f"columns are repeated in {columns}; give each labeller once")
     missing = [c for c in columns if c not in table.colnames]
     if missing:
-        raise KeyError(f"column(s) {', '.join(map(repr, missing))} not in the table; "
-                       "available: " + ", ".join(table.colnames))
+        raise KeyError(
+            f"column(s) {', '.join(map(repr, missing))} not in the table; "
+            "available: " + ", ".join(table.colnames)
+        )
     return columns
 
 
-def consensus_labels(table, *, columns, method="majority", mapping=None, ties="first",
-                     smoothing=0.01, tol=1e-6, max_iter=5000):
+def consensus_labels(
+    table,
+    *,
+    columns,
+    method="majority",
+    mapping=None,
+    ties="first",
+    smoothing=0.01,
+    tol=1e-6,
+    max_iter=5000,
+):
     """Consensus class of several labellers' class columns.
 
     Parameters
@@ -302,8 +327,9 @@ def consensus_labels(table, *, columns, method="majority", mapping=None, ties="f
     check_choice("method", method, CONSENSUS_METHODS)
     check_choice("ties", ties, TIE_RULES)
     columns = _check_columns(table, columns)
-    votes = np.stack([fold_classes(table[c], mapping=mapping) for c in columns],
-                     axis=1).astype(np.int64)
+    votes = np.stack([fold_classes(table[c], mapping=mapping) for c in columns], axis=1).astype(
+        np.int64
+    )
     counts = _vote_counts(votes)
     n_votes = counts.sum(axis=1)
     voted = n_votes > 0
@@ -318,19 +344,26 @@ def consensus_labels(table, *, columns, method="majority", mapping=None, ties="f
     else:
         fit = dawid_skene(votes, smoothing=smoothing, tol=tol, max_iter=max_iter)
         probs = fit.posteriors
-        classes = np.where(voted, np.nan_to_num(probs, nan=-1.0).argmax(axis=1) + 1,
-                           UNCLASSIFIED)
-        meta.update(smoothing=float(smoothing), tol=float(tol), max_iter=int(max_iter),
-                    n_iter=fit.n_iter, converged=fit.converged,
-                    log_likelihood=fit.log_likelihood,
-                    confusion={c: fit.confusion[i].tolist() for i, c in enumerate(columns)},
-                    class_prior=fit.class_prior.tolist())
+        classes = np.where(voted, np.nan_to_num(probs, nan=-1.0).argmax(axis=1) + 1, UNCLASSIFIED)
+        meta.update(
+            smoothing=float(smoothing),
+            tol=float(tol),
+            max_iter=int(max_iter),
+            n_iter=fit.n_iter,
+            converged=fit.converged,
+            log_likelihood=fit.log_likelihood,
+            confusion={c: fit.confusion[i].tolist() for i, c in enumerate(columns)},
+            class_prior=fit.class_prior.tolist(),
+        )
     decided = classes > 0
     agreement = np.full(len(votes), np.nan)
-    agreement[decided] = (counts[decided, classes[decided] - 1] / n_votes[decided])
+    agreement[decided] = counts[decided, classes[decided] - 1] / n_votes[decided]
     out = QTable(table, copy=True)
-    new = {"consensus_class": classes.astype(np.int16), "consensus_agreement": agreement,
-           "consensus_n_votes": n_votes.astype(np.int16)}
+    new = {
+        "consensus_class": classes.astype(np.int16),
+        "consensus_agreement": agreement,
+        "consensus_n_votes": n_votes.astype(np.int16),
+    }
     new.update({f"consensus_prob{c}": probs[:, i] for i, c in enumerate(CLASSES)})
     for name, values in new.items():
         if name in out.colnames:

@@ -97,11 +97,7 @@ class CutoutBatch:
 
 def _positive_int(value, message):
     """``value`` as an int; `ValueError` ``"<message>, got <value>"`` if not >= 1."""
-    if (
-        isinstance(value, (bool, np.bool_))
-        or not isinstance(value, (int, np.integer))
-        or value < 1
-    ):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{message}, got {value!r}")
     return int(value)
 
@@ -129,8 +125,7 @@ def _check_bands(images, bands):
     missing = [b for b in bands if b not in images]
     if missing:
         raise KeyError(
-            f"bands {missing} are not in the images; "
-            f"available: {', '.join(images.bands)}"
+            f"bands {missing} are not in the images; available: {', '.join(images.bands)}"
         )
     return tuple(normalize_band_name(b) for b in bands)
 
@@ -149,8 +144,7 @@ def _as_coordinates(x, y):
         coords.append(value)
     if coords[0].shape != coords[1].shape:
         raise ValueError(
-            "x and y must have the same length, "
-            f"got {coords[0].size} and {coords[1].size}"
+            f"x and y must have the same length, got {coords[0].size} and {coords[1].size}"
         )
     return coords
 
@@ -254,9 +248,7 @@ def _gather_band(data, x0, y0, size, out, flags, valid, nan_threshold):
         rows = rows_partial[start : start + _GATHER_CHUNK]
         iy = y0[rows, None] + offsets
         ix = x0[rows, None] + offsets
-        on_image = ((iy >= 0) & (iy < ny))[:, :, None] & ((ix >= 0) & (ix < nx))[
-            :, None, :
-        ]
+        on_image = ((iy >= 0) & (iy < ny))[:, :, None] & ((ix >= 0) & (ix < nx))[:, None, :]
         block = _native_float32(
             data[np.clip(iy, 0, ny - 1)[:, :, None], np.clip(ix, 0, nx - 1)[:, None, :]]
         )
@@ -281,15 +273,11 @@ def _extract(images, positions, valid, bands, size, nan_threshold):
 
 def _check_nan_threshold(nan_threshold):
     if not 0 <= nan_threshold <= 1:
-        raise ValueError(
-            f"nan_threshold must be a fraction between 0 and 1, got {nan_threshold!r}"
-        )
+        raise ValueError(f"nan_threshold must be a fraction between 0 and 1, got {nan_threshold!r}")
     return float(nan_threshold)
 
 
-def extract_cutouts(
-    images, x, y, *, size=DEFAULT_CUTOUT_SIZE, bands=None, nan_threshold=0.25
-):
+def extract_cutouts(images, x, y, *, size=DEFAULT_CUTOUT_SIZE, bands=None, nan_threshold=0.25):
     """Cut ``size`` x ``size`` pixel stamps around positions in every band.
 
     Parameters

@@ -43,22 +43,39 @@ class DemoConfig:
 
 
 DEMO_CONFIGS = {
-    "full": DemoConfig(name="full", shape=(2048, 2048), n_candidates=800,
-                       train_distances_mpc=(6.0, 11.0, 17.0), heldout_distance_mpc=14.0,
-                       arch="resnet18", cutout_size=32, input_size=32, epochs=25,
-                       n_models=3),
-    "quick": DemoConfig(name="quick", shape=(1200, 1200), n_candidates=400,
-                        train_distances_mpc=(6.0, 11.0, 17.0), heldout_distance_mpc=14.0,
-                        arch="resnet18", cutout_size=32, input_size=32, epochs=10,
-                        n_models=3),
+    "full": DemoConfig(
+        name="full",
+        shape=(2048, 2048),
+        n_candidates=800,
+        train_distances_mpc=(6.0, 11.0, 17.0),
+        heldout_distance_mpc=14.0,
+        arch="resnet18",
+        cutout_size=32,
+        input_size=32,
+        epochs=25,
+        n_models=3,
+    ),
+    "quick": DemoConfig(
+        name="quick",
+        shape=(1200, 1200),
+        n_candidates=400,
+        train_distances_mpc=(6.0, 11.0, 17.0),
+        heldout_distance_mpc=14.0,
+        arch="resnet18",
+        cutout_size=32,
+        input_size=32,
+        epochs=10,
+        n_models=3,
+    ),
 }
 
 
 def _prepare_out_dir(out_dir):
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / MARKER).exists():
-        raise FileExistsError(f"{out_dir} exists and was not written by the demo; "
-                              "choose another --out directory")
+        raise FileExistsError(
+            f"{out_dir} exists and was not written by the demo; choose another --out directory"
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / MARKER).write_text("written by clusterclf demo; it may replace files here\n")
     return out_dir
@@ -66,35 +83,56 @@ def _prepare_out_dir(out_dir):
 
 def _simulate(config, distance, seed, target, progress):
     from .datasets import simulate_field
-    progress(f"simulating {target} at {distance:g} Mpc "
-             f"({config.shape[0]}x{config.shape[1]} px, {config.n_candidates} candidates)")
-    return simulate_field(shape=config.shape, n_candidates=config.n_candidates,
-                          distance_mpc=distance, label_noise="human", seed=seed,
-                          target=target)
+
+    progress(
+        f"simulating {target} at {distance:g} Mpc "
+        f"({config.shape[0]}x{config.shape[1]} px, {config.n_candidates} candidates)"
+    )
+    return simulate_field(
+        shape=config.shape,
+        n_candidates=config.n_candidates,
+        distance_mpc=distance,
+        label_noise="human",
+        seed=seed,
+        target=target,
+    )
 
 
 def _train(config, model_path, *, device, progress_bar, progress):
     from .models import imagenet_weights_file
     from .training import TrainingSet, train_classifier
+
     galaxies = []
     for i, distance in enumerate(config.train_distances_mpc):
         field = _simulate(config, distance, config.seed + 1 + i, f"demo-train{i + 1}", progress)
         galaxies.append((field.catalog, field.to_multiband_image(), field.target))
-    training_set = TrainingSet.from_galaxies(galaxies, label_column="PHANGS_CLUSTER_CLASS_HUMAN",
-                                             cutout_size=config.cutout_size,
-                                             progress_bar=progress_bar)
+    training_set = TrainingSet.from_galaxies(
+        galaxies,
+        label_column="PHANGS_CLUSTER_CLASS_HUMAN",
+        cutout_size=config.cutout_size,
+        progress_bar=progress_bar,
+    )
     weights_file = imagenet_weights_file(config.arch)
     if weights_file.exists():
         progress(f"training {config.arch} from ImageNet weights ({weights_file})")
     else:
-        progress(f"training {config.arch} from random initialisation: no ImageNet weights "
-                 f"at {weights_file} (put them there to fine-tune as in Wei et al. 2020)")
+        progress(
+            f"training {config.arch} from random initialisation: no ImageNet weights "
+            f"at {weights_file} (put them there to fine-tune as in Wei et al. 2020)"
+        )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="ImageNet weights")  # said just above
-        clf = train_classifier(training_set, arch=config.arch, weights="imagenet",
-                               input_size=config.input_size, epochs=config.epochs,
-                               n_models=config.n_models, seed=config.seed, device=device,
-                               progress_bar=progress_bar)
+        clf = train_classifier(
+            training_set,
+            arch=config.arch,
+            weights="imagenet",
+            input_size=config.input_size,
+            epochs=config.epochs,
+            n_models=config.n_models,
+            seed=config.seed,
+            device=device,
+            progress_bar=progress_bar,
+        )
     clf.card.training["demo_config"] = config.name
     clf.save(model_path, overwrite=True)
     return clf
@@ -102,6 +140,7 @@ def _train(config, model_path, *, device, progress_bar, progress):
 
 def _model_matches(model_path, config):
     from .checkpoint import CheckpointError, load_checkpoint
+
     try:
         card = load_checkpoint(model_path).card
     except CheckpointError:
@@ -132,6 +171,7 @@ def member_reports(member_probs, classifiable, truth, **names):
     import numpy as np
 
     from .evaluation import EvaluationReport
+
     preds = np.where(classifiable, member_probs.argmax(axis=2) + 1, 0)
     return [EvaluationReport(truth, pred, **names) for pred in preds]
 
@@ -169,8 +209,11 @@ def format_recall_table(report_human, report_true, members_human=(), members_tru
         "This demo: the model trained here on simulated galaxies, on the held-out simulated",
         "galaxy, against its simulated human-like labels (n: objects with that label) and",
         "against its true classes"
-        + (f"; (a-b): the range over the {len(members_human)} ensemble members."
-           if len(members_human) > 1 else "."),
+        + (
+            f"; (a-b): the range over the {len(members_human)} ensemble members."
+            if len(members_human) > 1
+            else "."
+        ),
         "Wei+2020: ImageNet-pretrained networks trained on real PHANGS-HST galaxies, tested",
         "on NGC 1559 against real human labels; human-human: agreement between human",
         "classifiers. The data differ: a sanity check, not a comparison of methods.",
@@ -182,12 +225,16 @@ def format_recall_table(report_human, report_true, members_human=(), members_tru
     ]
     for k in CLASSES:
         n = int(report_human.confusion_matrix[k - 1].sum())
-        lines.append(f"{k:>5}  {n:>3}   {cell(report_human, members_human, k):<24s}"
-                     f"  {cell(report_true, members_true, k):<20s}"
-                     f"   {WEI2020_RECALL[k]:<15s}    {HUMAN_CONSISTENCY[k]}")
-    lines.append(f"overall accuracy: {cell(report_human, members_human)} against the "
-                 f"human-like labels, {cell(report_true, members_true)} against the true "
-                 "classes")
+        lines.append(
+            f"{k:>5}  {n:>3}   {cell(report_human, members_human, k):<24s}"
+            f"  {cell(report_true, members_true, k):<20s}"
+            f"   {WEI2020_RECALL[k]:<15s}    {HUMAN_CONSISTENCY[k]}"
+        )
+    lines.append(
+        f"overall accuracy: {cell(report_human, members_human)} against the "
+        f"human-like labels, {cell(report_true, members_true)} against the true "
+        "classes"
+    )
     return "\n".join(lines)
 
 
@@ -196,14 +243,21 @@ def confusion_figure(report_human, report_true):
     from matplotlib.figure import Figure
 
     from .visualization import plot_confusion_matrix
+
     fig = Figure(figsize=(9, 4.2))
     panels = (
         (report_human, "against simulated human-like labels", "human-like label"),
         (report_true, "against true (simulated) classes", "true class"),
     )
     for ax, (report, title, ylabel) in zip(fig.subplots(1, 2), panels):
-        plot_confusion_matrix(report.confusion_matrix, normalize=True, ax=ax, title=title,
-                              xlabel="predicted class (this demo's model)", ylabel=ylabel)
+        plot_confusion_matrix(
+            report.confusion_matrix,
+            normalize=True,
+            ax=ax,
+            title=title,
+            xlabel="predicted class (this demo's model)",
+            ylabel=ylabel,
+        )
     fig.tight_layout()
     return fig
 
@@ -214,20 +268,44 @@ def _member_reports(model_path, heldout, table, device):
 
     from .classifier import ClusterClassifier
     from .cutouts import extract_cutouts
+
     clf = ClusterClassifier.load(model_path, device=device)
-    batch = extract_cutouts(heldout.to_multiband_image(), np.asarray(table["PHANGS_X"]),
-                            np.asarray(table["PHANGS_Y"]), size=clf.card.cutout_size,
-                            bands=clf.bands)
+    batch = extract_cutouts(
+        heldout.to_multiband_image(),
+        np.asarray(table["PHANGS_X"]),
+        np.asarray(table["PHANGS_Y"]),
+        size=clf.card.cutout_size,
+        bands=clf.bands,
+    )
     member_probs = clf.predict_members(batch)
     classified = np.asarray(table["class_ml"]) > 0
-    return (member_reports(member_probs, classified, table["PHANGS_CLUSTER_CLASS_HUMAN"],
-                           truth_name="human-like labels", pred_name="member"),
-            member_reports(member_probs, classified, table["CLASS_TRUE"],
-                           truth_name="true class", pred_name="member"))
+    return (
+        member_reports(
+            member_probs,
+            classified,
+            table["PHANGS_CLUSTER_CLASS_HUMAN"],
+            truth_name="human-like labels",
+            pred_name="member",
+        ),
+        member_reports(
+            member_probs,
+            classified,
+            table["CLASS_TRUE"],
+            truth_name="true class",
+            pred_name="member",
+        ),
+    )
 
 
-def run_demo(out_dir="clusterclf-demo", *, quick=False, retrain=False, device="auto",
-             progress_bar=False, printer=print):
+def run_demo(
+    out_dir="clusterclf-demo",
+    *,
+    quick=False,
+    retrain=False,
+    device="auto",
+    progress_bar=False,
+    printer=print,
+):
     """Simulate, train, classify a held-out galaxy and write every product.
 
     Parameters
@@ -269,42 +347,62 @@ def run_demo(out_dir="clusterclf-demo", *, quick=False, retrain=False, device="a
     else:
         _train(config, model_path, device=device, progress_bar=progress_bar, progress=progress)
 
-    heldout = _simulate(config, config.heldout_distance_mpc, config.seed, "demo-heldout",
-                        progress)
+    heldout = _simulate(config, config.heldout_distance_mpc, config.seed, "demo-heldout", progress)
     heldout_dir = out_dir / "heldout"
     heldout_dir.mkdir(exist_ok=True)
     files = heldout.write(heldout_dir, overwrite=True)
     catalog_path = files["catalog"]
 
     progress("classifying the held-out galaxy (the clusterclf classify code path)")
-    paths = {"model": model_path,
-             "catalog_fits": out_dir / "heldout_classified.fits",
-             "catalog_ecsv": out_dir / "heldout_classified.ecsv",
-             "regions": out_dir / "heldout_classes.reg",
-             "confusion_matrix": out_dir / "confusion_matrix.png",
-             "overlay": out_dir / "overlay.png",
-             "report": out_dir / "report.json"}
-    table = classify_files(model_path, catalog_path, heldout_dir, paths["catalog_fits"],
-                           regions=paths["regions"], overwrite=True, device=device,
-                           progress_bar=progress_bar)
+    paths = {
+        "model": model_path,
+        "catalog_fits": out_dir / "heldout_classified.fits",
+        "catalog_ecsv": out_dir / "heldout_classified.ecsv",
+        "regions": out_dir / "heldout_classes.reg",
+        "confusion_matrix": out_dir / "confusion_matrix.png",
+        "overlay": out_dir / "overlay.png",
+        "report": out_dir / "report.json",
+    }
+    table = classify_files(
+        model_path,
+        catalog_path,
+        heldout_dir,
+        paths["catalog_fits"],
+        regions=paths["regions"],
+        overwrite=True,
+        device=device,
+        progress_bar=progress_bar,
+    )
     write_table(table, paths["catalog_ecsv"], overwrite=True)
 
     # The classified table keeps the catalogue's columns, labels included.
-    report_human = EvaluationReport(table["PHANGS_CLUSTER_CLASS_HUMAN"], table["class_ml"],
-                                    truth_name="human-like labels", pred_name="class_ml")
-    report_true = EvaluationReport(table["CLASS_TRUE"], table["class_ml"],
-                                   truth_name="true class", pred_name="class_ml")
+    report_human = EvaluationReport(
+        table["PHANGS_CLUSTER_CLASS_HUMAN"],
+        table["class_ml"],
+        truth_name="human-like labels",
+        pred_name="class_ml",
+    )
+    report_true = EvaluationReport(
+        table["CLASS_TRUE"], table["class_ml"], truth_name="true class", pred_name="class_ml"
+    )
     members_human, members_true = _member_reports(model_path, heldout, table, device)
-    save_figure(confusion_figure(report_human, report_true), paths["confusion_matrix"],
-                overwrite=True)
+    save_figure(
+        confusion_figure(report_human, report_true), paths["confusion_matrix"], overwrite=True
+    )
     save_overlay(heldout.to_multiband_image(), table, paths["overlay"], overwrite=True)
     with atomic_output(paths["report"], overwrite=True) as tmp:
-        tmp.write_text(json.dumps({
-            "config": dataclasses.asdict(config),
-            "human_labels": report_human.to_dict(),
-            "true_classes": report_true.to_dict(),
-            "members_human_labels": [m.to_dict() for m in members_human],
-            "members_true_classes": [m.to_dict() for m in members_true]}, indent=2))
+        tmp.write_text(
+            json.dumps(
+                {
+                    "config": dataclasses.asdict(config),
+                    "human_labels": report_human.to_dict(),
+                    "true_classes": report_true.to_dict(),
+                    "members_human_labels": [m.to_dict() for m in members_human],
+                    "members_true_classes": [m.to_dict() for m in members_true],
+                },
+                indent=2,
+            )
+        )
 
     printer("")
     printer(f"Held-out galaxy ({config.heldout_distance_mpc:g} Mpc, {len(table)} candidates):")

@@ -50,18 +50,26 @@ def _prob_columns(table, pred_column, prob_columns):
         return None
     if isinstance(prob_columns, str):
         if prob_columns != "auto":
-            raise ValueError(f"prob_columns={prob_columns!r}: give 'auto', None or the "
-                             "four probability columns of the classes 1-4")
+            raise ValueError(
+                f"prob_columns={prob_columns!r}: give 'auto', None or the "
+                "four probability columns of the classes 1-4"
+            )
         return probability_columns(table, pred_column)
-    names = (dict(prob_columns) if isinstance(prob_columns, dict)
-             else dict(zip(CLASSES, prob_columns, strict=False)))
+    names = (
+        dict(prob_columns)
+        if isinstance(prob_columns, dict)
+        else dict(zip(CLASSES, prob_columns, strict=False))
+    )
     if sorted(names) != list(CLASSES) or len(prob_columns) != len(CLASSES):
-        raise ValueError("prob_columns must name one column for each of the classes 1-4, "
-                         f"not {prob_columns!r}")
+        raise ValueError(
+            f"prob_columns must name one column for each of the classes 1-4, not {prob_columns!r}"
+        )
     missing = [n for n in names.values() if n not in table.colnames]
     if missing:
-        raise KeyError(f"probability column(s) {', '.join(missing)} not in the table; "
-                       "available: " + ", ".join(table.colnames))
+        raise KeyError(
+            f"probability column(s) {', '.join(missing)} not in the table; "
+            "available: " + ", ".join(table.colnames)
+        )
     return names
 
 
@@ -120,13 +128,15 @@ class EvaluationReport:
         ``probs`` against the truth; NaN without ``probs``.
     """
 
-    def __init__(self, truth, pred, *, mapping=None, truth_name="truth",
-                 pred_name="prediction", probs=None):
+    def __init__(
+        self, truth, pred, *, mapping=None, truth_name="truth", pred_name="prediction", probs=None
+    ):
         truth = fold_classes(truth, mapping=mapping)
         pred = fold_classes(pred, mapping=mapping)
         if truth.shape != pred.shape:
-            raise ValueError(f"truth and prediction must have the same length, "
-                             f"got {truth.size} and {pred.size}")
+            raise ValueError(
+                f"truth and prediction must have the same length, got {truth.size} and {pred.size}"
+            )
         labelled = truth != UNCLASSIFIED
         predicted = pred != UNCLASSIFIED
         self.truth_name = str(truth_name)
@@ -137,24 +147,29 @@ class EvaluationReport:
         keep = labelled & predicted
         self.n = int(np.count_nonzero(keep))
         if self.n == 0:
-            raise ValueError(f"no row has both a {self.truth_name} class and a "
-                             f"{self.pred_name} class in 1-4 "
-                             f"({self.n_excluded} without {self.truth_name} class, "
-                             f"{self.n_unpredicted} without {self.pred_name} class)")
+            raise ValueError(
+                f"no row has both a {self.truth_name} class and a "
+                f"{self.pred_name} class in 1-4 "
+                f"({self.n_excluded} without {self.truth_name} class, "
+                f"{self.n_unpredicted} without {self.pred_name} class)"
+            )
         nc = len(CLASSES)
         # Classes are 1..4, so class - 1 is the matrix index.
         flat = (truth[keep].astype(np.int64) - 1) * nc + (pred[keep] - 1)
         self.confusion_matrix = np.bincount(flat, minlength=nc * nc).reshape(nc, nc)
-        self._calibration = None if probs is None else self._calibration_rows(
-            probs, truth.shape, keep, truth[keep])
+        self._calibration = (
+            None if probs is None else self._calibration_rows(probs, truth.shape, keep, truth[keep])
+        )
 
     @staticmethod
     def _calibration_rows(probs, shape, keep, truth):
         """``(probabilities, truth)`` of the kept rows, checked."""
         probs = np.ma.filled(np.ma.asarray(probs, dtype=np.float64), np.nan)
         if probs.shape != shape + (len(CLASSES),):
-            raise ValueError(f"probs must be ({shape[0]}, {len(CLASSES)}): one probability "
-                             f"per class 1-4 for each row, got shape {probs.shape}")
+            raise ValueError(
+                f"probs must be ({shape[0]}, {len(CLASSES)}): one probability "
+                f"per class 1-4 for each row, got shape {probs.shape}"
+            )
         probs = probs[keep]
         # Validates (NaN rows of classified candidates, sums) with one-line errors.
         reliability_curve(probs, truth)
@@ -208,15 +223,20 @@ class EvaluationReport:
         """
         for name in (truth_column, pred_column):
             if name not in table.colnames:
-                raise KeyError(f"column {name!r} not in the table; available: "
-                               + ", ".join(table.colnames))
+                raise KeyError(
+                    f"column {name!r} not in the table; available: " + ", ".join(table.colnames)
+                )
         kwargs.setdefault("truth_name", truth_column)
         kwargs.setdefault("pred_name", pred_column)
         names = _prob_columns(table, pred_column, prob_columns)
         if names is not None:
-            kwargs["probs"] = np.stack([np.ma.filled(np.ma.asarray(table[names[c]],
-                                                                  dtype=np.float64), np.nan)
-                                        for c in CLASSES], axis=1)
+            kwargs["probs"] = np.stack(
+                [
+                    np.ma.filled(np.ma.asarray(table[names[c]], dtype=np.float64), np.nan)
+                    for c in CLASSES
+                ],
+                axis=1,
+            )
         return cls(table[truth_column], table[pred_column], **kwargs)
 
     # ---- metrics -----------------------------------------------------------
@@ -226,8 +246,7 @@ class EvaluationReport:
         """(4, 4) float: each truth row divided by its total (NaN for empty rows)."""
         rows = self.confusion_matrix.sum(axis=1, keepdims=True)
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(rows > 0, self.confusion_matrix / np.maximum(rows, 1),
-                            np.nan)
+            return np.where(rows > 0, self.confusion_matrix / np.maximum(rows, 1), np.nan)
 
     @functools.cached_property
     def support(self):
@@ -310,8 +329,9 @@ class EvaluationReport:
         curve : `~photutils_clusterclf.calibration.ReliabilityCurve`
         """
         if self._calibration is None:
-            raise ValueError("this report has no probabilities: pass probs= (or "
-                             "prob_columns= to from_table)")
+            raise ValueError(
+                "this report has no probabilities: pass probs= (or prob_columns= to from_table)"
+            )
         return reliability_curve(*self._calibration, n_bins=n_bins)
 
     @functools.cached_property
@@ -343,6 +363,7 @@ class EvaluationReport:
             ``confusion_matrix`` / ``confusion_matrix_normalized`` as nested
             lists (rows truth 1-4, columns prediction 1-4). NaN -> None.
         """
+
         def per_class(values):
             return {str(c): _json_float(float(values[c])) for c in CLASSES}
 
@@ -351,8 +372,9 @@ class EvaluationReport:
             "pred_name": self.pred_name,
             "classes": list(CLASSES),
             # None means the default PHANGS folding (codes 5-19 -> 4)
-            "mapping": (None if self.mapping is None
-                        else {str(k): int(v) for k, v in self.mapping.items()}),
+            "mapping": (
+                None if self.mapping is None else {str(k): int(v) for k, v in self.mapping.items()}
+            ),
             "n": self.n,
             "n_excluded": self.n_excluded,
             "n_unpredicted": self.n_unpredicted,
@@ -368,8 +390,8 @@ class EvaluationReport:
             "f1": per_class(self.f1),
             "confusion_matrix": self.confusion_matrix.tolist(),
             "confusion_matrix_normalized": [
-                [_json_float(float(v)) for v in row]
-                for row in self.confusion_matrix_normalized],
+                [_json_float(float(v)) for v in row] for row in self.confusion_matrix_normalized
+            ],
         }
 
     def write_json(self, path, *, overwrite=False):
@@ -405,26 +427,44 @@ class EvaluationReport:
             values = getattr(self, name)
             table[name] = [values[c] for c in CLASSES]
         summary = self.to_dict()
-        table.meta.update({key: summary[key] for key in (
-            "truth_name", "pred_name", "n", "n_excluded", "n_unpredicted",
-            "overall_accuracy", "macro_recall", "two_class_accuracy",
-            "cluster12_accuracy", "ece", "brier_score")})
+        table.meta.update(
+            {
+                key: summary[key]
+                for key in (
+                    "truth_name",
+                    "pred_name",
+                    "n",
+                    "n_excluded",
+                    "n_unpredicted",
+                    "overall_accuracy",
+                    "macro_recall",
+                    "two_class_accuracy",
+                    "cluster12_accuracy",
+                    "ece",
+                    "brier_score",
+                )
+            }
+        )
         return table
 
     def format_table(self):
         """The per-class table and summary lines, as printed by ``str(report)``."""
+
         def pct(value):
             return "   n/a" if math.isnan(value) else f"{100 * value:5.1f}%"
 
-        lines = [f"{self.pred_name} vs {self.truth_name}: {self.n} objects "
-                 f"({self.n_excluded} without {self.truth_name} class, "
-                 f"{self.n_unpredicted} without {self.pred_name} class, excluded)",
-                 "class      n  recall  precision      F1"]
+        lines = [
+            f"{self.pred_name} vs {self.truth_name}: {self.n} objects "
+            f"({self.n_excluded} without {self.truth_name} class, "
+            f"{self.n_unpredicted} without {self.pred_name} class, excluded)",
+            "class      n  recall  precision      F1",
+        ]
         recall, precision, f1 = self.recall, self.precision, self.f1
         support = self.support
         for c in CLASSES:
-            lines.append(f"{c:>5d} {support[c]:6d}  {pct(recall[c])}"
-                         f"     {pct(precision[c])}  {pct(f1[c])}")
+            lines.append(
+                f"{c:>5d} {support[c]:6d}  {pct(recall[c])}     {pct(precision[c])}  {pct(f1[c])}"
+            )
         lines += [
             f"overall accuracy            {pct(self.overall_accuracy)}",
             f"macro recall                {pct(self.macro_recall)}",
@@ -432,22 +472,28 @@ class EvaluationReport:
             f"classes 1+2 vs 3+4          {pct(self.cluster12_accuracy)}",
         ]
         if self.has_probabilities:
-            lines += [f"expected calibration error  {self.ece:6.3f}",
-                      f"Brier score                 {self.brier_score:6.3f}"]
+            lines += [
+                f"expected calibration error  {self.ece:6.3f}",
+                f"Brier score                 {self.brier_score:6.3f}",
+            ]
         lines += [
-            "confusion matrix (rows: " + self.truth_name + " 1-4, columns: "
-            + self.pred_name + " 1-4):",
+            "confusion matrix (rows: "
+            + self.truth_name
+            + " 1-4, columns: "
+            + self.pred_name
+            + " 1-4):",
         ]
-        lines += ["  " + " ".join(f"{v:6d}" for v in row)
-                  for row in self.confusion_matrix]
+        lines += ["  " + " ".join(f"{v:6d}" for v in row) for row in self.confusion_matrix]
         return "\n".join(lines)
 
     def __str__(self):
         return self.format_table()
 
     def __repr__(self):
-        return (f"<EvaluationReport {self.pred_name} vs {self.truth_name}: "
-                f"n={self.n}, overall_accuracy={self.overall_accuracy:.3f}>")
+        return (
+            f"<EvaluationReport {self.pred_name} vs {self.truth_name}: "
+            f"n={self.n}, overall_accuracy={self.overall_accuracy:.3f}>"
+        )
 
     def plot_confusion_matrix(self, ax=None, *, normalize=True, **kwargs):
         """Plot the confusion matrix.
@@ -472,8 +518,7 @@ class EvaluationReport:
         kwargs.setdefault("title", f"{self.pred_name} vs {self.truth_name}")
         kwargs.setdefault("xlabel", f"{self.pred_name} class")
         kwargs.setdefault("ylabel", f"{self.truth_name} class")
-        return plot_confusion_matrix(self.confusion_matrix, normalize=normalize,
-                                     ax=ax, **kwargs)
+        return plot_confusion_matrix(self.confusion_matrix, normalize=normalize, ax=ax, **kwargs)
 
     def plot_reliability(self, ax=None, *, n_bins=15, **kwargs):
         """Plot the reliability diagram of the probabilities against the truth.

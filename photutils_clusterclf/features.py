@@ -53,8 +53,7 @@ def feature_names(bands):
     names += [f"colour_{a}-{b}" for a, b in itertools.pairwise(bands)]
     names += [f"fraction_{b}" for b in bands]
     names += [f"ratio_r{r:g}_r5" for r in FEATURE_RADII[:-1]]
-    names += ["wings", "size", "ellipticity", "centroid_offset", "n_peaks",
-              "asymmetry", "snr"]
+    names += ["wings", "size", "ellipticity", "centroid_offset", "n_peaks", "asymmetry", "snr"]
     return names
 
 
@@ -89,27 +88,33 @@ def _background_subtracted(cutouts):
 def _moments(image, size):
     """Size, ellipticity and centroid offset from positive flux within 5 px."""
     yy, xx = np.mgrid[:size, :size].astype(float) - size // 2
-    inside = (xx ** 2 + yy ** 2) <= _MOMENT_RADIUS ** 2
+    inside = (xx**2 + yy**2) <= _MOMENT_RADIUS**2
     w = np.clip(image, 0, None) * inside
     total = np.maximum(w.sum(axis=(-2, -1)), 1e-30)
     cx = (w * xx).sum(axis=(-2, -1)) / total
     cy = (w * yy).sum(axis=(-2, -1)) / total
     dx, dy = xx - cx[:, None, None], yy - cy[:, None, None]
-    ixx = (w * dx ** 2).sum(axis=(-2, -1)) / total
-    iyy = (w * dy ** 2).sum(axis=(-2, -1)) / total
+    ixx = (w * dx**2).sum(axis=(-2, -1)) / total
+    iyy = (w * dy**2).sum(axis=(-2, -1)) / total
     ixy = (w * dx * dy).sum(axis=(-2, -1)) / total
     trace = np.maximum(ixx + iyy, 1e-12)
-    ellipticity = np.sqrt((ixx - iyy) ** 2 + 4 * ixy ** 2) / trace
+    ellipticity = np.sqrt((ixx - iyy) ** 2 + 4 * ixy**2) / trace
     return np.sqrt(trace), ellipticity, np.hypot(cx, cy)
 
 
 def _n_peaks(image, noise, size):
     """Local maxima (3 x 3) within 6 px of the centre, above 5 sigma and 2 % of the brightest."""
     padded = np.pad(image, ((0, 0), (1, 1), (1, 1)), constant_values=-np.inf)
-    neighbours = np.stack([padded[:, 1 + dy:1 + dy + size, 1 + dx:1 + dx + size]
-                           for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx])
+    neighbours = np.stack(
+        [
+            padded[:, 1 + dy : 1 + dy + size, 1 + dx : 1 + dx + size]
+            for dy in (-1, 0, 1)
+            for dx in (-1, 0, 1)
+            if dy or dx
+        ]
+    )
     yy, xx = np.mgrid[:size, :size] - size // 2
-    inside = (xx ** 2 + yy ** 2) <= _PEAK_RADIUS ** 2
+    inside = (xx**2 + yy**2) <= _PEAK_RADIUS**2
     level = np.maximum(_PEAK_SIGMA * noise, _PEAK_FRACTION * (image * inside).max(axis=(-2, -1)))
     peaks = (image > neighbours.max(axis=0)) & (image > level[:, None, None])
     return (peaks & inside).sum(axis=(-2, -1))
@@ -118,7 +123,7 @@ def _n_peaks(image, noise, size):
 def _asymmetry(image, size):
     """sum |I - I rotated by 180 deg| / (2 sum |I|) within 5 px of the centre pixel."""
     yy, xx = np.mgrid[:size, :size] - size // 2
-    inside = (xx ** 2 + yy ** 2) <= _MOMENT_RADIUS ** 2
+    inside = (xx**2 + yy**2) <= _MOMENT_RADIUS**2
     if size % 2 == 0:
         # The rotation about pixel S // 2 of an even cutout drops row/column 0.
         inside[0, :] = inside[:, 0] = False
@@ -170,7 +175,7 @@ def candidate_features(cutouts, *, bands, reference_band=None):
     image, noise = _background_subtracted(data)
     flat = image.reshape(n, n_bands, -1)
     fluxes = np.stack([flat @ _aperture_weights(size, r) for r in FEATURE_RADII], axis=-1)
-    areas = np.array([np.pi * r ** 2 for r in FEATURE_RADII])
+    areas = np.array([np.pi * r**2 for r in FEATURE_RADII])
     floor = _FLOOR * noise[..., None] * np.sqrt(areas)
     positive = np.maximum(fluxes, floor)  # (N, B, R)
     ci = -2.5 * np.log10(positive[..., 0] / positive[..., 2])
@@ -186,7 +191,8 @@ def candidate_features(cutouts, *, bands, reference_band=None):
     peaks = _n_peaks(ref_image, noise[:, ref], size)
     asym = _asymmetry(ref_image, size)
     snr = fluxes[:, ref, 2] / (noise[:, ref] * np.sqrt(areas[2]))
-    out = np.column_stack([ci, colours, fractions, ratios, wings, size_px, ellipticity,
-                           offset, peaks, asym, snr]).astype(np.float64)
+    out = np.column_stack(
+        [ci, colours, fractions, ratios, wings, size_px, ellipticity, offset, peaks, asym, snr]
+    ).astype(np.float64)
     np.copyto(out, 0.0, where=~np.isfinite(out))
     return out, feature_names(bands)

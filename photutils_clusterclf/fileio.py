@@ -17,8 +17,13 @@ __all__ = ["atomic_output", "check_writable", "sha256_file", "write_table"]
 #: Astropy ``format`` per file extension. ``"clusterclf"`` is the FITS writer
 #: that keeps nested provenance (`photutils_clusterclf.connect`, registered
 #: when the package is imported).
-TABLE_FORMATS = {".fits": "clusterclf", ".fit": "clusterclf", ".fits.gz": "clusterclf",
-                 ".ecsv": "ascii.ecsv", ".csv": "ascii.csv"}
+TABLE_FORMATS = {
+    ".fits": "clusterclf",
+    ".fit": "clusterclf",
+    ".fits.gz": "clusterclf",
+    ".ecsv": "ascii.ecsv",
+    ".csv": "ascii.csv",
+}
 
 
 def check_writable(path, *, overwrite=False):
@@ -29,8 +34,9 @@ def check_writable(path, *, overwrite=False):
     """
     path = Path(path)
     if path.exists() and not overwrite:
-        raise FileExistsError(f"output file {path} already exists; "
-                              "pass overwrite=True (--overwrite) to replace it")
+        raise FileExistsError(
+            f"output file {path} already exists; pass overwrite=True (--overwrite) to replace it"
+        )
     if not path.parent.exists():
         raise FileNotFoundError(f"output directory {path.parent} does not exist")
 
@@ -57,8 +63,7 @@ def atomic_output(path, *, overwrite=False):
     path = Path(path)
     check_writable(path, overwrite=overwrite)
     suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".gz") else path.suffix
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{suffix}",
-                               dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{suffix}", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
     tmp.unlink()  # writers such as astropy refuse an existing file
@@ -67,8 +72,10 @@ def atomic_output(path, *, overwrite=False):
         if not tmp.exists():
             raise RuntimeError(f"nothing was written for {path}")
         if not overwrite and path.exists():
-            raise FileExistsError(f"output file {path} appeared while writing; "
-                                  "pass overwrite=True (--overwrite) to replace it")
+            raise FileExistsError(
+                f"output file {path} appeared while writing; "
+                "pass overwrite=True (--overwrite) to replace it"
+            )
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -81,8 +88,9 @@ def table_format(path):
     for ext, fmt in sorted(TABLE_FORMATS.items(), key=lambda kv: -len(kv[0])):
         if name.endswith(ext):
             return fmt
-    raise ValueError(f"cannot tell the table format of {path}: use one of "
-                     + ", ".join(sorted(TABLE_FORMATS)))
+    raise ValueError(
+        f"cannot tell the table format of {path}: use one of " + ", ".join(sorted(TABLE_FORMATS))
+    )
 
 
 def write_table(table, path, *, overwrite=False):

@@ -66,9 +66,7 @@ def normalize_band_name(name):
         (``F`` + 3-4 digits + ``W``, ``M``, ``N``, ``LP``, ``X``, ``W2`` or ``C``).
     """
     if not isinstance(name, str):
-        raise TypeError(
-            f"band name must be a string like 'F555W', got {type(name).__name__}"
-        )
+        raise TypeError(f"band name must be a string like 'F555W', got {type(name).__name__}")
     band = name.strip().upper()
     if not _BAND_RE.match(band):
         raise ValueError(
@@ -167,9 +165,7 @@ def _read_fits(path, *, hdu, memmap):
     hdulist = fits.open(path, memmap=memmap)
     try:
         if hdu is None:
-            candidates = [
-                h for h in hdulist if _is_image_hdu(h) and h.header["NAXIS"] == 2
-            ]
+            candidates = [h for h in hdulist if _is_image_hdu(h) and h.header["NAXIS"] == 2]
             if not candidates:
                 raise ValueError(
                     f"{path} has no HDU with 2-D image data; "
@@ -188,8 +184,7 @@ def _read_fits(path, *, hdu, memmap):
         if data is None or data.ndim != 2:
             shape = None if data is None else data.shape
             raise ValueError(
-                f"HDU {chosen.name!r} of {path} holds data of shape {shape}; "
-                "a 2-D image is needed"
+                f"HDU {chosen.name!r} of {path} holds data of shape {shape}; a 2-D image is needed"
             )
         index = hdulist.index(chosen)
         wcs = _celestial_wcs(chosen.header, hdulist)
@@ -226,9 +221,7 @@ def _header_band(header, path):
     if len(bands) != 1:
         found = (
             ", ".join(
-                f"{k}={header.get(k)!r}"
-                for k in ("FILTER", "FILTER1", "FILTER2")
-                if k in header
+                f"{k}={header.get(k)!r}" for k in ("FILTER", "FILTER1", "FILTER2") if k in header
             )
             or "no FILTER keyword"
         )
@@ -311,39 +304,30 @@ class MultiBandImage:
         _mapped=None,
     ):
         if not isinstance(data, Mapping) or not data:
-            raise ValueError(
-                "MultiBandImage needs a non-empty mapping band -> 2-D array"
-            )
+            raise ValueError("MultiBandImage needs a non-empty mapping band -> 2-D array")
         wcs = dict(wcs or {})
         self._data = {}
         self._wcs = {}
         for name, array in data.items():
             band = normalize_band_name(name)
             if band in self._data:
-                raise ValueError(
-                    f"band {band} given twice ({name!r}); give each band once"
-                )
+                raise ValueError(f"band {band} given twice ({name!r}); give each band once")
             if not isinstance(array, np.ndarray):
                 array = np.asarray(array)
             if array.ndim != 2:
                 raise ValueError(
-                    f"band {band} has data of shape {array.shape}; "
-                    "a 2-D image is needed"
+                    f"band {band} has data of shape {array.shape}; a 2-D image is needed"
                 )
             self._data[band] = array
             self._wcs[band] = wcs.get(name, wcs.get(band))
         self._bands = tuple(self._data)
         if reference_band is None:
             reference_band = (
-                _PREFERRED_REFERENCE
-                if _PREFERRED_REFERENCE in self._data
-                else self._bands[0]
+                _PREFERRED_REFERENCE if _PREFERRED_REFERENCE in self._data else self._bands[0]
             )
         reference_band = normalize_band_name(reference_band)
         if reference_band not in self._data:
-            raise KeyError(
-                f"reference band {reference_band} is not one of the bands {self._bands}"
-            )
+            raise KeyError(f"reference band {reference_band} is not one of the bands {self._bands}")
         self._reference = reference_band
         self._sources = dict(sources or {})
         # Open FITS files whose memmaps back the data; kept so they stay valid.
@@ -385,8 +369,7 @@ class MultiBandImage:
         """
         if not isinstance(arrays, Mapping):
             raise TypeError(
-                "arrays must be a mapping band -> 2-D array, "
-                f"got {type(arrays).__name__}"
+                f"arrays must be a mapping band -> 2-D array, got {type(arrays).__name__}"
             )
         if isinstance(wcs, WCS):
             wcs = {band: wcs for band in arrays}
@@ -399,9 +382,7 @@ class MultiBandImage:
             wcs = {normalize_band_name(band): w for band, w in wcs.items()}
             unknown = set(wcs) - {normalize_band_name(b) for b in arrays}
             if unknown:
-                raise KeyError(
-                    f"wcs given for bands {sorted(unknown)} that have no array"
-                )
+                raise KeyError(f"wcs given for bands {sorted(unknown)} that have no array")
         if wcs is not None:
             wcs = {
                 band: (None if w is None else (w.celestial if w.naxis != 2 else w))
@@ -490,17 +471,13 @@ class MultiBandImage:
             if len(known) == len(items):
                 missing = [b for b in wanted if b not in known]
                 if missing:
-                    raise KeyError(
-                        f"bands {missing} not in the images; available: {sorted(known)}"
-                    )
+                    raise KeyError(f"bands {missing} not in the images; available: {sorted(known)}")
                 # Do not open files of bands that are not wanted.
                 items = [(b, p) for b, p in items if b in wanted]
         data, wcs, sources, opened, mapped, handle = {}, {}, {}, [], {}, {}
         try:
             for band, path in items:
-                array, band_wcs, header, hdulist, index = _read_fits(
-                    path, hdu=hdu, memmap=memmap
-                )
+                array, band_wcs, header, hdulist, index = _read_fits(path, hdu=hdu, memmap=memmap)
                 if hdulist is not None:
                     opened.append(hdulist)
                 if band is None:
@@ -509,8 +486,7 @@ class MultiBandImage:
                     _check_stated_band(band, header, path)
                 if band in data:
                     raise ValueError(
-                        f"band {band} given twice ({sources[band]} and {path}); "
-                        "give each band once"
+                        f"band {band} given twice ({sources[band]} and {path}); give each band once"
                     )
                 data[band], wcs[band], sources[band] = array, band_wcs, path
                 if hdulist is not None:
@@ -520,9 +496,7 @@ class MultiBandImage:
             if bands is not None:
                 missing = [b for b in wanted if b not in data]
                 if missing:
-                    raise KeyError(
-                        f"bands {missing} not in the images; available: {list(data)}"
-                    )
+                    raise KeyError(f"bands {missing} not in the images; available: {list(data)}")
                 data = {b: data[b] for b in wanted}
             # Files of bands not kept are closed now.
             keep = [handle[b] for b in data if b in handle]
@@ -586,11 +560,7 @@ class MultiBandImage:
 
     def shape(self, band=None):
         """The ``(ny, nx)`` shape of ``band`` (default: the reference band)."""
-        return tuple(
-            self._data[
-                self._check_band(self._reference if band is None else band)
-            ].shape
-        )
+        return tuple(self._data[self._check_band(self._reference if band is None else band)].shape)
 
     def source(self, band):
         """The FITS file ``band`` was read from, or None for in-memory data."""
@@ -643,8 +613,7 @@ class MultiBandImage:
         missing = [b for b in wanted if b not in self._data]
         if missing:
             raise KeyError(
-                f"bands {missing} are not in the images; "
-                f"available: {', '.join(self._bands)}"
+                f"bands {missing} are not in the images; available: {', '.join(self._bands)}"
             )
         if not wanted:
             raise ValueError("select needs at least one band")
@@ -663,9 +632,7 @@ class MultiBandImage:
         # Memory-mapped bands travel as (file, HDU) and are mapped again on
         # unpickling: pickling the arrays would read whole mosaics.
         state = self.__dict__.copy()
-        state["_data"] = {
-            b: (None if b in self._mapped else a) for b, a in self._data.items()
-        }
+        state["_data"] = {b: (None if b in self._mapped else a) for b, a in self._data.items()}
         state["_hdulists"] = ()
         return state
 
@@ -673,9 +640,7 @@ class MultiBandImage:
         self.__dict__.update(state)
         hdulists = []
         for band, index in self._mapped.items():
-            array, _, _, hdulist, _ = _read_fits(
-                self._sources[band], hdu=index, memmap=True
-            )
+            array, _, _, hdulist, _ = _read_fits(self._sources[band], hdu=index, memmap=True)
             self._data[band] = array
             hdulists.append(hdulist)
         self._hdulists = tuple(hdulists)

@@ -55,7 +55,10 @@ ORDERS = ("uncertain", "class", "id")
 #: PHANGS artefact codes, which fold into class 4 for training.
 LABEL_CODES = {
     **{cls: CLASS_DESCRIPTIONS[cls] for cls in CLASSES},
-    5: "pair of stars", 6: "saturated star", 7: "bad pixel", 8: "diffraction spike",
+    5: "pair of stars",
+    6: "saturated star",
+    7: "bad pixel",
+    8: "diffraction spike",
     9: "background galaxy",
     **{code: f"other artefact (PHANGS code {code})" for code in range(10, 20)},
 }
@@ -97,8 +100,7 @@ def inspection_order(table, *, column="class_ml", order="uncertain", id_column=N
     n = len(table)
     if order == "id":
         name = _id_column(table, id_column)
-        return np.arange(n) if name is None else np.argsort(np.asarray(table[name]),
-                                                            kind="stable")
+        return np.arange(n) if name is None else np.argsort(np.asarray(table[name]), kind="stable")
     probs = _probabilities(table, column)
     top = np.max(np.nan_to_num(probs, nan=-1.0), axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -112,9 +114,21 @@ def inspection_order(table, *, column="class_ml", order="uncertain", id_column=N
     return np.lexsort(keys)
 
 
-def write_inspection_page(table, images, path, *, column="class_ml", order="uncertain",
-                          max_rows=None, cutout_size=DEFAULT_CUTOUT_SIZE, id_column=None,
-                          origin=None, title=None, overwrite=False, progress_bar=True):
+def write_inspection_page(
+    table,
+    images,
+    path,
+    *,
+    column="class_ml",
+    order="uncertain",
+    max_rows=None,
+    cutout_size=DEFAULT_CUTOUT_SIZE,
+    id_column=None,
+    origin=None,
+    title=None,
+    overwrite=False,
+    progress_bar=True,
+):
     """Write the inspection and labelling page of a classified catalogue.
 
     Parameters
@@ -161,7 +175,7 @@ def write_inspection_page(table, images, path, *, column="class_ml", order="unce
         raise ValueError(f"max_rows must be a positive number of candidates, not {max_rows}")
     rows = inspection_order(table, column=column, order=order, id_column=id_column)
     if max_rows is not None:
-        rows = rows[:int(max_rows)]
+        rows = rows[: int(max_rows)]
     id_name = _id_column(table, id_column)
     if id_name is None:
         table, id_name = _with_row(table), "row"
@@ -175,11 +189,13 @@ def write_inspection_page(table, images, path, *, column="class_ml", order="unce
         fh.write(_HEAD.replace("__TITLE__", html.escape(title)))
         fh.write(_json_block("meta", meta))
         chunks = range(0, len(rows), CHUNK)
-        for k, start in enumerate(tqdm(chunks, desc="cutouts", unit="page",
-                                       disable=not progress_bar)):
-            part = rows[start:start + CHUNK]
-            batch = extract_cutouts(images, positions.x[part], positions.y[part],
-                                    size=cutout_size, bands=bands)
+        for k, start in enumerate(
+            tqdm(chunks, desc="cutouts", unit="page", disable=not progress_bar)
+        ):
+            part = rows[start : start + CHUNK]
+            batch = extract_cutouts(
+                images, positions.x[part], positions.y[part], size=cutout_size, bands=bands
+            )
             fh.write(_json_block(f"chunk-{k}", _sprites(batch.data, rgb)))
             if k == 0:
                 # The script runs once the first page is in: it paints at
@@ -193,12 +209,15 @@ def write_inspection_page(table, images, path, *, column="class_ml", order="unce
 
 # ---- table content ------------------------------------------------------------
 
+
 def _class_name(table, column):
     name = find_column(table, column)
     if name is None:
         classish = [c for c in table.colnames if "class" in c.lower()]
-        raise KeyError(f"class column {column!r} not in the table; pass column= one of "
-                       f"{', '.join(classish) or '(no column has class in its name)'}")
+        raise KeyError(
+            f"class column {column!r} not in the table; pass column= one of "
+            f"{', '.join(classish) or '(no column has class in its name)'}"
+        )
     return name
 
 
@@ -206,22 +225,26 @@ def _probabilities(table, column):
     """(N, 4) probabilities of the classes (NaN where unknown or not written)."""
     names = probability_columns(table, _class_name(table, column))
     if names is None:
-        raise KeyError(f"no probability columns of {column!r} in the table (expected the "
-                       "four columns written with it by clusterclf classify, e.g. "
-                       "prob_class1..4)")
-    return np.stack([np.ma.filled(np.ma.asarray(table[names[k]], dtype=float), np.nan)
-                     for k in CLASSES], axis=1)
+        raise KeyError(
+            f"no probability columns of {column!r} in the table (expected the "
+            "four columns written with it by clusterclf classify, e.g. "
+            "prob_class1..4)"
+        )
+    return np.stack(
+        [np.ma.filled(np.ma.asarray(table[names[k]], dtype=float), np.nan) for k in CLASSES], axis=1
+    )
 
 
 def _id_column(table, id_column):
     if id_column is not None:
         name = find_column(table, id_column)
         if name is None:
-            raise KeyError(f"id column {id_column!r} not in the table; columns are "
-                           + ", ".join(table.colnames))
+            raise KeyError(
+                f"id column {id_column!r} not in the table; columns are "
+                + ", ".join(table.colnames)
+            )
         return name
-    return next((found for found in (find_column(table, c) for c in ID_COLUMNS) if found),
-                None)
+    return next((found for found in (find_column(table, c) for c in ID_COLUMNS) if found), None)
 
 
 def _human_columns(table, class_name, column):
@@ -230,9 +253,14 @@ def _human_columns(table, class_name, column):
     names = probability_columns(table, class_name) or {}
     own.update(n.lower() for n in names.values())
     own.update(f"{class_name}_{s}".lower() for s in ("qual", "flags"))
-    return [c for c in table.colnames
-            if "class" in c.lower() and c.lower() not in own
-            and np.asarray(table[c]).dtype.kind in "iuf" and np.ndim(table[c]) == 1]
+    return [
+        c
+        for c in table.colnames
+        if "class" in c.lower()
+        and c.lower() not in own
+        and np.asarray(table[c]).dtype.kind in "iuf"
+        and np.ndim(table[c]) == 1
+    ]
 
 
 def _export_columns(table, id_name):
@@ -267,15 +295,18 @@ def _export_template(table, export_names):
     text = io.StringIO()
     template.write(text, format="ascii.ecsv")
     header = text.getvalue()
-    return header[:header.rindex("\n", 0, len(header) - 1) + 1]  # without the names line
+    return header[: header.rindex("\n", 0, len(header) - 1) + 1]  # without the names line
 
 
 def _page_meta(table, rows, class_name, column, id_name, bands, rgb, size, title):
     probs = _probabilities(table, column)[rows]
     export_names = _export_columns(table, id_name)
     flags_name = find_column(table, f"{class_name}_flags")
-    flags = (np.zeros(len(rows), int) if flags_name is None
-             else np.ma.filled(np.ma.asarray(table[flags_name])[rows], 0).astype(int))
+    flags = (
+        np.zeros(len(rows), int)
+        if flags_name is None
+        else np.ma.filled(np.ma.asarray(table[flags_name])[rows], 0).astype(int)
+    )
     ids = _plain(table[id_name][rows])
     digest = hashlib.sha256(json.dumps([title, ids]).encode()).hexdigest()[:16]
     return {
@@ -292,13 +323,15 @@ def _page_meta(table, rows, class_name, column, id_name, bands, rgb, size, title
         "label_column": LABEL_COLUMN,
         "ids": ids,
         "cls": [int(c) for c in fold_classes(table[class_name][rows])],
-        "probs": [[None if not np.isfinite(p) else round(float(p), 4) for p in row]
-                  for row in probs],
+        "probs": [
+            [None if not np.isfinite(p) else round(float(p), 4) for p in row] for row in probs
+        ],
         "flags": [int(f) for f in flags],
         "flag_words": {str(bit): words for bit, (_, words) in FLAGS.items()},
         "codes": {str(code): words for code, words in LABEL_CODES.items()},
-        "human": {name: _plain(table[name][rows])
-                  for name in _human_columns(table, class_name, column)},
+        "human": {
+            name: _plain(table[name][rows]) for name in _human_columns(table, class_name, column)
+        },
         "export_names": export_names,
         "export_values": [_plain(table[name][rows]) for name in export_names],
         "ecsv_header": _export_template(table, export_names),
@@ -314,6 +347,7 @@ def _with_row(table):
 
 # ---- sprites --------------------------------------------------------------------
 
+
 def _sheet(planes):
     """(n, S, S[, 3]) uint8 planes -> one image of _GRID columns, image row 0 at the top."""
     n, size = planes.shape[:2]
@@ -322,7 +356,7 @@ def _sheet(planes):
     for j in range(n):
         r, c = divmod(j, _GRID)
         # Cutout row 0 is the bottom of the image: flip for display.
-        sheet[r * size:(r + 1) * size, c * size:(c + 1) * size] = planes[j, ::-1]
+        sheet[r * size : (r + 1) * size, c * size : (c + 1) * size] = planes[j, ::-1]
     return sheet
 
 
@@ -339,8 +373,10 @@ def _sprites(data, rgb):
     """Data URLs of the colour sheet and of one sheet per band for a chunk of cutouts."""
     levels = np.round(stretch_cutouts(data) * 255).astype(np.uint8)
     composite = np.stack([levels[:, i] for i in rgb], axis=-1)
-    return {"rgb": _jpeg(_sheet(composite)),
-            "bands": [_jpeg(_sheet(levels[:, b])) for b in range(levels.shape[1])]}
+    return {
+        "rgb": _jpeg(_sheet(composite)),
+        "bands": [_jpeg(_sheet(levels[:, b])) for b in range(levels.shape[1])],
+    }
 
 
 def _json_block(name, value):

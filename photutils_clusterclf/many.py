@@ -93,9 +93,7 @@ class ClassifyManyError(ValueError):
         self.results = dict(results)
         self.errors = dict(errors)
         n = len(self.results) + len(self.errors)
-        details = "; ".join(
-            f"{name} ({_describe(exc)})" for name, exc in self.errors.items()
-        )
+        details = "; ".join(f"{name} ({_describe(exc)})" for name, exc in self.errors.items())
         super().__init__(
             f"{len(self.errors)} of {n} galaxies failed, the other "
             f"{len(self.results)} were classified: {details}"
@@ -173,9 +171,7 @@ def output_paths(job, out_dir=None, *, regions=True):
         catalog = Path(out_dir) / f"{job.name}{CATALOG_SUFFIX}"
     else:
         return None, None
-    return catalog, (
-        catalog.with_name(f"{job.name}{REGIONS_SUFFIX}") if regions else None
-    )
+    return catalog, (catalog.with_name(f"{job.name}{REGIONS_SUFFIX}") if regions else None)
 
 
 def classify_galaxy(
@@ -213,10 +209,19 @@ def classify_galaxy(
     """
     catalog_path, regions_path = output_paths(job, out_dir, regions=regions)
     classify_kwargs = dict(classify_kwargs or {})
-    table = classify_files(classifier, job.catalog, job.images, catalog_path,
-                           regions=regions_path, overwrite=overwrite,
-                           reference_band=job.reference_band, progress_bar=False,
-                           origin=job.origin, use=job.use, **classify_kwargs)
+    table = classify_files(
+        classifier,
+        job.catalog,
+        job.images,
+        catalog_path,
+        regions=regions_path,
+        overwrite=overwrite,
+        reference_band=job.reference_band,
+        progress_bar=False,
+        origin=job.origin,
+        use=job.use,
+        **classify_kwargs,
+    )
     if catalog_path is not None:
         _write_done(job, catalog_path, regions_path, classifier.sha256, classify_kwargs)
     return table
@@ -228,10 +233,14 @@ def _done_path(job, catalog_path):
 
 def _done_record(job, catalog_path, regions_path, model_sha256, classify_kwargs):
     files = [p for p in (catalog_path, regions_path) if p is not None]
-    return {"galaxy": job.name, "model_sha256": model_sha256,
-            "classify_options": dict(sorted(classify_kwargs.items())),
-            "origin": job.origin, "use": job.use,
-            "files": {p.name: sha256_file(p) for p in files}}
+    return {
+        "galaxy": job.name,
+        "model_sha256": model_sha256,
+        "classify_options": dict(sorted(classify_kwargs.items())),
+        "origin": job.origin,
+        "use": job.use,
+        "files": {p.name: sha256_file(p) for p in files},
+    }
 
 
 def _write_done(job, catalog_path, regions_path, model_sha256, classify_kwargs):
@@ -258,8 +267,9 @@ def is_done(job, out_dir=None, *, model_sha256, regions=True, classify_kwargs=No
     files = [p for p in (catalog_path, regions_path) if p is not None]
     if not all(p.is_file() for p in files):
         return False
-    expected = _done_record(job, catalog_path, regions_path, model_sha256,
-                            dict(classify_kwargs or {}))
+    expected = _done_record(
+        job, catalog_path, regions_path, model_sha256, dict(classify_kwargs or {})
+    )
     return recorded == expected
 
 
@@ -313,9 +323,7 @@ def _portable(job):
         images = {band: _absolute(path) for band, path in images.items()}
     elif isinstance(images, (str, Path)):
         images = _absolute(images)
-    catalog = (
-        _absolute(job.catalog) if isinstance(job.catalog, (str, Path)) else job.catalog
-    )
+    catalog = _absolute(job.catalog) if isinstance(job.catalog, (str, Path)) else job.catalog
     out = None if job.out is None else _absolute(job.out)
     return dataclasses.replace(
         job, images=images, catalog=catalog, out=out, reference_band=reference
@@ -325,17 +333,13 @@ def _portable(job):
 def _check_jobs(jobs, classify_kwargs):
     """Validate the jobs and options before any galaxy is processed."""
     if not all(isinstance(job, GalaxyJob) for job in jobs):
-        raise TypeError(
-            "jobs must be GalaxyJob objects (see read_manifest for a CSV manifest)"
-        )
+        raise TypeError("jobs must be GalaxyJob objects (see read_manifest for a CSV manifest)")
     if not jobs:
         raise ValueError("no galaxies to classify")
     seen = collections.Counter(job.name for job in jobs)
     duplicates = sorted(name for name, count in seen.items() if count > 1)
     if duplicates:
-        raise ValueError(
-            f"galaxy names must be unique; repeated: {', '.join(duplicates)}"
-        )
+        raise ValueError(f"galaxy names must be unique; repeated: {', '.join(duplicates)}")
     unknown = sorted(set(classify_kwargs) - set(CLASSIFY_OPTIONS))
     if unknown:
         raise TypeError(
@@ -349,22 +353,14 @@ def _check_outputs(jobs, out_dir, overwrite, regions):
     if out_dir is not None:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
     outputs = [
-        p
-        for job in jobs
-        for p in output_paths(job, out_dir, regions=regions)
-        if p is not None
+        p for job in jobs for p in output_paths(job, out_dir, regions=regions) if p is not None
     ]
     clashes = sorted(
-        {
-            str(p)
-            for p, n in collections.Counter(_absolute(p) for p in outputs).items()
-            if n > 1
-        }
+        {str(p) for p, n in collections.Counter(_absolute(p) for p in outputs).items() if n > 1}
     )
     if clashes:
         raise ValueError(
-            f"several galaxies would write {', '.join(clashes)}; "
-            "give each job its own out path"
+            f"several galaxies would write {', '.join(clashes)}; give each job its own out path"
         )
     for path in outputs:
         check_writable(path, overwrite=overwrite)
@@ -438,10 +434,17 @@ def classify_many(
     if not model.is_file():
         raise FileNotFoundError(f"checkpoint file {model} does not exist")
     sha256 = sha256_file(model)
-    done = set() if overwrite else {
-        job.name for job in jobs
-        if is_done(job, out_dir, model_sha256=sha256, regions=regions,
-                   classify_kwargs=classify_kwargs)}
+    done = (
+        set()
+        if overwrite
+        else {
+            job.name
+            for job in jobs
+            if is_done(
+                job, out_dir, model_sha256=sha256, regions=regions, classify_kwargs=classify_kwargs
+            )
+        }
+    )
     todo = [job for job in jobs if job.name not in done]
     _check_outputs(todo, out_dir, overwrite, regions)
     options = {
@@ -464,9 +467,7 @@ def classify_many(
         if not isinstance(outcomes[job.name], Exception)
     }
     errors = {
-        job.name: outcomes[job.name]
-        for job in jobs
-        if isinstance(outcomes[job.name], Exception)
+        job.name: outcomes[job.name] for job in jobs if isinstance(outcomes[job.name], Exception)
     }
     if errors:
         raise ClassifyManyError(results, errors) from next(iter(errors.values()))
@@ -549,23 +550,17 @@ def read_manifest(path):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"manifest file {path} does not exist")
-    accepted = (
-        f"columns {', '.join(MANIFEST_REQUIRED)} "
-        f"(optional: {', '.join(MANIFEST_OPTIONAL)})"
-    )
+    accepted = f"columns {', '.join(MANIFEST_REQUIRED)} (optional: {', '.join(MANIFEST_OPTIONAL)})"
     with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh, skipinitialspace=True)
         header = [name.strip() for name in reader.fieldnames or []]
         missing = [c for c in MANIFEST_REQUIRED if c not in header]
         if missing:
-            raise ValueError(
-                f"manifest {path} lacks {', '.join(missing)}; it needs {accepted}"
-            )
+            raise ValueError(f"manifest {path} lacks {', '.join(missing)}; it needs {accepted}")
         unknown = [c for c in header if c not in MANIFEST_REQUIRED + MANIFEST_OPTIONAL]
         if unknown:
             raise ValueError(
-                f"manifest {path} has unknown columns {', '.join(unknown)}; "
-                f"accepted: {accepted}"
+                f"manifest {path} has unknown columns {', '.join(unknown)}; accepted: {accepted}"
             )
         reader.fieldnames = header
         rows = []
@@ -589,24 +584,18 @@ def read_manifest(path):
         if origin is not None:
             if origin not in ("0", "1"):
                 raise ValueError(
-                    f"manifest {path} line {line}: origin {origin!r} must be "
-                    "0, 1 or empty"
+                    f"manifest {path} line {line}: origin {origin!r} must be 0, 1 or empty"
                 )
             origin = int(origin)
         catalog = path.parent / row["catalog"]
         images = path.parent / row["images_dir"]
         absent += [
-            str(p)
-            for p, ok in ((catalog, catalog.is_file()), (images, images.is_dir()))
-            if not ok
+            str(p) for p, ok in ((catalog, catalog.is_file()), (images, images.is_dir())) if not ok
         ]
-        jobs.append(
-            GalaxyJob(name=row["galaxy"], catalog=catalog, images=images, origin=origin)
-        )
+        jobs.append(GalaxyJob(name=row["galaxy"], catalog=catalog, images=images, origin=origin))
     if absent:
         raise FileNotFoundError(
-            f"manifest {path} names files or directories that do not "
-            f"exist: {', '.join(absent)}"
+            f"manifest {path} names files or directories that do not exist: {', '.join(absent)}"
         )
     names = collections.Counter(job.name for job in jobs)
     duplicates = sorted(name for name, count in names.items() if count > 1)
@@ -657,8 +646,11 @@ def run_manifest(
     """
     jobs = read_manifest(manifest)
     sha256 = sha256_file(model) if Path(model).is_file() else None
-    n_done = sum(is_done(job, out_dir, model_sha256=sha256) for job in jobs) \
-        if sha256 and not overwrite else 0
+    n_done = (
+        sum(is_done(job, out_dir, model_sha256=sha256) for job in jobs)
+        if sha256 and not overwrite
+        else 0
+    )
     with contextlib.ExitStack() as stack:
         client = None
         if scheduler is not None:
@@ -675,8 +667,10 @@ def run_manifest(
             progress_bar=progress_bar,
         )
     if n_done:
-        print(f"{len(results) - n_done} galaxies classified, {n_done} already done "
-              f"(outputs verified by checksum, skipped); outputs in {out_dir}")
+        print(
+            f"{len(results) - n_done} galaxies classified, {n_done} already done "
+            f"(outputs verified by checksum, skipped); outputs in {out_dir}"
+        )
     else:
         print(f"classified {len(results)} galaxies; wrote {out_dir}")
     return results

@@ -39,8 +39,7 @@ import torch
 import torchvision
 from torch import nn
 
-from .checkpoint import (ARCHITECTURES, ModelCard, is_checkpoint, load_checkpoint,
-                         save_checkpoint)
+from .checkpoint import ARCHITECTURES, ModelCard, is_checkpoint, load_checkpoint, save_checkpoint
 from .classes import CLASSES
 from .config import offline
 from .preprocessing import Normalization
@@ -127,19 +126,19 @@ def resolve_device(device="auto"):
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' "
-                         "or 'cuda:N'") from exc
+        raise ValueError(
+            f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'"
+        ) from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available; "
-                         "use device='cpu' or 'auto'")
+        raise ValueError(
+            f"device {device!r} requested but CUDA is not available; use device='cpu' or 'auto'"
+        )
     return dev
 
 
 def _check_arch(arch):
     if arch not in _LAYERS:
-        raise ValueError(
-            f"unknown architecture {arch!r}; accepted: {', '.join(ARCHITECTURES)}"
-        )
+        raise ValueError(f"unknown architecture {arch!r}; accepted: {', '.join(ARCHITECTURES)}")
 
 
 def check_input_size(arch, size):
@@ -175,9 +174,7 @@ def _small_cnn(n_bands, n_classes):
     model = nn.Sequential()
     model.features = nn.Sequential(*layers)
     model.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
-    model.classifier = nn.Sequential(
-        nn.Dropout(0.2), nn.Linear(channels[-1], n_classes)
-    )
+    model.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(channels[-1], n_classes))
     return model
 
 
@@ -197,11 +194,14 @@ def check_variant(arch, stem="standard", head="standard"):
     if head not in HEADS:
         raise ValueError(f"unknown head {head!r}; accepted: {', '.join(HEADS)}")
     if arch == "small_cnn" and (stem, head) != ("standard", "standard"):
-        raise ValueError("small_cnn has no stem or head variants; use stem='standard', "
-                         "head='standard'")
+        raise ValueError(
+            "small_cnn has no stem or head variants; use stem='standard', head='standard'"
+        )
     if arch.startswith("vgg") and stem == "stride1":
-        raise ValueError(f"{arch} has no strided stem convolution; use stem='nopool' "
-                         "(drops its first max-pool) or 'standard'")
+        raise ValueError(
+            f"{arch} has no strided stem convolution; use stem='nopool' "
+            "(drops its first max-pool) or 'standard'"
+        )
 
 
 def _head_prefix(arch, head):
@@ -266,14 +266,9 @@ def imagenet_weights_file(arch):
     enum = _imagenet_weights(arch)
     if enum is None:
         raise ValueError(
-            f"architecture {arch} has no ImageNet weights; use weights=None or a "
-            "local .pth file"
+            f"architecture {arch} has no ImageNet weights; use weights=None or a local .pth file"
         )
-    return (
-        Path(torch.hub.get_dir())
-        / "checkpoints"
-        / os.path.basename(urlparse(enum.url).path)
-    )
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(enum.url).path)
 
 
 def _reachable(url):
@@ -314,9 +309,7 @@ def _imagenet_state_dict(arch):
         try:
             return enum.get_state_dict(progress=False, check_hash=True)
         except Exception as exc:  # any network / hash failure is reported in one line
-            reason = (
-                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            )
+            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
     raise FileNotFoundError(
         f"ImageNet weights for {arch} not found at {path} and could not be downloaded "
         f"({reason}); copy {path.name} there (or set $TORCH_HOME), pass weights=None "
@@ -332,9 +325,7 @@ def _read_state_dict(path):
             f"cannot read weights file {path}: {type(exc).__name__}: "
             f"{str(exc).splitlines()[0] if str(exc) else ''}"
         ) from None
-    if not isinstance(state, dict) or not all(
-        isinstance(v, torch.Tensor) for v in state.values()
-    ):
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(
             f"weights file {path} does not hold a state dict (name -> tensor); "
             "a clusterclf checkpoint is loaded with load_checkpoint or "
@@ -365,9 +356,7 @@ def _load_weights(model, state, arch, n_bands, n_classes, source, head_variant):
     # A compact head's own key, else the ImageNet head's (dropped when adapting).
     head_w = state.get(head + ".weight", state.get(_LAYERS[arch][1] + ".weight"))
     if stem_w is None or head_w is None:
-        raise ValueError(
-            f"weights {source} do not fit {arch}: no {stem}.weight / {head}.weight"
-        )
+        raise ValueError(f"weights {source} do not fit {arch}: no {stem}.weight / {head}.weight")
     is_ours = stem_w.shape[1] == n_bands and head_w.shape[0] == n_classes
     is_imagenet = stem_w.shape[1] == _RGB and head_w.shape[0] == _IMAGENET_CLASSES
     if not is_ours and not is_imagenet:
@@ -395,13 +384,14 @@ def _checkpoint_state_dict(checkpoint, source, arch, n_bands):
     """The first member's state dict of a checkpoint made for ``arch`` and ``n_bands``."""
     card = checkpoint.card
     if card.arch != arch or len(card.bands) != n_bands:
-        raise ValueError(f"weights {source} are a {card.arch} for {len(card.bands)} bands "
-                         f"({', '.join(card.bands)}); asked for {arch} with {n_bands} bands")
+        raise ValueError(
+            f"weights {source} are a {card.arch} for {len(card.bands)} bands "
+            f"({', '.join(card.bands)}); asked for {arch} with {n_bands} bands"
+        )
     return checkpoint.state_dicts[0], source
 
 
-def build_model(arch, *, n_bands=5, n_classes=4, weights=None, stem="standard",
-                head="standard"):
+def build_model(arch, *, n_bands=5, n_classes=4, weights=None, stem="standard", head="standard"):
     """Build a classification network for ``n_bands``-band cutouts.
 
     Parameters
@@ -460,8 +450,7 @@ def build_model(arch, *, n_bands=5, n_classes=4, weights=None, stem="standard",
     if isinstance(weights, str) and weights == "imagenet":
         state, source = _imagenet_state_dict(arch), f"ImageNet {arch}"
     elif isinstance(weights, str) and weights in WEIGHTS:
-        state, source = _checkpoint_state_dict(load_weights(weights), repr(weights),
-                                               arch, n_bands)
+        state, source = _checkpoint_state_dict(load_weights(weights), repr(weights), arch, n_bands)
     elif isinstance(weights, (str, os.PathLike)):
         path = Path(weights)
         if not path.is_file():
@@ -471,8 +460,7 @@ def build_model(arch, *, n_bands=5, n_classes=4, weights=None, stem="standard",
                 "path of a .pth state dict or clusterclf checkpoint"
             )
         if is_checkpoint(path):
-            state, source = _checkpoint_state_dict(load_checkpoint(path), str(path),
-                                                   arch, n_bands)
+            state, source = _checkpoint_state_dict(load_checkpoint(path), str(path), arch, n_bands)
         else:
             state, source = _read_state_dict(path), str(path)
     else:
@@ -484,8 +472,19 @@ def build_model(arch, *, n_bands=5, n_classes=4, weights=None, stem="standard",
     return model
 
 
-def import_state_dict(state_dict, out, *, arch, bands, cutout_size, input_size,
-                      normalization=None, description, source, overwrite=False):
+def import_state_dict(
+    state_dict,
+    out,
+    *,
+    arch,
+    bands,
+    cutout_size,
+    input_size,
+    normalization=None,
+    description,
+    source,
+    overwrite=False,
+):
     """Give a plain torchvision-layout state dict a model card (e.g. a published model).
 
     The result is a clusterclf checkpoint that `build_model`,
@@ -526,11 +525,16 @@ def import_state_dict(state_dict, out, *, arch, bands, cutout_size, input_size,
     try:
         model.load_state_dict(state_dict, strict=True)
     except RuntimeError as exc:
-        raise ValueError(f"state dict does not fit {arch} with {len(bands)} bands and "
-                         f"{len(CLASSES)} classes: {str(exc).splitlines()[0]}") from None
-    card = ModelCard(arch=arch, bands=tuple(bands), cutout_size=cutout_size,
-                     input_size=input_size,
-                     normalization=normalization or Normalization().to_dict(),
-                     training={"imported": {"source": str(source),
-                                            "description": str(description)}})
+        raise ValueError(
+            f"state dict does not fit {arch} with {len(bands)} bands and "
+            f"{len(CLASSES)} classes: {str(exc).splitlines()[0]}"
+        ) from None
+    card = ModelCard(
+        arch=arch,
+        bands=tuple(bands),
+        cutout_size=cutout_size,
+        input_size=input_size,
+        normalization=normalization or Normalization().to_dict(),
+        training={"imported": {"source": str(source), "description": str(description)}},
+    )
     return save_checkpoint(out, card, model.state_dict(), overwrite=overwrite)

@@ -55,13 +55,25 @@ def _opened(images, reference_band, check_bands):
         return contextlib.nullcontext(images)  # the caller's images: not ours to close
     # All bands, not only the model's: positions refer to the reference band,
     # which need not be one of the model's bands.
-    return MultiBandImage.from_fits(images, reference_band=reference_band,
-                                    check_bands=check_bands)
+    return MultiBandImage.from_fits(images, reference_band=reference_band, check_bands=check_bands)
 
 
-def classify_files(model, catalog, images, out=None, *, regions=None, overwrite=False,
-                   sha256=None, device="auto", reference_band=None, check_bands=True,
-                   progress_bar=False, require_overlap=False, **classify_kwargs):
+def classify_files(
+    model,
+    catalog,
+    images,
+    out=None,
+    *,
+    regions=None,
+    overwrite=False,
+    sha256=None,
+    device="auto",
+    reference_band=None,
+    check_bands=True,
+    progress_bar=False,
+    require_overlap=False,
+    **classify_kwargs,
+):
     """Classify a catalogue with images on disk; write the catalogue (and DS9 file).
 
     This is what ``clusterclf classify`` does; the demo, the many-galaxy
@@ -127,12 +139,19 @@ def classify_files(model, catalog, images, out=None, *, regions=None, overwrite=
         table = clf.classify(source, opened, progress_bar=progress_bar, **classify_kwargs)
     n_classified = table.meta["clusterclf"]["n_classified"]
     if require_overlap and len(table) and not n_classified:
-        raise ValueError(f"none of the {len(table)} candidates of {catalog} could be "
-                         "classified: they lie off the images or where a band has no data; "
-                         "nothing was written. Check that the catalogue and the images are "
-                         "of the same field, and the pixel origin (--origin) or the sky "
-                         "columns (--use sky)")
+        raise ValueError(
+            f"none of the {len(table)} candidates of {catalog} could be "
+            "classified: they lie off the images or where a band has no data; "
+            "nothing was written. Check that the catalogue and the images are "
+            "of the same field, and the pixel origin (--origin) or the sky "
+            "columns (--use sky)"
+        )
     if out is not None:
-        write_classified(table, out, regions, overwrite=overwrite,
-                         **clf.region_options(source, **classify_kwargs))
+        write_classified(
+            table,
+            out,
+            regions,
+            overwrite=overwrite,
+            **clf.region_options(source, **classify_kwargs),
+        )
     return table

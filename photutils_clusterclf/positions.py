@@ -55,8 +55,7 @@ from .columns import (
 __all__ = ["Positions", "band_pixel_positions", "reference_wcs", "resolve_positions"]
 
 #: Region classes whose centre is a position.
-REGION_TYPES = ("PointPixelRegion", "CirclePixelRegion",
-                "PointSkyRegion", "CircleSkyRegion")
+REGION_TYPES = ("PointPixelRegion", "CirclePixelRegion", "PointSkyRegion", "CircleSkyRegion")
 
 #: Pixel/sky disagreement (auto mode): rows further apart than this...
 DISAGREE_PIXELS = 1.0
@@ -174,12 +173,16 @@ def resolve_positions(source, images=None, *, origin=None, use="auto", columns=N
     ref_wcs = reference_wcs(images)
 
     if source is None:
-        raise ValueError("positions are None (a source finder that found nothing returns "
-                         "None): there are no candidates to resolve")
+        raise ValueError(
+            "positions are None (a source finder that found nothing returns "
+            "None): there are no candidates to resolve"
+        )
     if isinstance(source, (str, Path)):
-        raise TypeError(f"positions cannot be a file path ({source}): read the file first "
-                        "with photutils_clusterclf.catalogs.read_candidates (catalogues "
-                        "and DS9 region files)")
+        raise TypeError(
+            f"positions cannot be a file path ({source}): read the file first "
+            "with photutils_clusterclf.catalogs.read_candidates (catalogues "
+            "and DS9 region files)"
+        )
     if isinstance(source, Table):
         return _from_table(source, ref_wcs, origin, use, columns)
     if isinstance(source, SkyCoord):
@@ -222,8 +225,7 @@ def band_pixel_positions(images, x, y, *, bands=None):
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     if x.shape != y.shape:
-        raise ValueError(f"x and y must have the same shape, not {x.shape} "
-                         f"and {y.shape}")
+        raise ValueError(f"x and y must have the same shape, not {x.shape} and {y.shape}")
     ref_wcs = images.wcs(images.reference_band)
     valid = np.isfinite(x) & np.isfinite(y)
     out = {}
@@ -233,9 +235,11 @@ def band_pixel_positions(images, x, y, *, bands=None):
             continue
         band_wcs = images.wcs(band)
         if ref_wcs is None or band_wcs is None:
-            raise ValueError(f"band {band} is not on the grid of the reference band "
-                             f"{images.reference_band} and one of them has no WCS; "
-                             "give both a celestial WCS or resample them to one grid")
+            raise ValueError(
+                f"band {band} is not on the grid of the reference band "
+                f"{images.reference_band} and one of them has no WCS; "
+                "give both a celestial WCS or resample them to one grid"
+            )
         bx = np.full(x.shape, np.nan)
         by = np.full(y.shape, np.nan)
         # only finite rows go through the WCS: SIP inversion iterates and
@@ -260,8 +264,10 @@ def reference_wcs(images):
 
 def _need_wcs(ref_wcs, what):
     if ref_wcs is None:
-        raise ValueError(f"{what} needs a WCS: pass images whose reference band "
-                         "has a celestial WCS (or use pixel positions)")
+        raise ValueError(
+            f"{what} needs a WCS: pass images whose reference band "
+            "has a celestial WCS (or use pixel positions)"
+        )
 
 
 def _sky_to_pixel(coords, ref_wcs, what="sky positions"):
@@ -282,17 +288,21 @@ def _override_columns(table, columns, use):
     """(pixel, sky) specification from an explicit ``columns`` argument."""
     names = (columns,) if isinstance(columns, str) else tuple(columns)
     if len(names) not in (1, 2) or (len(names) == 1 and not isinstance(columns, str)):
-        raise ValueError("columns must be a pair of names or one SkyCoord column name, "
-                         f"not {columns!r}")
+        raise ValueError(
+            f"columns must be a pair of names or one SkyCoord column name, not {columns!r}"
+        )
     found = tuple(find_column(table, n) for n in names)
     missing = [n for n, f in zip(names, found) if f is None]
     if missing:
-        raise ValueError(f"columns {', '.join(missing)} not in the table "
-                         f"(columns: {', '.join(table.colnames)})")
+        raise ValueError(
+            f"columns {', '.join(missing)} not in the table (columns: {', '.join(table.colnames)})"
+        )
     if len(found) == 1:
         if not isinstance(table[found[0]], SkyCoord):
-            raise ValueError(f"column {found[0]} is not a SkyCoord column; "
-                             "pass a pair (x, y) or (lon, lat) of column names")
+            raise ValueError(
+                f"column {found[0]} is not a SkyCoord column; "
+                "pass a pair (x, y) or (lon, lat) of column names"
+            )
         return None, found[0]
     if use == "sky" or is_angular(table[found[0]]):
         return None, found
@@ -305,16 +315,20 @@ def _from_table(table, ref_wcs, origin, use, columns):
     else:
         pixel, sky = find_pixel(table), find_sky(table)
     if use == "pixel" and pixel is None:
-        raise ValueError(f"use='pixel' but the table has no pixel columns; accepted: "
-                         f"{accepted_names()}")
+        raise ValueError(
+            f"use='pixel' but the table has no pixel columns; accepted: {accepted_names()}"
+        )
     if use == "sky" and sky is None:
-        raise ValueError(f"use='sky' but the table has no sky columns; accepted: "
-                         f"{accepted_names()}")
+        raise ValueError(
+            f"use='sky' but the table has no sky columns; accepted: {accepted_names()}"
+        )
     if pixel is None and sky is None:
-        raise ValueError(f"no position columns found in the table "
-                         f"(columns: {', '.join(table.colnames) or 'none'}); accepted: "
-                         f"{accepted_names()}; or pass columns=(x, y) "
-                         "(--columns X Y on the command line)")
+        raise ValueError(
+            f"no position columns found in the table "
+            f"(columns: {', '.join(table.colnames) or 'none'}); accepted: "
+            f"{accepted_names()}; or pass columns=(x, y) "
+            "(--columns X Y on the command line)"
+        )
 
     if use == "sky" or pixel is None:
         return _sky_positions(table, sky, ref_wcs)
@@ -326,9 +340,11 @@ def _from_table(table, ref_wcs, origin, use, columns):
     if used_origin not in (0, 1):
         if used_origin is None:
             hint = " (or use='sky')" if sky is not None else ""
-            raise ValueError(f"pixel columns {xname}/{yname} have no known origin: "
-                             f"{_ORIGIN_HELP}{hint}; on the command line "
-                             "--origin 0 or 1")
+            raise ValueError(
+                f"pixel columns {xname}/{yname} have no known origin: "
+                f"{_ORIGIN_HELP}{hint}; on the command line "
+                "--origin 0 or 1"
+            )
         raise ValueError(f"table.meta['origin'] is {used_origin!r}; it must be 0 or 1")
     x = column_values(table[xname], xname, "pixel") - used_origin
     y = column_values(table[yname], yname, "pixel") - used_origin
@@ -359,7 +375,8 @@ def _check_agreement(pixel, sky):
             f"{DISAGREE_PIXELS:g} px for {100 * bad:.1f}% of rows (median offset "
             f"{np.median(offset):.2f} px); using the {pixel.description} "
             "(pass use='sky' for the sky columns, or check origin)",
-            AstropyUserWarning)
+            AstropyUserWarning,
+        )
 
 
 def _is_region(obj):
@@ -369,16 +386,17 @@ def _is_region(obj):
 def _is_region_list(obj):
     if isinstance(obj, regions.Regions):
         return True
-    return (isinstance(obj, (list, tuple)) and len(obj) > 0
-            and all(_is_region(r) for r in obj))
+    return isinstance(obj, (list, tuple)) and len(obj) > 0 and all(_is_region(r) for r in obj)
 
 
 def _from_regions(regs, ref_wcs, origin, what):
     """Centres of point/circle regions; the regions package is 0-based."""
     if origin == 1:
-        raise ValueError("pixel regions are already 0-based (the regions package "
-                         "converts DS9's 1-based file coordinates): do not pass "
-                         "origin=1")
+        raise ValueError(
+            "pixel regions are already 0-based (the regions package "
+            "converts DS9's 1-based file coordinates): do not pass "
+            "origin=1"
+        )
     accepted = tuple(getattr(regions, name) for name in REGION_TYPES)
     n = len(regs)
     x = np.full(n, np.nan)
@@ -391,12 +409,14 @@ def _from_regions(regs, ref_wcs, origin, what):
             # an unsupported shape is a bad value of a supported input kind
             raise ValueError(  # noqa: TRY004
                 f"unsupported region {type(reg).__name__} at index {i}; "
-                f"accepted: {', '.join(REGION_TYPES)}")
+                f"accepted: {', '.join(REGION_TYPES)}"
+            )
         centre = reg.center
         if isinstance(centre, SkyCoord):
             frame = centre.frame
-            key = (frame.name,) + tuple(str(getattr(frame, attr))
-                                        for attr in frame.frame_attributes)
+            key = (frame.name,) + tuple(
+                str(getattr(frame, attr)) for attr in frame.frame_attributes
+            )
             if key not in groups:
                 groups[key] = (frame.replicate_without_data(), [], [], [])
             sph = centre.data if hasattr(centre.data, "lon") else centre.spherical
@@ -407,8 +427,7 @@ def _from_regions(regs, ref_wcs, origin, what):
         else:
             x[i], y[i] = centre.x, centre.y
     for frame, rows, lon, lat in groups.values():
-        coords = SkyCoord(np.array(lon, float), np.array(lat, float), unit=u.deg,
-                          frame=frame)
+        coords = SkyCoord(np.array(lon, float), np.array(lat, float), unit=u.deg, frame=frame)
         x[rows], y[rows] = _sky_to_pixel(coords, ref_wcs, f"sky {what}")
     x[~np.isfinite(x)] = np.nan
     y[~np.isfinite(y)] = np.nan
@@ -423,7 +442,8 @@ def _from_array(source, origin):
         raise ValueError(
             f"cannot read positions from {type(source).__name__} of shape "
             f"{getattr(arr, 'shape', '?')}: accepted are a Table, a SkyCoord, regions, "
-            "a DS9 file path, or an (N, 2) array of pixel (x, y)")
+            "a DS9 file path, or an (N, 2) array of pixel (x, y)"
+        )
     try:
         values = np.ma.filled(arr.astype(np.float64), np.nan)
     except (TypeError, ValueError):

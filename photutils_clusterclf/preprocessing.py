@@ -71,9 +71,7 @@ def _nanmedian_last(values):
     count = np.sum(~np.isnan(values), axis=-1)
     lo = np.clip((count - 1) // 2, 0, None)[..., None]
     hi = np.clip(count // 2, 0, None)[..., None]
-    med = 0.5 * (
-        np.take_along_axis(ordered, lo, -1) + np.take_along_axis(ordered, hi, -1)
-    )
+    med = 0.5 * (np.take_along_axis(ordered, lo, -1) + np.take_along_axis(ordered, hi, -1))
     med = med[..., 0]
     med[count == 0] = np.nan
     return med
@@ -126,8 +124,7 @@ class Normalization:
     def __init__(self, name="asinh", params=None):
         if name not in NORMALIZATIONS:
             raise ValueError(
-                f"unknown normalization {name!r}; accepted: "
-                + ", ".join(sorted(NORMALIZATIONS))
+                f"unknown normalization {name!r}; accepted: " + ", ".join(sorted(NORMALIZATIONS))
             )
         defaults = NORMALIZATIONS[name]
         params = dict(params or {})
@@ -148,14 +145,12 @@ class Normalization:
         min_scale, frac = params["min_scale"], params["peak_fraction"]
         if isinstance(border, bool) or not float(border).is_integer() or border < 1:
             raise ValueError(
-                "normalization parameter border must be an integer >= 1, "
-                f"got {border!r}"
+                f"normalization parameter border must be an integer >= 1, got {border!r}"
             )
         for key, value in (("softening", soft), ("min_scale", min_scale)):
             if not (np.isfinite(value) and value > 0):
                 raise ValueError(
-                    f"normalization parameter {key} must be a finite number > 0, "
-                    f"got {value!r}"
+                    f"normalization parameter {key} must be a finite number > 0, got {value!r}"
                 )
         if not 0 <= frac < 1:
             raise ValueError(
@@ -194,17 +189,13 @@ class Normalization:
         p = self.params
         border = x[..., _border_mask(*x.shape[-2:], p["border"])]
         with warnings.catch_warnings():
-            warnings.simplefilter(
-                "ignore", RuntimeWarning
-            )  # all-NaN rows are handled below
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows are handled below
             bkg = _nanmedian_last(border)
             scale = _MAD_TO_SIGMA * _nanmedian_last(np.abs(border - bkg[..., None]))
         bkg = np.nan_to_num(bkg, nan=0.0)
         flat = x.reshape(*x.shape[:-2], -1) - bkg[..., None]
         rank = min(_PEAK_RANK, flat.shape[-1])
-        peak = np.partition(np.where(np.isnan(flat), -np.inf, flat), -rank, axis=-1)[
-            ..., -rank
-        ]
+        peak = np.partition(np.where(np.isnan(flat), -np.inf, flat), -rank, axis=-1)[..., -rank]
         peak = np.where(np.isfinite(peak), np.clip(peak, 0, None), 0)
         scale = np.fmax(np.nan_to_num(scale, nan=0.0), p["peak_fraction"] * peak)
         scale = np.fmax(scale, np.float32(p["min_scale"]))
@@ -231,11 +222,7 @@ class Normalization:
             If ``d`` is not such a dict, names an unknown normalisation or has
             bad parameters.
         """
-        if (
-            not isinstance(d, dict)
-            or "name" not in d
-            or not set(d) <= {"name", "params"}
-        ):
+        if not isinstance(d, dict) or "name" not in d or not set(d) <= {"name", "params"}:
             raise ValueError(
                 f"normalization must be a dict with keys 'name' and 'params', got {d!r}"
             )
@@ -295,9 +282,7 @@ def resize(x, size):
     """
     size = check_integer("size", size)
     if x.ndim != 4:
-        raise ValueError(
-            f"resize expects a (N, B, S, S) tensor, got shape {tuple(x.shape)}"
-        )
+        raise ValueError(f"resize expects a (N, B, S, S) tensor, got shape {tuple(x.shape)}")
     size = int(size)
     if tuple(x.shape[-2:]) == (size, size):
         return x
@@ -344,8 +329,7 @@ def random_augment(x, generator=None, *, max_shift=0.5, flux_jitter=0.1):
     """
     if x.ndim != 4 or x.shape[-1] != x.shape[-2]:
         raise ValueError(
-            "random_augment expects square (N, B, S, S) cutouts, "
-            f"got shape {tuple(x.shape)}"
+            f"random_augment expects square (N, B, S, S) cutouts, got shape {tuple(x.shape)}"
         )
     if not max_shift >= 0:
         raise ValueError(f"max_shift must be >= 0 pixels, got {max_shift!r}")
@@ -360,15 +344,11 @@ def random_augment(x, generator=None, *, max_shift=0.5, flux_jitter=0.1):
         # depend on where x lives.
         return torch.rand(*shape, generator=generator, device=gen_device).to(x.device)
 
-    ks = torch.randint(
-        0, DIHEDRAL_TRANSFORMS, (n,), generator=generator, device=gen_device
-    )
+    ks = torch.randint(0, DIHEDRAL_TRANSFORMS, (n,), generator=generator, device=gen_device)
     shifts = (2 * uniform(n, 2) - 1) * max_shift
     factors = 1 + (2 * uniform(n, n_bands) - 1) * flux_jitter
 
-    border = x[
-        ..., torch.from_numpy(_border_mask(size, size, min(3, size // 2))).to(x.device)
-    ]
+    border = x[..., torch.from_numpy(_border_mask(size, size, min(3, size // 2))).to(x.device)]
     fill = torch.nan_to_num(torch.nanmedian(border, dim=-1).values, nan=0.0)
     x = torch.where(torch.isnan(x), fill[..., None, None], x)
 

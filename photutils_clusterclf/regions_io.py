@@ -43,9 +43,20 @@ DS9_SKY_FRAMES = ("icrs", "fk5", "fk4", "galactic")
 UNCLASSIFIED_COLOR = "white"
 
 
-def class_regions(table, *, column="class_ml", prob_columns=None, colors=None,
-                  radius=5.0, frame="pixel", wcs=None, origin=None, use="auto",
-                  columns=None, include_unclassified=False):
+def class_regions(
+    table,
+    *,
+    column="class_ml",
+    prob_columns=None,
+    colors=None,
+    radius=5.0,
+    frame="pixel",
+    wcs=None,
+    origin=None,
+    use="auto",
+    columns=None,
+    include_unclassified=False,
+):
     """One coloured, labelled circle region per classified row of a table.
 
     Parameters
@@ -112,24 +123,48 @@ def class_regions(table, *, column="class_ml", prob_columns=None, colors=None,
     circle(31.00000000,10.00000000,5.00000000) # text={3 0.61} color=blue
     <BLANKLINE>
     """
-    rows = _region_rows(table, column=column, prob_columns=prob_columns, colors=colors,
-                        radius=radius, frame=frame, wcs=wcs, origin=origin, use=use,
-                        columns=columns, include_unclassified=include_unclassified)
+    rows = _region_rows(
+        table,
+        column=column,
+        prob_columns=prob_columns,
+        colors=colors,
+        radius=radius,
+        frame=frame,
+        wcs=wcs,
+        origin=origin,
+        use=use,
+        columns=columns,
+        include_unclassified=include_unclassified,
+    )
     out = []
     for i, (text, color) in enumerate(zip(rows["texts"], rows["colors"], strict=True)):
         meta = RegionMeta({"text": text})
         visual = RegionVisual({"color": color})
         if frame == "sky":
-            out.append(CircleSkyRegion(rows["centres"][i], rows["size"], meta=meta,
-                                       visual=visual))
+            out.append(CircleSkyRegion(rows["centres"][i], rows["size"], meta=meta, visual=visual))
         else:
-            out.append(CirclePixelRegion(PixCoord(rows["x"][i], rows["y"][i]),
-                                         rows["size"], meta=meta, visual=visual))
+            out.append(
+                CirclePixelRegion(
+                    PixCoord(rows["x"][i], rows["y"][i]), rows["size"], meta=meta, visual=visual
+                )
+            )
     return Regions(out)
 
 
-def _region_rows(table, *, column, prob_columns, colors, radius, frame, wcs, origin, use,
-                 columns, include_unclassified):
+def _region_rows(
+    table,
+    *,
+    column,
+    prob_columns,
+    colors,
+    radius,
+    frame,
+    wcs,
+    origin,
+    use,
+    columns,
+    include_unclassified,
+):
     """Centres, radius, labels and colours of the rows that get a region."""
     if frame not in ("pixel", "sky"):
         raise ValueError(f"frame must be 'pixel' or 'sky', not {frame!r}")
@@ -147,19 +182,22 @@ def _region_rows(table, *, column, prob_columns, colors, radius, frame, wcs, ori
         pos = resolve_positions(table, ref_wcs, origin=origin, use=use, columns=columns)
         valid = pos.valid
         rows["size"] = _radius(radius, "pixel", ref_wcs)
-    keep = (np.ones(len(table), bool) if include_unclassified
-            else classes != UNCLASSIFIED)
+    keep = np.ones(len(table), bool) if include_unclassified else classes != UNCLASSIFIED
     dropped = np.count_nonzero(keep & ~valid)
     if dropped:
-        warnings.warn(f"{dropped} row(s) with a class have no valid position and get "
-                      "no region", AstropyUserWarning)
+        warnings.warn(
+            f"{dropped} row(s) with a class have no valid position and get no region",
+            AstropyUserWarning,
+        )
     index = np.flatnonzero(keep & valid)
     if frame == "sky":
         rows["centres"] = centres[index]
     else:
         rows["x"], rows["y"] = pos.x[index], pos.y[index]
-    rows["texts"] = [f"{int(c)}" if not np.isfinite(p) else f"{int(c)} {p:.2f}"
-                     for c, p in zip(classes[index], probs[index], strict=True)]
+    rows["texts"] = [
+        f"{int(c)}" if not np.isfinite(p) else f"{int(c)} {p:.2f}"
+        for c, p in zip(classes[index], probs[index], strict=True)
+    ]
     rows["colors"] = [palette.get(int(c), UNCLASSIFIED_COLOR) for c in classes[index]]
     return rows
 
@@ -173,30 +211,37 @@ def _ds9_text(rows, precision=8):
         centres = rows["centres"]
         frame = centres.frame.name
         if frame not in DS9_SKY_FRAMES:
-            raise ValueError(f"sky frame {frame} cannot be written to a DS9 file; "
-                             f"accepted: {', '.join(DS9_SKY_FRAMES)}")
-        coords = [c.replace(" ", ",") for c in
-                  np.atleast_1d(centres.to_string(precision=precision))]
+            raise ValueError(
+                f"sky frame {frame} cannot be written to a DS9 file; "
+                f"accepted: {', '.join(DS9_SKY_FRAMES)}"
+            )
+        coords = [
+            c.replace(" ", ",") for c in np.atleast_1d(centres.to_string(precision=precision))
+        ]
         size = rows["size"].to_string(unit="deg", precision=precision)[:-4]
         shapes = [f"circle({c},{size})" for c in coords]
     else:
         frame = "image"
         size = f"{rows['size']:.{precision}f}"
-        shapes = [f"circle({x + 1:0.{precision}f},{y + 1:0.{precision}f},{size})"
-                  for x, y in zip(rows["x"], rows["y"], strict=True)]
+        shapes = [
+            f"circle({x + 1:0.{precision}f},{y + 1:0.{precision}f},{size})"
+            for x, y in zip(rows["x"], rows["y"], strict=True)
+        ]
     texts, colors = rows["texts"], rows["colors"]
     # Properties shared by every region go on a "global" line, as in regions.
     shared_text = len(set(texts)) == 1
     shared_color = len(set(colors)) == 1
     header = "# Region file format: DS9 astropy/regions\n"
-    shared = ([f"text={{{texts[0]}}}"] if shared_text else []) + \
-        ([f"color={colors[0]}"] if shared_color else [])
+    shared = ([f"text={{{texts[0]}}}"] if shared_text else []) + (
+        [f"color={colors[0]}"] if shared_color else []
+    )
     if shared:
         header += f"global {' '.join(shared)}\n"
     lines = []
     for shape, text, color in zip(shapes, texts, colors, strict=True):
-        meta = ([] if shared_text else [f"text={{{text}}}"]) + \
-            ([] if shared_color else [f"color={color}"])
+        meta = ([] if shared_text else [f"text={{{text}}}"]) + (
+            [] if shared_color else [f"color={color}"]
+        )
         lines.append(f"{shape} # {' '.join(meta)}" if meta else shape)
     return header + f"{frame}\n" + "\n".join(lines) + "\n"
 
@@ -222,9 +267,18 @@ def write_class_regions(table, path, *, overwrite=False, **kwargs):
         ``class_regions(table, **kwargs).write(path, format="ds9")`` would
         write, formatted directly.
     """
-    options = {"column": "class_ml", "prob_columns": None, "colors": None, "radius": 5.0,
-               "frame": "pixel", "wcs": None, "origin": None, "use": "auto",
-               "columns": None, "include_unclassified": False}
+    options = {
+        "column": "class_ml",
+        "prob_columns": None,
+        "colors": None,
+        "radius": 5.0,
+        "frame": "pixel",
+        "wcs": None,
+        "origin": None,
+        "use": "auto",
+        "columns": None,
+        "include_unclassified": False,
+    }
     unknown = sorted(set(kwargs) - set(options))
     if unknown:
         raise TypeError(f"unexpected options {unknown}; accepted: {sorted(options)}")
@@ -238,8 +292,10 @@ def _class_column(table, column):
     name = find_column(table, column)
     if name is None:
         classish = [c for c in table.colnames if "class" in c.lower()]
-        raise KeyError(f"class column {column!r} not in the table; pass column= one of "
-                       f"{', '.join(classish) or '(no column has class in its name)'}")
+        raise KeyError(
+            f"class column {column!r} not in the table; pass column= one of "
+            f"{', '.join(classish) or '(no column has class in its name)'}"
+        )
     return table[name]
 
 
@@ -254,11 +310,16 @@ def _class_probabilities(table, column, classes, prob_columns):
                 probs[:] = column_values(table[qual], qual)
             return probs
     else:
-        names = dict(prob_columns) if isinstance(prob_columns, dict) \
+        names = (
+            dict(prob_columns)
+            if isinstance(prob_columns, dict)
             else dict(zip(CLASSES, prob_columns))
+        )
         if sorted(names) != list(CLASSES):
-            raise ValueError("prob_columns must name one column for each of the "
-                             f"classes 1-4, not {prob_columns!r}")
+            raise ValueError(
+                "prob_columns must name one column for each of the "
+                f"classes 1-4, not {prob_columns!r}"
+            )
         found = {k: find_column(table, n) for k, n in names.items()}
         missing = [names[k] for k, name in found.items() if name is None]
         if missing:
@@ -277,8 +338,9 @@ def _sky_centres(table, ref_wcs, origin, use, columns):
         frame = wcs_to_celestial_frame(ref_wcs) if ref_wcs is not None else None
         return table_skycoord(table, sky, frame).reshape(-1)
     if ref_wcs is None:
-        raise ValueError("frame='sky' needs sky columns in the table or a wcs= to "
-                         "convert its pixel positions")
+        raise ValueError(
+            "frame='sky' needs sky columns in the table or a wcs= to convert its pixel positions"
+        )
     pos = resolve_positions(table, ref_wcs, origin=origin, use=use, columns=columns)
     return ref_wcs.pixel_to_world(pos.x, pos.y)
 
@@ -288,13 +350,11 @@ def _radius(radius, frame, ref_wcs):
     quantity = radius if isinstance(radius, u.Quantity) else radius * u.pix
     angular = quantity.unit.physical_type == "angle"
     if not angular and quantity.unit != u.pix:
-        raise ValueError(f"radius has wrong units ({quantity.unit}): use pixels or "
-                         "an angle")
+        raise ValueError(f"radius has wrong units ({quantity.unit}): use pixels or an angle")
     if angular == (frame == "sky"):
         return quantity if angular else float(quantity.value)
     if ref_wcs is None:
-        raise ValueError(f"a radius of {radius} for {frame} regions needs wcs= to "
-                         "convert it")
+        raise ValueError(f"a radius of {radius} for {frame} regions needs wcs= to convert it")
     # mean pixel scale of the celestial axes, in degrees per pixel
     scale = np.mean(proj_plane_pixel_scales(ref_wcs)) * u.deg / u.pix
     if angular:

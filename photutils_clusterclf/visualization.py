@@ -36,13 +36,19 @@ __all__ = [
 ]
 
 #: Short class names for legends and gallery rows.
-CLASS_LABELS = {1: "1 symmetric cluster", 2: "2 asymmetric cluster",
-                3: "3 compact association", 4: "4 not a cluster"}
+CLASS_LABELS = {
+    1: "1 symmetric cluster",
+    2: "2 asymmetric cluster",
+    3: "3 compact association",
+    4: "4 not a cluster",
+}
 
 # Preferred filters for the red, green and blue channels, best first.
-_RGB_PREFERENCE = (("F814W", "F775W", "F606W", "F555W"),
-                   ("F555W", "F606W", "F547M", "F438W"),
-                   ("F438W", "F435W", "F336W", "F275W"))
+_RGB_PREFERENCE = (
+    ("F814W", "F775W", "F606W", "F555W"),
+    ("F555W", "F606W", "F547M", "F438W"),
+    ("F438W", "F435W", "F336W", "F275W"),
+)
 _STRETCHES = ("asinh", "linear", "lupton")
 
 
@@ -72,8 +78,10 @@ def save_figure(fig, path, *, overwrite=False, dpi=150):
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower()
     if not fmt:
-        raise ValueError(f"cannot tell the image format of {path}: give it an "
-                         "extension such as .png, .pdf or .svg")
+        raise ValueError(
+            f"cannot tell the image format of {path}: give it an "
+            "extension such as .png, .pdf or .svg"
+        )
     if fig.canvas is None or not hasattr(fig.canvas, "print_figure"):
         FigureCanvasAgg(fig)
     with atomic_output(path, overwrite=overwrite) as tmp:
@@ -82,10 +90,18 @@ def save_figure(fig, path, *, overwrite=False, dpi=150):
 
 # ---- confusion matrix -----------------------------------------------------
 
-def plot_confusion_matrix(matrix, *, normalize=True, ax=None,
-                          labels=("1", "2", "3", "4"), title=None,
-                          xlabel="predicted class", ylabel="true class",
-                          cmap="Blues"):
+
+def plot_confusion_matrix(
+    matrix,
+    *,
+    normalize=True,
+    ax=None,
+    labels=("1", "2", "3", "4"),
+    title=None,
+    xlabel="predicted class",
+    ylabel="true class",
+    cmap="Blues",
+):
     """Draw a confusion matrix as an annotated image.
 
     Parameters
@@ -113,19 +129,18 @@ def plot_confusion_matrix(matrix, *, normalize=True, ax=None,
     if counts.ndim != 2 or counts.shape[0] != counts.shape[1]:
         raise ValueError(f"matrix must be square (K, K), got shape {counts.shape}")
     if len(labels) != counts.shape[0]:
-        raise ValueError(f"{len(labels)} labels for a {counts.shape[0]}x"
-                         f"{counts.shape[0]} matrix")
+        raise ValueError(f"{len(labels)} labels for a {counts.shape[0]}x{counts.shape[0]} matrix")
     rows = counts.sum(axis=1, keepdims=True)
-    fractions = np.divide(counts, rows, out=np.zeros(counts.shape, float),
-                          where=rows > 0)
+    fractions = np.divide(counts, rows, out=np.zeros(counts.shape, float), where=rows > 0)
     shown = fractions if normalize else counts
     ax = _new_axes(ax, (4.5, 4))
     image = ax.imshow(shown, cmap=cmap, vmin=0, vmax=1 if normalize else None)
     threshold = 0.5 * (1 if normalize else max(shown.max(), 1))
     for i in range(counts.shape[0]):
         for j in range(counts.shape[1]):
-            text = (f"{fractions[i, j]:.2f}\n({counts[i, j]:g})" if normalize
-                    else f"{counts[i, j]:g}")
+            text = (
+                f"{fractions[i, j]:.2f}\n({counts[i, j]:g})" if normalize else f"{counts[i, j]:g}"
+            )
             # White text on dark cells keeps the numbers readable.
             color = "white" if shown[i, j] > threshold else "black"
             ax.text(j, i, text, ha="center", va="center", color=color, fontsize=9)
@@ -135,13 +150,11 @@ def plot_confusion_matrix(matrix, *, normalize=True, ax=None,
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
-    ax.figure.colorbar(image, ax=ax, label="fraction of true class" if normalize
-                       else "count")
+    ax.figure.colorbar(image, ax=ax, label="fraction of true class" if normalize else "count")
     return ax
 
 
-def save_confusion_matrix(report_or_matrix, path, *, overwrite=False, dpi=150,
-                          **kwargs):
+def save_confusion_matrix(report_or_matrix, path, *, overwrite=False, dpi=150, **kwargs):
     """Plot a confusion matrix and save it atomically.
 
     Parameters
@@ -165,6 +178,7 @@ def save_confusion_matrix(report_or_matrix, path, *, overwrite=False, dpi=150,
 
 
 # ---- reliability diagram ----------------------------------------------------
+
 
 def plot_reliability_diagram(curves, *, ax=None, title=None, counts=True):
     """Draw accuracy against confidence, one line per reliability curve.
@@ -197,15 +211,14 @@ def plot_reliability_diagram(curves, *, ax=None, title=None, counts=True):
     ax = _new_axes(ax, (4.5, 4.5))
     ax.plot([0, 1], [0, 1], ls="--", color="0.5", lw=1, label="calibrated")
     hist = ax.twinx() if counts else None
-    for (label, curve), color in zip(curves.items(), ("C0", "C3", "C2", "C1", "C4"),
-                                     strict=False):
+    for (label, curve), color in zip(curves.items(), ("C0", "C3", "C2", "C1", "C4"), strict=False):
         full = curve.counts > 0
         text = f"ECE {curve.ece:.3f}" if label is None else f"{label} (ECE {curve.ece:.3f})"
-        ax.plot(curve.confidence[full], curve.accuracy[full], "o-", color=color, ms=4,
-                label=text)
+        ax.plot(curve.confidence[full], curve.accuracy[full], "o-", color=color, ms=4, label=text)
         if hist is not None:
-            hist.stairs(curve.counts / max(curve.n, 1), curve.bin_edges, color=color,
-                        alpha=0.35, lw=1)
+            hist.stairs(
+                curve.counts / max(curve.n, 1), curve.bin_edges, color=color, alpha=0.35, lw=1
+            )
     if hist is not None:
         hist.set_ylim(0, 1)
         hist.set_ylabel("fraction of objects per bin", color="0.4")
@@ -245,6 +258,7 @@ def save_reliability_diagram(report_or_curves, path, *, overwrite=False, dpi=150
 
 # ---- RGB view and overlay ---------------------------------------------------
 
+
 def _image_bands(images):
     """Band names of a `MultiBandImage` or of a mapping band -> array."""
     return tuple(images.bands) if hasattr(images, "bands") else tuple(images)
@@ -254,11 +268,12 @@ def default_rgb_bands(available):
     """Red, green, blue filters chosen from ``available`` (distinct where possible)."""
     chosen = []
     for preference in _RGB_PREFERENCE:
-        pick = next((b for b in preference if b in available and b not in chosen),
-                    None)
+        pick = next((b for b in preference if b in available and b not in chosen), None)
         if pick is None:  # fall back to any unused band, long wavelength first
-            pick = next((b for b in sorted(available, reverse=True)
-                         if b not in chosen), chosen[-1] if chosen else None)
+            pick = next(
+                (b for b in sorted(available, reverse=True) if b not in chosen),
+                chosen[-1] if chosen else None,
+            )
         if pick is None:
             raise ValueError("no image bands to make an RGB view from")
         chosen.append(pick)
@@ -276,7 +291,7 @@ def _stretch_band(data, stretch, q=10.0):
     finite = data[np.isfinite(data)]
     # Percentiles of a regular subsample (<= ~10^6 pixels) are as good and
     # several times faster on big views.
-    finite = finite[::max(1, finite.size // 1_000_000)]
+    finite = finite[:: max(1, finite.size // 1_000_000)]
     if finite.size == 0:
         return np.zeros(data.shape)
     return _scale(data, np.median(finite), np.percentile(finite, 99.5), stretch, q)
@@ -331,8 +346,9 @@ def stretch_cutouts(cutouts, *, stretch="asinh", q=10.0):
     ordered = np.sort(data.reshape(*data.shape[:-2], -1), axis=-1)
     n_finite = np.count_nonzero(~np.isnan(ordered), axis=-1)
     empty = (n_finite == 0)[..., None, None]
-    low, high = (_sorted_quantile(ordered, n_finite, level)[..., None, None]
-                 for level in (0.5, 0.995))
+    low, high = (
+        _sorted_quantile(ordered, n_finite, level)[..., None, None] for level in (0.5, 0.995)
+    )
     scaled = _scale(data, np.where(empty, 0.0, low), np.where(empty, 1.0, high), stretch, q)
     return np.where(empty, 0.0, scaled)
 
@@ -352,24 +368,25 @@ def _rgb_view(images, *, bands, stretch, region, max_size):
     if isinstance(images, Mapping):
         images = {str(band).upper(): data for band, data in images.items()}
     available = _image_bands(images)
-    bands = default_rgb_bands(available) if bands is None else tuple(
-        str(b).upper() for b in bands)
+    bands = default_rgb_bands(available) if bands is None else tuple(str(b).upper() for b in bands)
     if len(bands) != 3:
         raise ValueError(f"bands must name 3 filters (red, green, blue), got {bands}")
     missing = [b for b in bands if b not in available]
     if missing:
-        raise KeyError(f"bands {missing} not in the images; available: "
-                       + ", ".join(available))
+        raise KeyError(f"bands {missing} not in the images; available: " + ", ".join(available))
     # Overlay positions refer to the reference grid, so the view must too.
-    off_grid = [b for b in bands
-                if hasattr(images, "same_grid") and not images.same_grid(b)]
+    off_grid = [b for b in bands if hasattr(images, "same_grid") and not images.same_grid(b)]
     if off_grid:
-        raise ValueError(f"bands {off_grid} are not on the reference grid of "
-                         f"{images.reference_band}; choose bands on that grid")
+        raise ValueError(
+            f"bands {off_grid} are not on the reference grid of "
+            f"{images.reference_band}; choose bands on that grid"
+        )
     shapes = {np.shape(images[b]) for b in bands}
     if len(shapes) != 1:
-        raise ValueError(f"RGB bands {bands} have different shapes {sorted(shapes)}; "
-                         "choose bands on the same pixel grid")
+        raise ValueError(
+            f"RGB bands {bands} have different shapes {sorted(shapes)}; "
+            "choose bands on the same pixel grid"
+        )
     ny, nx = shapes.pop()
     if region is None:
         x0, x1, y0, y1 = 0, nx, 0, ny
@@ -378,24 +395,27 @@ def _rgb_view(images, *, bands, stretch, region, max_size):
         x0, y0 = max(x0, 0), max(y0, 0)
         x1, y1 = min(x1, nx), min(y1, ny)
         if x1 <= x0 or y1 <= y0:
-            raise ValueError(f"region {tuple(region)} (xmin, xmax, ymin, ymax) does "
-                             f"not overlap the {nx}x{ny} image")
+            raise ValueError(
+                f"region {tuple(region)} (xmin, xmax, ymin, ymax) does "
+                f"not overlap the {nx}x{ny} image"
+            )
     # Striding (not block averaging) keeps memory bounded on memmapped
     # mosaics: only the sampled pixels are read.
     step = max(1, math.ceil(max(x1 - x0, y1 - y0) / max_size))
-    channels = [np.asarray(images[band][y0:y1:step, x0:x1:step], dtype=float)
-                for band in bands]
+    channels = [np.asarray(images[band][y0:y1:step, x0:x1:step], dtype=float) for band in bands]
     if stretch == "lupton":
         from astropy.visualization import make_lupton_rgb
+
         medians = [np.nanmedian(c) for c in channels]
-        channels = [np.nan_to_num(c - m) / max(np.nanpercentile(c, 99.5) - m, 1e-30)
-                    for c, m in zip(channels, medians)]
+        channels = [
+            np.nan_to_num(c - m) / max(np.nanpercentile(c, 99.5) - m, 1e-30)
+            for c, m in zip(channels, medians)
+        ]
         rgb = make_lupton_rgb(*channels, stretch=0.5, Q=8) / 255.0
     elif stretch in ("asinh", "linear"):
         rgb = np.stack([_stretch_band(c, stretch) for c in channels], axis=-1)
     else:
-        raise ValueError(f"stretch must be one of {', '.join(_STRETCHES)}, "
-                         f"got {stretch!r}")
+        raise ValueError(f"stretch must be one of {', '.join(_STRETCHES)}, got {stretch!r}")
     h, w = rgb.shape[:2]
     extent = (x0 - 0.5, x0 + w * step - 0.5, y0 - 0.5, y0 + h * step - 0.5)
     return rgb.astype(float), extent
@@ -428,13 +448,24 @@ def rgb_image(images, *, bands=None, stretch="asinh", region=None, max_size=2000
         (H, W, 3) float in [0, 1]; row 0 is the bottom of the image (show
         it with ``origin="lower"``).
     """
-    return _rgb_view(images, bands=bands, stretch=stretch, region=region,
-                     max_size=max_size)[0]
+    return _rgb_view(images, bands=bands, stretch=stretch, region=region, max_size=max_size)[0]
 
 
-def plot_overlay(images, table, *, column="class_ml", colors=None, region=None,
-                 ax=None, origin=None, radius=6.0, bands=None, stretch="asinh",
-                 max_size=2000, legend=True):
+def plot_overlay(
+    images,
+    table,
+    *,
+    column="class_ml",
+    colors=None,
+    region=None,
+    ax=None,
+    origin=None,
+    radius=6.0,
+    bands=None,
+    stretch="asinh",
+    max_size=2000,
+    legend=True,
+):
     """RGB view of the images with a circle per classified candidate.
 
     The circles of each class form one
@@ -479,19 +510,25 @@ def plot_overlay(images, table, *, column="class_ml", colors=None, region=None,
     from .positions import resolve_positions
 
     if column not in table.colnames:
-        raise KeyError(f"class column {column!r} not in the table; available: "
-                       + ", ".join(table.colnames))
+        raise KeyError(
+            f"class column {column!r} not in the table; available: " + ", ".join(table.colnames)
+        )
     colors = DEFAULT_COLORS if colors is None else colors
-    rgb, extent = _rgb_view(images, bands=bands, stretch=stretch, region=region,
-                            max_size=max_size)
+    rgb, extent = _rgb_view(images, bands=bands, stretch=stretch, region=region, max_size=max_size)
     # A plain mapping carries no WCS, so only pixel positions can be resolved.
-    positions = resolve_positions(table, images if not isinstance(images, Mapping)
-                                  else None, origin=origin)
+    positions = resolve_positions(
+        table, images if not isinstance(images, Mapping) else None, origin=origin
+    )
     classes = fold_classes(table[column])
     x, y = positions.x, positions.y
-    inside = (np.isfinite(x) & np.isfinite(y)
-              & (x >= extent[0]) & (x <= extent[1])
-              & (y >= extent[2]) & (y <= extent[3]))
+    inside = (
+        np.isfinite(x)
+        & np.isfinite(y)
+        & (x >= extent[0])
+        & (x <= extent[1])
+        & (y >= extent[2])
+        & (y <= extent[3])
+    )
     ax = _new_axes(ax, (8, 8))
     ax.imshow(rgb, origin="lower", extent=extent, interpolation="nearest")
     drawn = []
@@ -501,9 +538,13 @@ def plot_overlay(images, table, *, column="class_ml", colors=None, region=None,
             continue
         # One collection per class draws 10^4 circles in about a second;
         # individual patches take ten times longer.
-        circles = PatchCollection([Circle((x[i], y[i]), radius) for i in rows],
-                                  facecolor="none", edgecolor=colors[cls],
-                                  linewidth=1.0, label=CLASS_LABELS[cls])
+        circles = PatchCollection(
+            [Circle((x[i], y[i]), radius) for i in rows],
+            facecolor="none",
+            edgecolor=colors[cls],
+            linewidth=1.0,
+            label=CLASS_LABELS[cls],
+        )
         circles.set_gid(f"class{cls}")
         ax.add_collection(circles, autolim=False)
         drawn.append(cls)
@@ -512,11 +553,19 @@ def plot_overlay(images, table, *, column="class_ml", colors=None, region=None,
     ax.set_xlabel("x (pixel, 0-based)")
     ax.set_ylabel("y (pixel, 0-based)")
     if legend and drawn:
-        handles = [Line2D([], [], marker="o", linestyle="", markerfacecolor="none",
-                          markeredgecolor=colors[c], label=CLASS_LABELS[c])
-                   for c in drawn]
-        ax.legend(handles=handles, loc="upper right", fontsize=8,
-                  title=column, framealpha=0.7)
+        handles = [
+            Line2D(
+                [],
+                [],
+                marker="o",
+                linestyle="",
+                markerfacecolor="none",
+                markeredgecolor=colors[c],
+                label=CLASS_LABELS[c],
+            )
+            for c in drawn
+        ]
+        ax.legend(handles=handles, loc="upper right", fontsize=8, title=column, framealpha=0.7)
     return ax
 
 
@@ -542,8 +591,10 @@ def save_overlay(images, table, path, *, overwrite=False, dpi=150, **kwargs):
 
 # ---- cutout gallery -----------------------------------------------------------
 
-def plot_cutout_gallery(cutouts, labels, *, n_per_class=6, bands=None,
-                        band_names=None, classes=CLASSES, title=None):
+
+def plot_cutout_gallery(
+    cutouts, labels, *, n_per_class=6, bands=None, band_names=None, classes=CLASSES, title=None
+):
     """A grid of example cutouts, one row per class.
 
     Parameters
@@ -605,15 +656,18 @@ def plot_cutout_gallery(cutouts, labels, *, n_per_class=6, bands=None,
             ax.set_xticks([])
             ax.set_yticks([])
             if col == 0:
-                ax.set_ylabel(CLASS_LABELS.get(cls, str(cls)).replace(" ", "\n", 1),
-                              fontsize=8)
+                ax.set_ylabel(CLASS_LABELS.get(cls, str(cls)).replace(" ", "\n", 1), fontsize=8)
             if col >= picks.size:
                 ax.set_facecolor("0.9")
                 continue
             planes = [_stretch_band(data[picks[col], i], "asinh") for i in index]
             view = np.stack(planes, axis=-1) if len(planes) == 3 else planes[0]
-            ax.imshow(view, origin="lower", cmap="gray" if len(planes) == 1 else None,
-                      interpolation="nearest")
+            ax.imshow(
+                view,
+                origin="lower",
+                cmap="gray" if len(planes) == 1 else None,
+                interpolation="nearest",
+            )
     if title:
         fig.suptitle(title)
     return fig

@@ -91,8 +91,9 @@ class WeightsEntry:
 
     def __post_init__(self):
         if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", self.name):
-            raise ValueError(f"weights name {self.name!r} must be lower-case letters, digits, "
-                             "'-', '_' or '.'")
+            raise ValueError(
+                f"weights name {self.name!r} must be lower-case letters, digits, '-', '_' or '.'"
+            )
         if self.sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", self.sha256):
             raise ValueError(f"sha256 of {self.name} must be 64 lower-case hex digits")
 
@@ -142,15 +143,19 @@ def get_weights(name):
     try:
         return WEIGHTS[name]
     except (KeyError, TypeError):
-        raise KeyError(f"no pretrained weights named {name!r}; known: "
-                       f"{', '.join(list_weights()) or 'none'}") from None
+        raise KeyError(
+            f"no pretrained weights named {name!r}; known: {', '.join(list_weights()) or 'none'}"
+        ) from None
 
 
 def weights_dirs():
     """Directories searched for weights files, in order (they need not exist)."""
     from astropy.config import get_cache_dir_path
-    return (Path(torch.hub.get_dir()) / "checkpoints",
-            Path(get_cache_dir_path(rootname="photutils_clusterclf", ensure_exists=False)))
+
+    return (
+        Path(torch.hub.get_dir()) / "checkpoints",
+        Path(get_cache_dir_path(rootname="photutils_clusterclf", ensure_exists=False)),
+    )
 
 
 def _candidates(entry):
@@ -181,8 +186,9 @@ def find_weights_file(name):
         pinned = [p for p in found if p.name == entry.file_name(entry.sha256)]
         found = pinned or found
     if len(found) > 1:
-        raise ValueError(f"several files for weights {name!r}: "
-                         f"{', '.join(map(str, found))}; keep one")
+        raise ValueError(
+            f"several files for weights {name!r}: {', '.join(map(str, found))}; keep one"
+        )
     if found:
         return found[0]
     target = weights_dirs()[0]
@@ -194,7 +200,8 @@ def find_weights_file(name):
         f"pretrained weights {name!r} not found: no {expected} in "
         f"{' or '.join(str(d) for d in weights_dirs())}; "
         + " or ".join(how or [f"copy the file into {target}"])
-        + ", or pass weights=None")
+        + ", or pass weights=None"
+    )
 
 
 def load_weights(name):
@@ -218,10 +225,12 @@ def load_weights(name):
     digest = sha256_file(path)
     expected = entry.sha256 or path.stem.rpartition("-")[2]
     if not digest.startswith(expected):
-        raise ValueError(f"weights file {path} has sha256 {digest}, expected "
-                         f"{expected}{'' if entry.sha256 else '...'}: it was modified or "
-                         "damaged; delete it and make it again"
-                         + (f" with `{entry.command}`" if entry.command else ""))
+        raise ValueError(
+            f"weights file {path} has sha256 {digest}, expected "
+            f"{expected}{'' if entry.sha256 else '...'}: it was modified or "
+            "damaged; delete it and make it again"
+            + (f" with `{entry.command}`" if entry.command else "")
+        )
     checkpoint = load_checkpoint(path)
     _check_card(checkpoint.card, entry, path)
     return checkpoint
@@ -231,8 +240,10 @@ def _check_card(card, entry, path):
     have = (card.arch, tuple(card.bands), card.cutout_size, card.input_size)
     want = (entry.arch, tuple(entry.bands), entry.cutout_size, entry.input_size)
     if have != want:
-        raise ValueError(f"weights file {path} holds (arch, bands, cutout, input) {have}, "
-                         f"but entry {entry.name!r} is {want}")
+        raise ValueError(
+            f"weights file {path} holds (arch, bands, cutout, input) {have}, "
+            f"but entry {entry.name!r} is {want}"
+        )
 
 
 def install_weights(path, name, *, overwrite=False):
@@ -258,14 +269,18 @@ def install_weights(path, name, *, overwrite=False):
     _check_card(load_checkpoint(path).card, entry, path)
     digest = sha256_file(path)
     if entry.sha256 is not None and digest != entry.sha256:
-        raise ValueError(f"{path} has sha256 {digest}, but {name!r} is pinned to "
-                         f"{entry.sha256}; it is another file")
+        raise ValueError(
+            f"{path} has sha256 {digest}, but {name!r} is pinned to "
+            f"{entry.sha256}; it is another file"
+        )
     target_dir = weights_dirs()[0]
     target = target_dir / entry.file_name(digest)
     others = [p for p in _candidates(entry) if p != target]
     if others and not overwrite:
-        raise FileExistsError(f"weights {name!r} already installed as {others[0]}; pass "
-                              "overwrite=True (--overwrite) to replace it")
+        raise FileExistsError(
+            f"weights {name!r} already installed as {others[0]}; pass "
+            "overwrite=True (--overwrite) to replace it"
+        )
     target_dir.mkdir(parents=True, exist_ok=True)
     with atomic_output(target, overwrite=True) as tmp:
         shutil.copyfile(path, tmp)
@@ -278,12 +293,19 @@ _SIM_DESCRIPTION = (
     "{arch} trained from random initialisation on the true classes of simulated "
     "PHANGS-HST-like fields (photutils_clusterclf.datasets, within the simulator's ranges: "
     "4.4-23 Mpc, WFC3/UVIS and ACS F435W PSFs, crowding, with and without disk "
-    "structure). No real galaxy was seen.")
+    "structure). No real galaxy was seen."
+)
 
 for _arch in ("resnet18", "small_cnn"):
-    register_weights(WeightsEntry(
-        name=f"sim-{_arch}", arch=_arch, bands=("F275W", "F336W", "F438W", "F555W", "F814W"),
-        cutout_size=32, input_size=32, description=_SIM_DESCRIPTION.format(arch=_arch),
-        recipe={"arch": _arch, "n_fields": 32, "n_candidates": 800, "epochs": 12,
-                "seed": 0}))
+    register_weights(
+        WeightsEntry(
+            name=f"sim-{_arch}",
+            arch=_arch,
+            bands=("F275W", "F336W", "F438W", "F555W", "F814W"),
+            cutout_size=32,
+            input_size=32,
+            description=_SIM_DESCRIPTION.format(arch=_arch),
+            recipe={"arch": _arch, "n_fields": 32, "n_candidates": 800, "epochs": 12, "seed": 0},
+        )
+    )
 del _arch

@@ -24,14 +24,19 @@ NEW_COLUMNS = (
 
 # The real LEGUS NGC 1566 files (provenance and licence in their README).
 LEGUS_DIR = Path(__file__).resolve().parent / "data" / "legus"
-NGC1566_CATALOG = (
-    LEGUS_DIR / "hlsp_legus_hst_wfc3_ngc1566_multiband_v1_padagb-mwext-avgapcor.tab"
-)
+NGC1566_CATALOG = LEGUS_DIR / "hlsp_legus_hst_wfc3_ngc1566_multiband_v1_padagb-mwext-avgapcor.tab"
 STARCNET_PREDICTIONS = LEGUS_DIR / "starcnet_ngc1566_predictions.csv"
 
 
-def make_wcs(shape=None, *, crpix=None, crval=(65.0, -54.9), scale_arcsec=0.03962,
-             rotation_deg=0.0, radesys=None):
+def make_wcs(
+    shape=None,
+    *,
+    crpix=None,
+    crval=(65.0, -54.9),
+    scale_arcsec=0.03962,
+    rotation_deg=0.0,
+    radesys=None,
+):
     """A TAN WCS with RA increasing to the left (east left, north up when unrotated).
 
     ``crpix`` defaults to the centre of ``shape`` (``x = shape[1] / 2``,
@@ -73,8 +78,10 @@ def require_programs(*names, modules=()):
     missing += [name for name in modules if importlib.util.find_spec(name) is None]
     if not missing:
         return
-    message = (f"{', '.join(missing)} not installed (Debian: apt-get install saods9 xvfb "
-               "xauth chromium chromium-driver; pip install selenium)")
+    message = (
+        f"{', '.join(missing)} not installed (Debian: apt-get install saods9 xvfb "
+        "xauth chromium chromium-driver; pip install selenium)"
+    )
     if os.environ.get("CI"):
         pytest.fail(f"{message}; CI must install them")
     pytest.skip(message)
@@ -93,9 +100,13 @@ def classified_field(directory, *, shape=(200, 200), n_candidates=12, seed=3):
 
     field = simulate_field(shape=shape, n_candidates=n_candidates, seed=seed)
     images = field.to_multiband_image()
-    clf = ClusterClassifier.from_model(build_model("small_cnn", n_bands=5, n_classes=4),
-                                       arch="small_cnn", bands=images.bands,
-                                       cutout_size=32, device="cpu")
+    clf = ClusterClassifier.from_model(
+        build_model("small_cnn", n_bands=5, n_classes=4),
+        arch="small_cnn",
+        bands=images.bands,
+        cutout_size=32,
+        device="cpu",
+    )
     table = clf.classify(field.catalog, images, progress_bar=False)
     paths = field.write(directory)
     write_table(table, directory / "classified.fits")
@@ -114,6 +125,8 @@ def assert_same_cutout(shown, expected, *, other=None):
     assert error < 15
     if other is not None:
         assert error < 0.5 * np.mean(np.abs(np.asarray(other, float) - expected))
+
+
 # -- a small field on disk and a random classifier (bad-input, interrupt and CLI tests)
 
 #: Image shape and cutout size of the small field.

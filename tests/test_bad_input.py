@@ -24,8 +24,16 @@ from photutils_clusterclf.cutouts import (
 )
 from photutils_clusterclf.fileio import sha256_file
 
-from helpers import (NEW_COLUMNS, SHAPE, make_arrays, make_classifier,
-                     make_wcs, run_cli, write_band_files, write_catalogue)
+from helpers import (
+    NEW_COLUMNS,
+    SHAPE,
+    make_arrays,
+    make_classifier,
+    make_wcs,
+    run_cli,
+    write_band_files,
+    write_catalogue,
+)
 
 NEW_DTYPES = ["int16", "float32", "float32", "float32", "float32", "float32", "int16"]
 
@@ -97,11 +105,15 @@ def flags_of(out):
 # -- files and options of the command line ------------------------------------------
 
 
-@pytest.mark.parametrize("case", ["missing_model", "missing_catalog", "bad_images_pair",
-                                  "band_missing_from_images_dir"])
+@pytest.mark.parametrize(
+    "case", ["missing_model", "missing_catalog", "bad_images_pair", "band_missing_from_images_dir"]
+)
 def test_missing_files_and_bad_options_cli(field, capsys, case):
-    argv = {"model": field["model"], "catalog": field["catalog"],
-            "images": images_option(field["bands"])}
+    argv = {
+        "model": field["model"],
+        "catalog": field["catalog"],
+        "images": images_option(field["bands"]),
+    }
     if case == "missing_model":
         argv["model"] = field["dir"] / "nope.pt"
     elif case == "missing_catalog":
@@ -111,9 +123,20 @@ def test_missing_files_and_bad_options_cli(field, capsys, case):
     else:  # the model's F275W file is not in --images-dir
         field["bands"]["F275W"].rename(field["dir"] / "f275w.fits")
         argv["images"] = ["--images-dir", field["dir"] / "images"]
-    status, _, err = run_cli(["classify", "--model", argv["model"], "--catalog",
-                              argv["catalog"], *argv["images"], "--out", field["out"],
-                              "--quiet"], capsys)
+    status, _, err = run_cli(
+        [
+            "classify",
+            "--model",
+            argv["model"],
+            "--catalog",
+            argv["catalog"],
+            *argv["images"],
+            "--out",
+            field["out"],
+            "--quiet",
+        ],
+        capsys,
+    )
     assert_one_line_error(status, err)
     assert err.startswith("clusterclf classify: error:")
     assert_no_output(field)
@@ -177,9 +200,7 @@ def test_duplicate_band(field, capsys):
 def test_different_shapes_without_wcs():
     arrays = make_arrays()
     arrays["F814W"] = make_arrays(shape=(30, 30))["F814W"]
-    with pytest.raises(
-        ValueError, match=r"cannot relate the grids of F814W \(30, 30\)"
-    ):
+    with pytest.raises(ValueError, match=r"cannot relate the grids of F814W \(30, 30\)"):
         MultiBandImage.from_arrays(arrays)
     # With a WCS per band the grids are related and it is accepted.
     wcs = {band: make_wcs(a.shape) for band, a in arrays.items()}
@@ -283,15 +304,11 @@ def test_pixel_and_sky_disagree(clf, images):
         r"using the pixel columns PHANGS_X/PHANGS_Y",
     ):
         out = clf.classify(table, images, progress_bar=False)
-    assert out.meta["clusterclf"]["positions"].startswith(
-        "pixel columns PHANGS_X/PHANGS_Y"
-    )
+    assert out.meta["clusterclf"]["positions"].startswith("pixel columns PHANGS_X/PHANGS_Y")
     # use="sky" takes the sky columns, which equal the unshifted pixel positions.
     by_sky = clf.classify(table, images, use="sky", progress_bar=False)
     assert by_sky.meta["clusterclf"]["positions"] == "sky columns PHANGS_RA/PHANGS_DEC"
-    truth = clf.classify(
-        Table({"PHANGS_X": x, "PHANGS_Y": y}), images, progress_bar=False
-    )
+    truth = clf.classify(Table({"PHANGS_X": x, "PHANGS_Y": y}), images, progress_bar=False)
     np.testing.assert_allclose(by_sky["prob_class1"], truth["prob_class1"], atol=1e-6)
 
 
@@ -312,9 +329,7 @@ def test_pixel_and_sky_agree_no_warning(clf, images, recwarn):
 
 def test_pixel_origin_ambiguous(clf, images, field, capsys):
     legus = Table({"x": [11.0, 26.0], "y": [11.0, 21.0]})  # 1-based, no meta
-    with pytest.raises(
-        ValueError, match="no known origin: pass origin=0 .* or origin=1"
-    ):
+    with pytest.raises(ValueError, match="no known origin: pass origin=0 .* or origin=1"):
         clf.classify(legus, images, progress_bar=False)
     one_based = clf.classify(legus, images, origin=1, progress_bar=False)
     zero_based = clf.classify(
@@ -370,9 +385,7 @@ def test_sky_positions_without_wcs(clf):
 
 
 def test_empty_catalogue(clf, images, field, capsys):
-    empty = Table(
-        {"ID": np.zeros(0, int), "PHANGS_X": np.zeros(0), "PHANGS_Y": np.zeros(0)}
-    )
+    empty = Table({"ID": np.zeros(0, int), "PHANGS_X": np.zeros(0), "PHANGS_Y": np.zeros(0)})
     out = clf.classify(empty, images, progress_bar=False)
     assert len(out) == 0
     assert out.colnames == ["ID", "PHANGS_X", "PHANGS_Y", *NEW_COLUMNS]
@@ -442,9 +455,7 @@ def test_checkpoint_for_other_bands(field, capsys):
 
 def test_checkpoint_other_class_scheme(clf, field, capsys):
     torch.save(_raw_payload(clf, card={"classes": [1, 2, 3]}), field["model"])
-    with pytest.raises(
-        CheckpointError, match=r"class scheme \(1, 2, 3\) is not supported"
-    ):
+    with pytest.raises(CheckpointError, match=r"class scheme \(1, 2, 3\) is not supported"):
         ClusterClassifier.load(field["model"], device="cpu")
     status, _, err = classify_cli(field, capsys)
     assert_one_line_error(status, err, contains=["class scheme"])
@@ -504,9 +515,7 @@ def test_sha256_recorded_and_verified(field, capsys):
 
 def test_sha256_mismatch(field, capsys):
     wrong = "0" * 64
-    with pytest.raises(
-        CheckpointError, match=f"expected {wrong}; wrong or modified file"
-    ):
+    with pytest.raises(CheckpointError, match=f"expected {wrong}; wrong or modified file"):
         ClusterClassifier.load(field["model"], device="cpu", sha256=wrong)
     status, _, err = classify_cli(field, capsys, "--sha256", wrong)
     assert_one_line_error(status, err, contains=["wrong or modified file"])

@@ -36,8 +36,7 @@ def test_swapped_filter_keywords_are_refused(tmp_path):
 
 def test_acs_filter1_filter2_are_read(tmp_path):
     # ACS/WFC: one of FILTER1/FILTER2 is a CLEAR position; the other is the band.
-    b = write(tmp_path / "b.fits", 1.0, {"FILTER1": "F435W", "FILTER2": "CLEAR2L"},
-              extension=True)
+    b = write(tmp_path / "b.fits", 1.0, {"FILTER1": "F435W", "FILTER2": "CLEAR2L"}, extension=True)
     i = write(tmp_path / "i.fits", 2.0, {"FILTER1": "CLEAR1L", "FILTER2": "F814W"})
     assert MultiBandImage.from_fits({"F435W": b, "F814W": i}).bands == ("F435W", "F814W")
     with pytest.raises(ValueError, match="given as band F435W, but its FITS header says F814W"):
@@ -48,8 +47,9 @@ def test_phangs_file_name_is_read(tmp_path):
     # No FILTER keyword: the PHANGS name says the band.
     v = write(tmp_path / PHANGS.format(instr="wfc3-uvis", filt="f555w"), 1.0)
     i = write(tmp_path / PHANGS.format(instr="wfc3-uvis", filt="f814w"), 2.0)
-    with pytest.raises(ValueError, match="given as band F555W, but its PHANGS file name "
-                                         "says F814W"):
+    with pytest.raises(
+        ValueError, match="given as band F555W, but its PHANGS file name says F814W"
+    ):
         MultiBandImage.from_fits({"F555W": i, "F814W": v})
 
 
@@ -71,18 +71,23 @@ def test_override_trusts_the_mapping(tmp_path):
 def test_files_that_name_no_band_are_trusted(tmp_path):
     plain = write(tmp_path / "a.fits", 1.0)
     clear = write(tmp_path / "c.fits", 2.0, {"FILTER1": "CLEAR1L", "FILTER2": "CLEAR2L"})
-    assert MultiBandImage.from_fits({"F555W": plain, "F814W": clear}).bands == ("F555W",
-                                                                                 "F814W")
+    assert MultiBandImage.from_fits({"F555W": plain, "F814W": clear}).bands == ("F555W", "F814W")
 
 
 def _cli_field(tmp_path):
     bands = ("F555W", "F814W")
-    paths = {b: write(tmp_path / f"{b.lower()}.fits", k + 1.0, {"FILTER": b})
-             for k, b in enumerate(bands)}
+    paths = {
+        b: write(tmp_path / f"{b.lower()}.fits", k + 1.0, {"FILTER": b})
+        for k, b in enumerate(bands)
+    }
     model = tmp_path / "model.pt"
-    ClusterClassifier.from_model(build_model("small_cnn", n_bands=2, n_classes=4),
-                                 arch="small_cnn", bands=bands, cutout_size=9,
-                                 device="cpu").save(model)
+    ClusterClassifier.from_model(
+        build_model("small_cnn", n_bands=2, n_classes=4),
+        arch="small_cnn",
+        bands=bands,
+        cutout_size=9,
+        device="cpu",
+    ).save(model)
     catalog = tmp_path / "cat.fits"
     Table({"PHANGS_X": [10.0, 12.0], "PHANGS_Y": [8.0, 10.0]}).write(catalog)
     return paths, model, catalog
@@ -90,9 +95,21 @@ def _cli_field(tmp_path):
 
 def test_cli_classify_refuses_swapped_bands_unless_told(tmp_path, capsys):
     paths, model, catalog = _cli_field(tmp_path)
-    argv = ["classify", "--model", str(model), "--catalog", str(catalog), "--images",
-            f"F555W={paths['F814W']}", f"F814W={paths['F555W']}", "--out",
-            str(tmp_path / "out.fits"), "--quiet", "--device", "cpu"]
+    argv = [
+        "classify",
+        "--model",
+        str(model),
+        "--catalog",
+        str(catalog),
+        "--images",
+        f"F555W={paths['F814W']}",
+        f"F814W={paths['F555W']}",
+        "--out",
+        str(tmp_path / "out.fits"),
+        "--quiet",
+        "--device",
+        "cpu",
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "given as band F555W" in err[0] and "says F814W" in err[0]
@@ -108,8 +125,16 @@ def test_cli_train_refuses_a_contradicting_header(tmp_path, capsys):
     write(images / PHANGS.format(instr="wfc3-uvis", filt="f555w"), 1.0, {"FILTER": "F814W"})
     catalog = tmp_path / "cat.fits"
     Table({"PHANGS_X": [10.0], "PHANGS_Y": [8.0], "CLASS": [1]}).write(catalog)
-    argv = ["train", "--galaxy", f"{catalog}={images}", "--label-column", "NOPE",
-            "--out", str(tmp_path / "m.pt"), "--quiet"]
+    argv = [
+        "train",
+        "--galaxy",
+        f"{catalog}={images}",
+        "--label-column",
+        "NOPE",
+        "--out",
+        str(tmp_path / "m.pt"),
+        "--quiet",
+    ]
     assert main(argv) == 2
     assert "says F814W" in capsys.readouterr().err
     # With the override the images are read; then the (deliberately) wrong

@@ -79,7 +79,8 @@ def test_summary_says_calibration_improved():
     assert summary["ece_after"] < summary["ece_before"] / 3
     assert summary["brier_after"] < summary["brier_before"]
     assert summary["nll_after"] == pytest.approx(
-        negative_log_likelihood(softmax(z * 3.0 / summary["temperature"], axis=1), labels))
+        negative_log_likelihood(softmax(z * 3.0 / summary["temperature"], axis=1), labels)
+    )
 
 
 def test_temperature_edge_cases_are_clear_errors():
@@ -115,7 +116,7 @@ def test_ece_of_calibrated_probabilities_is_near_zero():
     labels = _sampled_labels(probs, rng)
     assert expected_calibration_error(probs, labels) < 0.015
     # The same probabilities made over-confident are not calibrated.
-    sharp = probs ** 3 / (probs ** 3).sum(axis=1, keepdims=True)
+    sharp = probs**3 / (probs**3).sum(axis=1, keepdims=True)
     assert expected_calibration_error(sharp, labels) > 0.1
 
 
@@ -140,11 +141,10 @@ def test_ece_of_a_known_miscalibration():
 
 
 def test_brier_score_by_hand():
-    probs = np.array([[0.7, 0.2, 0.1, 0.0],
-                      [0.25, 0.25, 0.25, 0.25]])
+    probs = np.array([[0.7, 0.2, 0.1, 0.0], [0.25, 0.25, 0.25, 0.25]])
     labels = np.array([1, 3])
     # Row 1: (1 - 0.7)^2 + 0.2^2 + 0.1^2 + 0^2; row 2 (uniform): (1 - 1/4)^2 + 3 (1/4)^2.
-    row1 = (1 - 0.7) ** 2 + 0.2 ** 2 + 0.1 ** 2
+    row1 = (1 - 0.7) ** 2 + 0.2**2 + 0.1**2
     row2 = (1 - 1 / 4) ** 2 + 3 * (1 / 4) ** 2
     assert brier_score(probs, labels) == pytest.approx((row1 + row2) / 2)
     onehot = np.eye(4)[[0, 1, 2, 3]]
@@ -179,8 +179,9 @@ def test_metric_edge_cases_are_clear_errors():
 def _classifier(seed=0):
     torch.manual_seed(seed)
     model = build_model("small_cnn", n_bands=len(BANDS), n_classes=4)
-    return ClusterClassifier.from_model(model, arch="small_cnn", bands=BANDS,
-                                        cutout_size=16, device="cpu")
+    return ClusterClassifier.from_model(
+        model, arch="small_cnn", bands=BANDS, cutout_size=16, device="cpu"
+    )
 
 
 def test_temperature_changes_probabilities_not_the_argmax():
@@ -192,13 +193,15 @@ def test_temperature_changes_probabilities_not_the_argmax():
     assert not np.allclose(plain, scaled, atol=1e-3)
     np.testing.assert_array_equal(plain.argmax(axis=1), scaled.argmax(axis=1))
     # The logits are divided by T: log-probability differences shrink by 3.
-    np.testing.assert_allclose(np.log(scaled[:, 1:] / scaled[:, :1]),
-                               np.log(plain[:, 1:] / plain[:, :1]) / 3.0, atol=1e-4)
+    np.testing.assert_allclose(
+        np.log(scaled[:, 1:] / scaled[:, :1]), np.log(plain[:, 1:] / plain[:, :1]) / 3.0, atol=1e-4
+    )
     assert scaled.max(axis=1).mean() < plain.max(axis=1).mean()
 
 
 def test_classified_table_uses_the_temperature(tmp_path):
     from test_classifier import catalog, make_images
+
     images = make_images()
     clf = _classifier()
     plain = clf.classify(catalog(), images, progress_bar=False)
@@ -217,39 +220,44 @@ def test_checkpoint_round_trip_keeps_the_temperature(tmp_path):
     loaded = ClusterClassifier.load(tmp_path / "model.pt", device="cpu")
     assert loaded.temperature == 1.7
     cutouts, _ = make_arrays(n=8)
-    np.testing.assert_allclose(loaded.predict_proba(cutouts), clf.predict_proba(cutouts),
-                               atol=1e-6)
+    np.testing.assert_allclose(loaded.predict_proba(cutouts), clf.predict_proba(cutouts), atol=1e-6)
 
 
 def test_old_checkpoint_without_temperature_loads_with_one(tmp_path):
     clf = _classifier()
     card = clf.card.to_dict()
     del card["temperature"]  # what version 0.1.0 before calibration wrote
-    payload = {"format": "photutils-clusterclf checkpoint", "format_version": FORMAT_VERSION,
-               "card": card, "state_dicts": clf.checkpoint().state_dicts}
+    payload = {
+        "format": "photutils-clusterclf checkpoint",
+        "format_version": FORMAT_VERSION,
+        "card": card,
+        "state_dicts": clf.checkpoint().state_dicts,
+    }
     torch.save(payload, tmp_path / "old.pt")
     assert load_checkpoint(tmp_path / "old.pt").card.temperature == 1.0
     old = ClusterClassifier.load(tmp_path / "old.pt", device="cpu")
     cutouts, _ = make_arrays(n=8)
-    np.testing.assert_allclose(old.predict_proba(cutouts), clf.predict_proba(cutouts),
-                               atol=1e-6)
+    np.testing.assert_allclose(old.predict_proba(cutouts), clf.predict_proba(cutouts), atol=1e-6)
 
 
 def test_recalibration_from_member_probabilities_equals_fitting_the_logits():
     # The recipe of docs/training.rst: log-probabilities at T = 1 are the
     # logits up to a constant per row, which the softmax ignores.
     from photutils_clusterclf.preprocessing import prepare_batch
+
     torch.manual_seed(0)
     models = [build_model("small_cnn", n_bands=len(BANDS), n_classes=4) for _ in range(2)]
-    clf = ClusterClassifier.from_model(models, arch="small_cnn", bands=BANDS,
-                                       cutout_size=16, device="cpu")
+    clf = ClusterClassifier.from_model(
+        models, arch="small_cnn", bands=BANDS, cutout_size=16, device="cpu"
+    )
     cutouts, _ = make_arrays(n=200, seed=3)
     with torch.no_grad():
         x = prepare_batch(cutouts, clf.normalization, clf.card.input_size)
         logits = np.stack([m(x).double().numpy() for m in clf.models])
     rng = np.random.default_rng(3)
-    labels = np.where(rng.random(200) < 0.7, logits.mean(axis=0).argmax(axis=1) + 1,
-                      rng.integers(1, 5, 200))
+    labels = np.where(
+        rng.random(200) < 0.7, logits.mean(axis=0).argmax(axis=1) + 1, rng.integers(1, 5, 200)
+    )
     clf.temperature = 2.0  # whatever it was
     clf.temperature = 1.0
     # An untrained network's logits are tiny: its temperature is far below 1.
@@ -296,10 +304,12 @@ def test_training_fits_the_temperature_that_classification_applies():
     val = galaxy == "NGC0002"
     probs = clf.predict_proba(ts.cutouts[val])
     assert negative_log_likelihood(probs, ts.labels[val]) == pytest.approx(
-        record["nll_after"], rel=1e-4)
+        record["nll_after"], rel=1e-4
+    )
     clf.temperature = 1.0
-    assert negative_log_likelihood(clf.predict_proba(ts.cutouts[val]), ts.labels[val]) == \
-        pytest.approx(record["nll_before"], rel=1e-4)
+    assert negative_log_likelihood(
+        clf.predict_proba(ts.cutouts[val]), ts.labels[val]
+    ) == pytest.approx(record["nll_before"], rel=1e-4)
 
 
 def test_training_without_a_usable_validation_set_keeps_temperature_one():
@@ -307,8 +317,7 @@ def test_training_without_a_usable_validation_set_keeps_temperature_one():
     ts = TrainingSet(cutouts, labels, bands=BANDS)
     clf = train_classifier(ts, **dict(FAST, epochs=1, val_fraction=0))
     assert clf.temperature == 1.0
-    assert clf.card.training["calibration"] == {"method": "none",
-                                                "reason": "no validation set"}
+    assert clf.card.training["calibration"] == {"method": "none", "reason": "no validation set"}
     # Every validation object right: the temperature is not constrained.
     galaxy = np.where(np.arange(labels.size) < 32, "A", "B")
     easy = TrainingSet(cutouts, labels, galaxy=galaxy, bands=BANDS)
@@ -324,8 +333,8 @@ def _classified_table():
     rng = np.random.default_rng(9)
     probs = rng.dirichlet(np.ones(4), size=60).astype(np.float32)
     truth = _sampled_labels(probs, rng)
-    truth[:3] = 0          # unlabelled: excluded
-    probs[3:5] = np.nan    # unclassified candidates: class 0, NaN probabilities
+    truth[:3] = 0  # unlabelled: excluded
+    probs[3:5] = np.nan  # unclassified candidates: class 0, NaN probabilities
     pred = np.where(np.isnan(probs[:, 0]), 0, np.nan_to_num(probs).argmax(axis=1) + 1)
     table = Table({"CLASS_TRUE": truth, "cnn_class_ml": pred})
     for k in range(4):
@@ -335,8 +344,7 @@ def _classified_table():
 
 def test_report_calibration_figures_over_the_scored_rows(tmp_path):
     table, probs, truth = _classified_table()
-    report = EvaluationReport.from_table(table, "CLASS_TRUE", "cnn_class_ml",
-                                         prob_columns="auto")
+    report = EvaluationReport.from_table(table, "CLASS_TRUE", "cnn_class_ml", prob_columns="auto")
     keep = slice(5, None)
     assert report.n == 55 and report.has_probabilities
     assert report.ece == pytest.approx(expected_calibration_error(probs[keep], truth[keep]))
@@ -345,11 +353,15 @@ def test_report_calibration_figures_over_the_scored_rows(tmp_path):
     summary = report.to_dict()
     assert summary["ece"] == pytest.approx(report.ece)
     report.write_json(tmp_path / "r.json")
-    assert json.loads((tmp_path / "r.json").read_text())["brier_score"] == \
-        pytest.approx(report.brier_score)
+    assert json.loads((tmp_path / "r.json").read_text())["brier_score"] == pytest.approx(
+        report.brier_score
+    )
     explicit = EvaluationReport.from_table(
-        table, "CLASS_TRUE", "cnn_class_ml",
-        prob_columns=[f"cnn_prob_class{k}" for k in (1, 2, 3, 4)])
+        table,
+        "CLASS_TRUE",
+        "cnn_class_ml",
+        prob_columns=[f"cnn_prob_class{k}" for k in (1, 2, 3, 4)],
+    )
     assert explicit.ece == report.ece
 
 
@@ -362,29 +374,37 @@ def test_report_without_probabilities():
     with pytest.raises(ValueError, match="no probabilities"):
         report.reliability()
     del table["cnn_prob_class4"]
-    assert not EvaluationReport.from_table(table, "CLASS_TRUE", "cnn_class_ml",
-                                           prob_columns="auto").has_probabilities
+    assert not EvaluationReport.from_table(
+        table, "CLASS_TRUE", "cnn_class_ml", prob_columns="auto"
+    ).has_probabilities
     with pytest.raises(KeyError, match="cnn_prob_class4"):
-        EvaluationReport.from_table(table, "CLASS_TRUE", "cnn_class_ml",
-                                    prob_columns=[f"cnn_prob_class{k}" for k in (1, 2, 3, 4)])
+        EvaluationReport.from_table(
+            table,
+            "CLASS_TRUE",
+            "cnn_class_ml",
+            prob_columns=[f"cnn_prob_class{k}" for k in (1, 2, 3, 4)],
+        )
     with pytest.raises(ValueError, match="one column for each"):
-        EvaluationReport.from_table(table, "CLASS_TRUE", "cnn_class_ml",
-                                    prob_columns=["cnn_prob_class1"])
+        EvaluationReport.from_table(
+            table, "CLASS_TRUE", "cnn_class_ml", prob_columns=["cnn_prob_class1"]
+        )
     with pytest.raises(ValueError, match=r"probs must be \(4, 4\)"):
         EvaluationReport([1, 2, 3, 4], [1, 2, 3, 4], probs=np.full((4, 3), 1 / 3))
 
 
 def test_reliability_diagram(tmp_path):
     table, probs, truth = _classified_table()
-    report = EvaluationReport.from_table(table, "CLASS_TRUE", "cnn_class_ml",
-                                         prob_columns="auto")
+    report = EvaluationReport.from_table(table, "CLASS_TRUE", "cnn_class_ml", prob_columns="auto")
     before = reliability_curve(probs[5:], truth[5:], n_bins=5)
     sharp = probs[5:] ** 4 / (probs[5:] ** 4).sum(axis=1, keepdims=True)
     after = reliability_curve(sharp, truth[5:], n_bins=5)
     ax = plot_reliability_diagram({"T = 1": before, "sharpened": after}, title="t")
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert labels == ["calibrated", f"T = 1 (ECE {before.ece:.3f})",
-                      f"sharpened (ECE {after.ece:.3f})"]
+    assert labels == [
+        "calibrated",
+        f"T = 1 (ECE {before.ece:.3f})",
+        f"sharpened (ECE {after.ece:.3f})",
+    ]
     assert ax.get_title() == "t" and ax.get_xlim() == (0, 1)
     line = ax.get_lines()[1]
     full = before.counts > 0
@@ -400,17 +420,27 @@ def test_reliability_diagram(tmp_path):
 
 def test_evaluate_command_prints_calibration_and_writes_the_plot(tmp_path, capsys):
     from photutils_clusterclf.cli import main
+
     table, _, _ = _classified_table()
     table.write(tmp_path / "cat.ecsv")
-    argv = ["evaluate", "--catalog", str(tmp_path / "cat.ecsv"), "--truth-column",
-            "CLASS_TRUE", "--pred-column", "cnn_class_ml"]
+    argv = [
+        "evaluate",
+        "--catalog",
+        str(tmp_path / "cat.ecsv"),
+        "--truth-column",
+        "CLASS_TRUE",
+        "--pred-column",
+        "cnn_class_ml",
+    ]
     assert main(argv + ["--reliability-plot", str(tmp_path / "rel.png")]) == 0
     out = capsys.readouterr().out
     assert "expected calibration error" in out and "Brier score" in out
     assert (tmp_path / "rel.png").stat().st_size > 1000
     assert main(argv + ["--prob-columns", "none"]) == 0
     assert "Brier" not in capsys.readouterr().out
-    assert main(argv + ["--prob-columns", "none", "--reliability-plot",
-                        str(tmp_path / "other.png")]) == 2
+    assert (
+        main(argv + ["--prob-columns", "none", "--reliability-plot", str(tmp_path / "other.png")])
+        == 2
+    )
     assert "--prob-columns" in capsys.readouterr().err
     assert not (tmp_path / "other.png").exists()

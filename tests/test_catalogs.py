@@ -6,8 +6,12 @@ import pytest
 from astropy.table import Table
 
 from photutils_clusterclf.catalogs import (
-    LEGUS_MAG_SENTINEL, PHANGS_FOLDED_COLUMN, read_catalog, read_legus_catalog,
-    read_phangs_catalog)
+    LEGUS_MAG_SENTINEL,
+    PHANGS_FOLDED_COLUMN,
+    read_catalog,
+    read_legus_catalog,
+    read_phangs_catalog,
+)
 from photutils_clusterclf.classes import PHANGS_FOLD
 
 from helpers import NGC1566_CATALOG, STARCNET_PREDICTIONS
@@ -26,8 +30,13 @@ def test_legus_real_file_counts(ngc1566):
     counts = np.bincount(ngc1566["class"], minlength=5)
     assert counts.tolist() == [301, 477, 404, 692, 878]
     assert ngc1566["class"].dtype == np.int16
-    for name in ("class_method", "class_human_mode", "class_ml",
-                 "class_human_verify", "class_4_reclass"):
+    for name in (
+        "class_method",
+        "class_human_mode",
+        "class_ml",
+        "class_human_verify",
+        "class_4_reclass",
+    ):
         assert name in ngc1566.colnames
 
 
@@ -120,17 +129,19 @@ def test_legus_wrong_column_count(tmp_path):
 def _phangs_table():
     codes = np.array([0, *range(1, 20)], dtype=np.int16)
     n = codes.size
-    return Table({
-        "ID_PHANGS_CLUSTER": np.arange(1, n + 1),
-        "PHANGS_X": np.linspace(10, 90, n),
-        "PHANGS_Y": np.linspace(5, 50, n),
-        "PHANGS_RA": np.full(n, 150.0),
-        "PHANGS_DEC": np.full(n, 2.0),
-        "PHANGS_CLUSTER_CLASS_HUMAN": codes,
-        "PHANGS_CLUSTER_CLASS_ML_VGG": np.tile([1, 2, 3, 4], n // 4),
-        "PHANGS_F555W_VEGA": np.full(n, 22.5),
-        "PHANGS_CI": np.full(n, 1.5),
-    })
+    return Table(
+        {
+            "ID_PHANGS_CLUSTER": np.arange(1, n + 1),
+            "PHANGS_X": np.linspace(10, 90, n),
+            "PHANGS_Y": np.linspace(5, 50, n),
+            "PHANGS_RA": np.full(n, 150.0),
+            "PHANGS_DEC": np.full(n, 2.0),
+            "PHANGS_CLUSTER_CLASS_HUMAN": codes,
+            "PHANGS_CLUSTER_CLASS_ML_VGG": np.tile([1, 2, 3, 4], n // 4),
+            "PHANGS_F555W_VEGA": np.full(n, 22.5),
+            "PHANGS_CI": np.full(n, 1.5),
+        }
+    )
 
 
 def test_phangs_fold(tmp_path):
@@ -163,8 +174,9 @@ def test_phangs_fold(tmp_path):
 
 def test_phangs_without_human_column(tmp_path):
     path = tmp_path / "ml_only.fits"
-    _phangs_table()["ID_PHANGS_CLUSTER", "PHANGS_X", "PHANGS_Y",
-                    "PHANGS_CLUSTER_CLASS_ML_VGG"].write(path)
+    _phangs_table()[
+        "ID_PHANGS_CLUSTER", "PHANGS_X", "PHANGS_Y", "PHANGS_CLUSTER_CLASS_ML_VGG"
+    ].write(path)
     table = read_phangs_catalog(path)
     assert PHANGS_FOLDED_COLUMN not in table.colnames
     assert table.meta["origin"] == 0
@@ -203,23 +215,30 @@ def test_read_catalog_errors(tmp_path):
     assert read_catalog(legus, format="legus").meta["catalog_format"] == "legus"
 
 
-@pytest.mark.parametrize("product, id_column", [
-    ("obs-human-cluster-class12", "ID_PHANGS_CLUSTER"),
-    ("obs-machine-cluster-class12", "ID_PHANGS_CLUSTER"),
-    ("obs-human-compact-association-class3", "ID_PHANGS_CLUSTER"),
-    ("obs-machine-compact-association-class3", "ID_PHANGS_CLUSTER"),
-    ("obs-sed-candidates", "ID_PHANGS_CANDIDATE"),
-])
+@pytest.mark.parametrize(
+    "product, id_column",
+    [
+        ("obs-human-cluster-class12", "ID_PHANGS_CLUSTER"),
+        ("obs-machine-cluster-class12", "ID_PHANGS_CLUSTER"),
+        ("obs-human-compact-association-class3", "ID_PHANGS_CLUSTER"),
+        ("obs-machine-compact-association-class3", "ID_PHANGS_CLUSTER"),
+        ("obs-sed-candidates", "ID_PHANGS_CANDIDATE"),
+    ],
+)
 def test_phangs_public_release_names_through_unified_io(tmp_path, product, id_column):
     from astropy.table import QTable
 
     name = f"hlsp_phangs-cat_hst_wfc3_ngc1433_multi_v1_{product}.fits"
-    columns = {id_column: [1, 2, 3], "ID_PHANGS_ALLSOURCES": [10, 11, 12],
-               "PHANGS_X": [10.0, 20.0, 30.0], "PHANGS_Y": [5.0, 6.0, 7.0],
-               "PHANGS_CLUSTER_CLASS_HUMAN": [1, 13, 3],
-               "PHANGS_CLUSTER_CLASS_ML_VGG": [1, 2, 3],
-               "PHANGS_CLUSTER_CLASS_ML_VGG_QUAL": [0.9, 0.6, 0.7],
-               "PHANGS_CLUSTER_CLASS_ML_VGG_CORR": [1, 2, 3]}
+    columns = {
+        id_column: [1, 2, 3],
+        "ID_PHANGS_ALLSOURCES": [10, 11, 12],
+        "PHANGS_X": [10.0, 20.0, 30.0],
+        "PHANGS_Y": [5.0, 6.0, 7.0],
+        "PHANGS_CLUSTER_CLASS_HUMAN": [1, 13, 3],
+        "PHANGS_CLUSTER_CLASS_ML_VGG": [1, 2, 3],
+        "PHANGS_CLUSTER_CLASS_ML_VGG_QUAL": [0.9, 0.6, 0.7],
+        "PHANGS_CLUSTER_CLASS_ML_VGG_CORR": [1, 2, 3],
+    }
     Table(columns).write(tmp_path / name)
     table = QTable.read(tmp_path / name, format="phangs")
     assert table.meta["target"] == "NGC1433" and table.meta["instrument"] == "WFC3"

@@ -93,9 +93,7 @@ def test_versions_and_created_filled_at_save(tmp_path):
     loaded = load_checkpoint(tmp_path / "m.pt").card
     assert loaded.versions["torch"] == torch.__version__
     assert loaded.versions["photutils_clusterclf"] == photutils_clusterclf.__version__
-    assert {"photutils_clusterclf", "torchvision", "astropy", "numpy"} <= set(
-        loaded.versions
-    )
+    assert {"photutils_clusterclf", "torchvision", "astropy", "numpy"} <= set(loaded.versions)
     assert loaded.created[:2] == "20" and "T" in loaded.created
 
     explicit = _card(versions={"torch": "x"}, created="2020-01-01T00:00:00+00:00")
@@ -120,9 +118,7 @@ def test_save_refuses_overwrite_and_unstorable(tmp_path):
         save_checkpoint(path, _card(), _members(1))
     save_checkpoint(path, _card(), _members(1), overwrite=True)
     with pytest.raises(TypeError, match=r"card\['training'\]\['obj'\] is a object"):
-        save_checkpoint(
-            tmp_path / "x.pt", _card(training={"obj": object()}), _members(1)
-        )
+        save_checkpoint(tmp_path / "x.pt", _card(training={"obj": object()}), _members(1))
     with pytest.raises(TypeError, match="state dict 0"):
         save_checkpoint(tmp_path / "x.pt", _card(), [{"w": 1.0}])
     with pytest.raises(ValueError, match="at least one state dict"):
@@ -173,18 +169,15 @@ def test_load_errors_are_one_line(tmp_path):
     cases["truncated or corrupt "] = tmp_path / "empty.pt"
     (tmp_path / "junk.pt").write_bytes(b"this is not a checkpoint at all")
     cases["junk.pt is not a clusterclf checkpoint \\(not a file written by torch.save"] = (
-        tmp_path / "junk.pt")
-    cases["not a photutils-clusterclf checkpoint"] = _save_raw(
-        tmp_path / "sd.pt", _members(1)[0]
+        tmp_path / "junk.pt"
     )
-    cases[
-        "checkpoint format 2 is not supported by this version \\(reads 1\\); upgrade"
-    ] = _save_raw(tmp_path / "v2.pt", {**_valid_payload(), "format_version": 2})
+    cases["not a photutils-clusterclf checkpoint"] = _save_raw(tmp_path / "sd.pt", _members(1)[0])
+    cases["checkpoint format 2 is not supported by this version \\(reads 1\\); upgrade"] = (
+        _save_raw(tmp_path / "v2.pt", {**_valid_payload(), "format_version": 2})
+    )
     payload = _valid_payload()
     del payload["card"]["bands"], payload["card"]["input_size"]
-    cases["lacks field\\(s\\) bands, input_size"] = _save_raw(
-        tmp_path / "nocard.pt", payload
-    )
+    cases["lacks field\\(s\\) bands, input_size"] = _save_raw(tmp_path / "nocard.pt", payload)
     payload = _valid_payload()
     payload["card"]["classes"] = [0, 1, 2, 3, 4]
     cases["class scheme \\(0, 1, 2, 3, 4\\) is not supported"] = _save_raw(
@@ -230,10 +223,7 @@ def test_malicious_pickle_is_refused_and_not_executed(tmp_path):
 
 def test_check_bands():
     card = _card()
-    assert (
-        check_bands(card, ["f814w", "F555W", "F438W", "F336W", "F275W", "F657N"])
-        == BANDS
-    )
+    assert check_bands(card, ["f814w", "F555W", "F438W", "F336W", "F275W", "F657N"]) == BANDS
     with pytest.raises(
         ValueError,
         match="model expects bands F275W, F336W, F438W, F555W, F814W; "

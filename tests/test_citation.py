@@ -18,6 +18,7 @@ def citation_file():
 
 def test_citation_cff_is_valid():
     from cffconvert import Citation
+
     Citation(citation_file()).validate()  # raises on a schema violation
 
 
@@ -36,7 +37,9 @@ def _bibtex_family_names(key):
     """Family names of the authors of BibTeX entry ``key`` in ``__bibtex__``."""
     entry = photutils_clusterclf.__bibtex__.split(f"{{{key},", 1)[1]
     authors = re.search(r"author = \{(.*?)\},\n", entry, flags=re.S).group(1)
-    return [a.strip().split("}", 1)[0].lstrip("{") for a in " ".join(authors.split()).split(" and ")]
+    return [
+        a.strip().split("}", 1)[0].lstrip("{") for a in " ".join(authors.split()).split(" and ")
+    ]
 
 
 def test_citation_cff_and_cite_agree():

@@ -18,12 +18,12 @@ from photutils_clusterclf.models import resolve_device
 
 def make_images(shape=(90, 110), seed=1):
     rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
     arrays = {}
     for i, band in enumerate(BANDS):
         img = rng.normal(0, 0.05, shape)
         for x0, y0 in [(30, 40), (70, 20), (55, 60)]:
-            img += (1 + i) * np.exp(-((xx - x0) ** 2 + (yy - y0) ** 2) / (2 * 1.5 ** 2))
+            img += (1 + i) * np.exp(-((xx - x0) ** 2 + (yy - y0) ** 2) / (2 * 1.5**2))
         arrays[band] = img.astype(np.float32)
     return MultiBandImage.from_arrays(arrays, wcs=make_wcs(shape))
 
@@ -33,8 +33,9 @@ def make_classifier(n_members=1, cutout_size=15, seed=0):
     for k in range(n_members):
         torch.manual_seed(seed + k)
         models.append(build_model("small_cnn", n_bands=len(BANDS), n_classes=4))
-    return ClusterClassifier.from_model(models, arch="small_cnn", bands=BANDS,
-                                        cutout_size=cutout_size, device="cpu")
+    return ClusterClassifier.from_model(
+        models, arch="small_cnn", bands=BANDS, cutout_size=cutout_size, device="cpu"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +49,13 @@ def clf():
 
 
 def catalog():
-    return Table({"ID": [1, 2, 3, 4, 5, 6],
-                  "PHANGS_X": [30.0, 70.0, 55.0, 2.0, 500.0, np.nan],
-                  "PHANGS_Y": [40.0, 20.0, 60.0, 3.0, 20.0, 10.0]})
+    return Table(
+        {
+            "ID": [1, 2, 3, 4, 5, 6],
+            "PHANGS_X": [30.0, 70.0, 55.0, 2.0, 500.0, np.nan],
+            "PHANGS_Y": [40.0, 20.0, 60.0, 3.0, 20.0, 10.0],
+        }
+    )
 
 
 def test_classify_adds_exactly_the_columns_and_keeps_rows(images, clf):
@@ -90,8 +95,13 @@ def test_copy_false_adds_columns_in_place(images, clf):
 def test_predict_proba_matches_classify(images, clf):
     cat = catalog()[:3]
     out = clf.classify(cat, images, progress_bar=False)
-    cut = extract_cutouts(images, np.asarray(cat["PHANGS_X"]), np.asarray(cat["PHANGS_Y"]),
-                          size=clf.card.cutout_size, bands=BANDS)
+    cut = extract_cutouts(
+        images,
+        np.asarray(cat["PHANGS_X"]),
+        np.asarray(cat["PHANGS_Y"]),
+        size=clf.card.cutout_size,
+        bands=BANDS,
+    )
     probs = clf.predict_proba(cut)
     np.testing.assert_allclose(probs[:, 0], out["prob_class1"], atol=1e-6)
     np.testing.assert_allclose(probs[:, 3], out["prob_class4"], atol=1e-6)
@@ -125,8 +135,9 @@ def test_skycoord_and_array_inputs_match_pixel_table(images, clf):
     sky = images.wcs().pixel_to_world(cat["PHANGS_X"], cat["PHANGS_Y"])
     assert isinstance(sky, SkyCoord)
     out_sky = clf.classify(sky, images, progress_bar=False)
-    out_arr = clf.classify(np.column_stack([cat["PHANGS_X"], cat["PHANGS_Y"]]), images,
-                           progress_bar=False)
+    out_arr = clf.classify(
+        np.column_stack([cat["PHANGS_X"], cat["PHANGS_Y"]]), images, progress_bar=False
+    )
     for out in (out_sky, out_arr):
         np.testing.assert_allclose(out["prob_class3"], ref["prob_class3"], atol=1e-6)
         np.testing.assert_allclose(out["x_center"], cat["PHANGS_X"], atol=1e-6)
@@ -184,11 +195,14 @@ def test_ensemble_mode_gives_vote_fraction(images):
 
 
 def test_aggregate_members_mean_and_mode():
-    member = np.array([
-        [[0.6, 0.4, 0, 0], [0.1, 0.2, 0.3, 0.4]],
-        [[0.6, 0.4, 0, 0], [0.1, 0.2, 0.3, 0.4]],
-        [[0.0, 1.0, 0, 0], [0.1, 0.2, 0.3, 0.4]],
-    ], dtype=np.float32)
+    member = np.array(
+        [
+            [[0.6, 0.4, 0, 0], [0.1, 0.2, 0.3, 0.4]],
+            [[0.6, 0.4, 0, 0], [0.1, 0.2, 0.3, 0.4]],
+            [[0.0, 1.0, 0, 0], [0.1, 0.2, 0.3, 0.4]],
+        ],
+        dtype=np.float32,
+    )
     probs, classes, qual = aggregate_members(member, aggregate="mean")
     np.testing.assert_allclose(probs[0], [0.4, 0.6, 0, 0])
     assert list(classes) == [2, 4] and qual[0] == pytest.approx(0.6)
@@ -221,9 +235,13 @@ def test_positions_stay_on_the_reference_grid_when_the_model_skips_that_band():
     images = MultiBandImage.from_arrays(arrays, wcs=wcs, reference_band="F555W")
     bands = ("F275W", "F336W", "F438W", "F814W")
     torch.manual_seed(0)
-    clf = ClusterClassifier.from_model(build_model("small_cnn", n_bands=4, n_classes=4),
-                                       arch="small_cnn", bands=bands, cutout_size=9,
-                                       device="cpu")
+    clf = ClusterClassifier.from_model(
+        build_model("small_cnn", n_bands=4, n_classes=4),
+        arch="small_cnn",
+        bands=bands,
+        cutout_size=9,
+        device="cpu",
+    )
     x = np.array([40.0, 60.0, 80.0])
     y = np.array([50.0, 70.0, 30.0])
     out = clf.classify(np.column_stack([x, y]), images, progress_bar=False)

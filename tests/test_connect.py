@@ -11,8 +11,12 @@ import photutils_clusterclf  # noqa: F401  (registers the writer)
 from photutils_clusterclf.connect import fits_header_meta
 from photutils_clusterclf.fileio import write_table
 
-PROVENANCE = {"version": "0.1", "bands": ["F275W", "F336W"], "model_sha256": None,
-              "normalization": {"name": "asinh", "params": {"border": 3}}}
+PROVENANCE = {
+    "version": "0.1",
+    "bands": ["F275W", "F336W"],
+    "model_sha256": None,
+    "normalization": {"name": "asinh", "params": {"border": 3}},
+}
 
 
 @pytest.mark.parametrize("cls", [QTable, Table])
@@ -46,8 +50,7 @@ def test_scalar_meta_is_written_as_astropy_writes_it(tmp_path):
     t = Table({"a": [1]}, meta={"origin": "STScI", "TELESCOP": "HST"})
     t.write(tmp_path / "ours.fits")
     t.write(tmp_path / "astropy.fits", format="fits")
-    assert fits.getheader(tmp_path / "ours.fits", 1) == fits.getheader(
-        tmp_path / "astropy.fits", 1)
+    assert fits.getheader(tmp_path / "ours.fits", 1) == fits.getheader(tmp_path / "astropy.fits", 1)
 
 
 def test_fits_header_meta_flattens():

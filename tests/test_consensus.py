@@ -14,15 +14,25 @@ from photutils_clusterclf.datasets import HUMAN_LABEL_NOISE, noisy_labels
 #: skill and bias: the package's human-like noise, a good expert, a
 #: uniform-noise labeller, one who merges 1 into 2 and 3 into 4, and one
 #: with the transposed (differently biased) human noise.
-LABELLERS = np.array([
-    HUMAN_LABEL_NOISE,
-    [[0.90, 0.05, 0.03, 0.02], [0.10, 0.80, 0.05, 0.05],
-     [0.05, 0.10, 0.75, 0.10], [0.02, 0.03, 0.05, 0.90]],
-    np.full((4, 4), 0.1) + 0.6 * np.eye(4),
-    [[0.60, 0.30, 0.05, 0.05], [0.05, 0.85, 0.05, 0.05],
-     [0.05, 0.05, 0.60, 0.30], [0.05, 0.05, 0.10, 0.80]],
-    HUMAN_LABEL_NOISE.T / HUMAN_LABEL_NOISE.T.sum(axis=1, keepdims=True),
-])
+LABELLERS = np.array(
+    [
+        HUMAN_LABEL_NOISE,
+        [
+            [0.90, 0.05, 0.03, 0.02],
+            [0.10, 0.80, 0.05, 0.05],
+            [0.05, 0.10, 0.75, 0.10],
+            [0.02, 0.03, 0.05, 0.90],
+        ],
+        np.full((4, 4), 0.1) + 0.6 * np.eye(4),
+        [
+            [0.60, 0.30, 0.05, 0.05],
+            [0.05, 0.85, 0.05, 0.05],
+            [0.05, 0.05, 0.60, 0.30],
+            [0.05, 0.05, 0.10, 0.80],
+        ],
+        HUMAN_LABEL_NOISE.T / HUMAN_LABEL_NOISE.T.sum(axis=1, keepdims=True),
+    ]
+)
 CLASS_MIX = (0.3, 0.2, 0.2, 0.3)
 
 
@@ -107,9 +117,13 @@ def test_majority_ties():
 @pytest.mark.parametrize("method", ["majority", "dawid-skene"])
 def test_missing_votes(method):
     """Class 0, masked and NaN votes are missing; a row without votes has class 0 and NaN."""
-    table = Table({"a": MaskedColumn([1, 2, 3, 4, 1, 0], mask=[0, 0, 0, 0, 0, 1]),
-                   "b": [1.0, 2.0, 3.0, 4.0, np.nan, np.nan],
-                   "c": [1, 2, 3, 4, 0, 0]})
+    table = Table(
+        {
+            "a": MaskedColumn([1, 2, 3, 4, 1, 0], mask=[0, 0, 0, 0, 0, 1]),
+            "b": [1.0, 2.0, 3.0, 4.0, np.nan, np.nan],
+            "c": [1, 2, 3, 4, 0, 0],
+        }
+    )
     out = consensus_labels(table, columns=["a", "b", "c"], method=method)
     assert out["consensus_class"].tolist() == [1, 2, 3, 4, 1, 0]
     assert out["consensus_n_votes"].tolist() == [3, 3, 3, 3, 1, 0]
@@ -166,18 +180,27 @@ def test_replacing_consensus_columns_warns():
     assert out["consensus_class"].tolist() == [1, 2]
 
 
-@pytest.mark.parametrize("kwargs, error, match", [
-    ({"columns": "a"}, TypeError, "list of column names"),
-    ({"columns": []}, ValueError, "columns is empty"),
-    ({"columns": ["a", "a"]}, ValueError, "repeated"),
-    ({"columns": ["a", "zz"]}, KeyError, "'zz' not in the table; available: a, b"),
-    ({"columns": ["a", "b"], "method": "mean"}, ValueError, "'majority', 'dawid-skene'"),
-    ({"columns": ["a", "b"], "ties": "random"}, ValueError, "'first', 'none'"),
-    ({"columns": ["a", "b"], "method": "dawid-skene", "smoothing": 0}, ValueError,
-     "smoothing must be a positive finite number"),
-    ({"columns": ["a", "b"], "method": "dawid-skene", "max_iter": 2.5}, ValueError,
-     "max_iter must be an integer >= 1"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"columns": "a"}, TypeError, "list of column names"),
+        ({"columns": []}, ValueError, "columns is empty"),
+        ({"columns": ["a", "a"]}, ValueError, "repeated"),
+        ({"columns": ["a", "zz"]}, KeyError, "'zz' not in the table; available: a, b"),
+        ({"columns": ["a", "b"], "method": "mean"}, ValueError, "'majority', 'dawid-skene'"),
+        ({"columns": ["a", "b"], "ties": "random"}, ValueError, "'first', 'none'"),
+        (
+            {"columns": ["a", "b"], "method": "dawid-skene", "smoothing": 0},
+            ValueError,
+            "smoothing must be a positive finite number",
+        ),
+        (
+            {"columns": ["a", "b"], "method": "dawid-skene", "max_iter": 2.5},
+            ValueError,
+            "max_iter must be an integer >= 1",
+        ),
+    ],
+)
 def test_bad_input_messages(kwargs, error, match):
     table = Table({"a": [1, 2], "b": [2, 2]})
     with pytest.raises(error, match=match):
@@ -194,16 +217,27 @@ def test_dawid_skene_rejects_unfolded_votes():
 def test_cli_consensus(tmp_path, capsys):
     _truth, votes = simulate_votes(200, LABELLERS[:3], seed=3)
     cat = tmp_path / "labels.ecsv"
-    Table({"id": np.arange(200), "h1": votes[:, 0], "h2": votes[:, 1],
-           "h3": votes[:, 2]}).write(cat)
+    Table({"id": np.arange(200), "h1": votes[:, 0], "h2": votes[:, 1], "h3": votes[:, 2]}).write(
+        cat
+    )
     out = tmp_path / "consensus.fits"
-    argv = ["consensus", "--catalog", str(cat), "--columns", "h1", "h2", "h3",
-            "--method", "dawid-skene", "--out", str(out)]
+    argv = [
+        "consensus",
+        "--catalog",
+        str(cat),
+        "--columns",
+        "h1",
+        "h2",
+        "h3",
+        "--method",
+        "dawid-skene",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0
     assert "200 of 200 candidates have a class" in capsys.readouterr().out
     written = Table.read(out)
-    expected = consensus_labels(Table.read(cat), columns=["h1", "h2", "h3"],
-                                method="dawid-skene")
+    expected = consensus_labels(Table.read(cat), columns=["h1", "h2", "h3"], method="dawid-skene")
     assert written["consensus_class"].tolist() == expected["consensus_class"].tolist()
     np.testing.assert_allclose(written["consensus_prob3"], expected["consensus_prob3"])
     # No clobbering without --overwrite; a bad column is one line and status 2.
@@ -211,8 +245,16 @@ def test_cli_consensus(tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err
     assert main(argv + ["--overwrite"]) == 0
     capsys.readouterr()
-    bad = ["consensus", "--catalog", str(cat), "--columns", "h1", "h9", "--out",
-           str(tmp_path / "x.ecsv")]
+    bad = [
+        "consensus",
+        "--catalog",
+        str(cat),
+        "--columns",
+        "h1",
+        "h9",
+        "--out",
+        str(tmp_path / "x.ecsv"),
+    ]
     assert main(bad) == 2
     err = capsys.readouterr().err
     assert "'h9' not in the table" in err and err.count("\n") == 1

@@ -121,9 +121,7 @@ def test_edge_objects_partial(images):
 
 
 def test_centre_off_image_is_no_coverage(images):
-    batch = extract_cutouts(
-        images, [-1.0], [20.0], size=6, bands=["F555W"], nan_threshold=1.0
-    )
+    batch = extract_cutouts(images, [-1.0], [20.0], size=6, bands=["F555W"], nan_threshold=1.0)
     assert batch.flags[0] == FLAG_PARTIAL | FLAG_NO_COVERAGE
     assert not batch.classifiable[0]
 
@@ -173,9 +171,7 @@ def test_nan_pixels_flag(images):
     # Infinite pixels come out as NaN.
     assert np.isnan(batch.data[1, 1]).sum() == 1 and np.isfinite(batch.data[1, 0]).all()
     assert np.isnan(batch.data[1, 1, 1, 2])
-    stricter = extract_cutouts(
-        imgs, [11.0, 30.0], [11.0, 31.0], size=4, nan_threshold=0.0
-    )
+    stricter = extract_cutouts(imgs, [11.0, 30.0], [11.0, 31.0], size=4, nan_threshold=0.0)
     np.testing.assert_array_equal(stricter.flags, [FLAG_NAN, FLAG_NAN])
     with pytest.raises(ValueError, match="nan_threshold"):
         extract_cutouts(imgs, [1.0], [1.0], size=4, nan_threshold=1.5)
@@ -190,9 +186,7 @@ def test_no_coverage_nan_centre_and_zero_footprint():
     batch = extract_cutouts(
         imgs, [20.0, 42.0, 5.0, 34.0], [20.0, 20.0, 5.0, 20.0], size=5, nan_threshold=1
     )
-    np.testing.assert_array_equal(
-        batch.flags, [FLAG_NO_COVERAGE, FLAG_NO_COVERAGE, 0, 0]
-    )
+    np.testing.assert_array_equal(batch.flags, [FLAG_NO_COVERAGE, FLAG_NO_COVERAGE, 0, 0])
     np.testing.assert_array_equal(batch.classifiable, [False, False, True, True])
     # Zeros are kept as data values.
     np.testing.assert_array_equal(batch.data[1, 1], 0.0)
@@ -207,9 +201,7 @@ def test_big_endian_fits_gives_native_float32(tmp_path):
     x = np.array([20.0, 1.0, -50.0])
     y = np.array([20.0, 1.0, 10.0])
     from_fits = extract_cutouts(imgs, x, y, size=6)
-    in_memory = extract_cutouts(
-        MultiBandImage.from_arrays({"F555W": data}), x, y, size=6
-    )
+    in_memory = extract_cutouts(MultiBandImage.from_arrays({"F555W": data}), x, y, size=6)
     assert from_fits.data.dtype == np.dtype("float32") and from_fits.data.dtype.isnative
     np.testing.assert_array_equal(from_fits.data, in_memory.data)
     np.testing.assert_array_equal(from_fits.flags, in_memory.flags)
@@ -243,9 +235,7 @@ def test_other_grid_band_centred_on_same_sky_position():
     fx, fy = fine_wcs.world_to_pixel(sky)
     for i in range(2):
         cx, cy = int(np.floor(fx[i] + 0.5)), int(np.floor(fy[i] + 0.5))
-        np.testing.assert_array_equal(
-            batch.data[i, 1], fine[cy - 3 : cy + 3, cx - 3 : cx + 3]
-        )
+        np.testing.assert_array_equal(batch.data[i, 1], fine[cy - 3 : cy + 3, cx - 3 : cx + 3])
         cx, cy = int(np.floor(x[i] + 0.5)), int(np.floor(y[i] + 0.5))
         np.testing.assert_array_equal(
             batch.data[i, 0], field(0.5)[cy - 3 : cy + 3, cx - 3 : cx + 3]
@@ -287,17 +277,11 @@ def test_chunking_matches_single_call(monkeypatch):
     small = extract_cutouts(imgs, x, y, size=7, nan_threshold=0.1)
     np.testing.assert_array_equal(small.data, whole.data)
     np.testing.assert_array_equal(small.flags, whole.flags)
-    parts = list(
-        iter_cutout_batches(imgs, x, y, size=7, batch_size=64, nan_threshold=0.1)
-    )
+    parts = list(iter_cutout_batches(imgs, x, y, size=7, batch_size=64, nan_threshold=0.1))
     assert [p.start for p, _ in parts] == list(range(0, n, 64))
     assert parts[-1][0].stop == n
-    np.testing.assert_array_equal(
-        np.concatenate([b.data for _, b in parts]), whole.data
-    )
-    np.testing.assert_array_equal(
-        np.concatenate([b.flags for _, b in parts]), whole.flags
-    )
+    np.testing.assert_array_equal(np.concatenate([b.data for _, b in parts]), whole.data)
+    np.testing.assert_array_equal(np.concatenate([b.flags for _, b in parts]), whole.flags)
 
 
 def test_argument_errors(images):
@@ -338,13 +322,18 @@ def test_plain_mapping_of_arrays():
 def test_decode_flags_reads_the_flags_extract_cutouts_sets():
     from photutils_clusterclf import decode_flags
 
-    images = MultiBandImage.from_arrays({"F555W": np.ones((40, 40), np.float32),
-                                         "F814W": np.ones((40, 40), np.float32)})
-    batch = extract_cutouts(images, [20.0, 1.0, 300.0, np.nan], [20.0, 20.0, 20.0, 5.0],
-                            size=9)
-    assert decode_flags(batch.flags) == [[], ["partial", "nan"], ["no_overlap"],
-                                         ["invalid_position"]]
+    images = MultiBandImage.from_arrays(
+        {"F555W": np.ones((40, 40), np.float32), "F814W": np.ones((40, 40), np.float32)}
+    )
+    batch = extract_cutouts(images, [20.0, 1.0, 300.0, np.nan], [20.0, 20.0, 20.0, 5.0], size=9)
+    assert decode_flags(batch.flags) == [
+        [],
+        ["partial", "nan"],
+        ["no_overlap"],
+        ["invalid_position"],
+    ]
     assert decode_flags(int(batch.flags[2]), descriptions=True)[0].startswith(
-        "the cutout lies entirely off")
+        "the cutout lies entirely off"
+    )
     with pytest.raises(ValueError, match="not flags"):
         decode_flags(64)

@@ -8,10 +8,24 @@ from regions import Regions
 from photutils_clusterclf.cli import main
 from photutils_clusterclf.demo import MARKER
 
-OUTPUTS = ["model.pt", "heldout_classified.fits", "heldout_classified.ecsv",
-           "heldout_classes.reg", "confusion_matrix.png", "overlay.png", "report.json"]
-COLUMNS = ["class_ml", "class_ml_qual", "prob_class1", "prob_class2", "prob_class3",
-           "prob_class4", "class_ml_flags"]
+OUTPUTS = [
+    "model.pt",
+    "heldout_classified.fits",
+    "heldout_classified.ecsv",
+    "heldout_classes.reg",
+    "confusion_matrix.png",
+    "overlay.png",
+    "report.json",
+]
+COLUMNS = [
+    "class_ml",
+    "class_ml_qual",
+    "prob_class1",
+    "prob_class2",
+    "prob_class3",
+    "prob_class4",
+    "class_ml_flags",
+]
 
 
 @pytest.mark.slow
@@ -38,8 +52,21 @@ def test_quick_demo_end_to_end(tmp_path, capsys):
 
     # The held-out galaxy goes straight onto the inspection page.
     page = tmp_path / "inspect.html"
-    assert main(["inspect", "--catalog", str(out / "heldout_classified.fits"),
-                 "--images-dir", str(out / "heldout"), "--out", str(page), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "inspect",
+                "--catalog",
+                str(out / "heldout_classified.fits"),
+                "--images-dir",
+                str(out / "heldout"),
+                "--out",
+                str(page),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert f"({len(table)} candidates)" in capsys.readouterr().out
 
     # A second run reuses the model.

@@ -44,8 +44,9 @@ def test_member_reports_follow_each_member(reports):
 
 
 def test_table_says_what_each_column_is_in_one_number_format(reports):
-    text = format_recall_table(reports["human"], reports["true"], reports["members_human"],
-                               reports["members_true"])
+    text = format_recall_table(
+        reports["human"], reports["true"], reports["members_human"], reports["members_true"]
+    )
     # One format: percentages everywhere, no 0.70 next to 70%.
     assert not re.search(r"\b0\.\d+", text)
     rows = [line for line in text.splitlines() if re.match(r"\s+[1-4]\s+\d+\s", line)]
@@ -55,8 +56,15 @@ def test_table_says_what_each_column_is_in_one_number_format(reports):
         values = [reports["members_human"][m].recall[k] for m in range(3)]
         low, high = round(100 * min(values)), round(100 * max(values))
         assert f"{human}% ({low}%-{high}%)" in line
-    for words in ("simulated", "real PHANGS-HST", "NGC 1559", "human-like labels",
-                  "true classes", "ensemble members", "not a comparison"):
+    for words in (
+        "simulated",
+        "real PHANGS-HST",
+        "NGC 1559",
+        "human-like labels",
+        "true classes",
+        "ensemble members",
+        "not a comparison",
+    ):
         assert words in text
     overall = round(100 * reports["true"].overall_accuracy)
     values = [m.overall_accuracy for m in reports["members_true"]]

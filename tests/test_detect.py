@@ -27,8 +27,10 @@ def test_detections_stand_out_and_keep_true_classes(fields):
     assert matched.mean() > 0.8
     src = inj[np.asarray(cat["SIM_INJECTED_ID"])[matched] - 1]
     np.testing.assert_array_equal(cat["CLASS_TRUE"][matched], src["CLASS_TRUE"])
-    offset = np.hypot(np.asarray(cat["PHANGS_X"])[matched] - np.asarray(src["PHANGS_X"]),
-                      np.asarray(cat["PHANGS_Y"])[matched] - np.asarray(src["PHANGS_Y"]))
+    offset = np.hypot(
+        np.asarray(cat["PHANGS_X"])[matched] - np.asarray(src["PHANGS_X"]),
+        np.asarray(cat["PHANGS_Y"])[matched] - np.asarray(src["PHANGS_Y"]),
+    )
     assert offset.max() <= 2.5
     assert len(set(cat["SIM_INJECTED_ID"][matched])) == matched.sum()  # one row per object
     assert np.all(cat["CLASS_TRUE"][~matched] == 4)

@@ -23,7 +23,7 @@ def _code_blocks(text, language):
         if line.strip() != f".. code-block:: {language}":
             continue
         body = []
-        for nxt in lines[i + 1:]:
+        for nxt in lines[i + 1 :]:
             if nxt.strip() and not nxt.startswith(" "):
                 break
             body.append(nxt)
@@ -48,8 +48,9 @@ def test_citing_page_names_the_papers():
 
 def _public_modules():
     package = ROOT / "photutils_clusterclf"
-    names = {f"photutils_clusterclf.{p.stem}" for p in package.glob("*.py")
-             if not p.stem.startswith("_")}
+    names = {
+        f"photutils_clusterclf.{p.stem}" for p in package.glob("*.py") if not p.stem.startswith("_")
+    }
     names |= {f"photutils_clusterclf.{p.parent.name}" for p in package.glob("*/__init__.py")}
     return names | {"photutils_clusterclf"}
 
@@ -83,9 +84,22 @@ def test_api_reference_documents_reexported_names_once():
 def test_toctree_pages_and_figures_exist():
     index = (DOCS / "index.rst").read_text(encoding="utf-8")
     pages = re.findall(r"^   (\w+)$", index, flags=re.M)
-    assert {"install", "quickstart", "classes", "classify", "regions", "training",
-            "scaling", "bad_input", "paper_experiment", "legus", "performance",
-            "citing", "api", "changes"} <= set(pages)
+    assert {
+        "install",
+        "quickstart",
+        "classes",
+        "classify",
+        "regions",
+        "training",
+        "scaling",
+        "bad_input",
+        "paper_experiment",
+        "legus",
+        "performance",
+        "citing",
+        "api",
+        "changes",
+    } <= set(pages)
     for page in pages:
         if page == "bad_input":  # written separately; the build checks it
             continue

@@ -34,17 +34,29 @@ def classified(tmp_path_factory):
     table["class_ml"] = table["CLASS_TRUE"]
     assert set(table["class_ml"]) == {1, 2, 3, 4}
     write_class_regions(table, directory / "pixel.reg")
-    write_class_regions(table, directory / "sky.reg", frame="sky",
-                        wcs=WCS(fits.getheader(paths["F555W"])))
+    write_class_regions(
+        table, directory / "sky.reg", frame="sky", wcs=WCS(fits.getheader(paths["F555W"]))
+    )
     return table, paths["F555W"], directory
 
 
 def _ds9_round_trip(image, regions_file, out, *system):
     """Load ``regions_file`` on ``image`` in DS9 and save its regions to ``out``."""
-    command = ["xvfb-run", "-a", "ds9", str(image), "-regions", "load", str(regions_file),
-               *system, "-regions", "save", str(out), "-exit"]
-    done = subprocess.run(command, check=False, capture_output=True, text=True,
-                          timeout=120)
+    command = [
+        "xvfb-run",
+        "-a",
+        "ds9",
+        str(image),
+        "-regions",
+        "load",
+        str(regions_file),
+        *system,
+        "-regions",
+        "save",
+        str(out),
+        "-exit",
+    ]
+    done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return Regions.read(out, format="ds9")
 
@@ -67,8 +79,9 @@ def _labels(regions):
 
 def test_ds9_reads_pixel_regions(classified, tmp_path):
     table, image, directory = classified
-    saved = _ds9_round_trip(image, directory / "pixel.reg", tmp_path / "out.reg",
-                            "-regions", "system", "image")
+    saved = _ds9_round_trip(
+        image, directory / "pixel.reg", tmp_path / "out.reg", "-regions", "system", "image"
+    )
     rows, expected = _expected_labels(table)
     assert len(saved) == len(rows) > 0
     assert all(isinstance(r, CirclePixelRegion) for r in saved)
@@ -82,9 +95,20 @@ def test_ds9_reads_pixel_regions(classified, tmp_path):
 
 def test_ds9_reads_sky_regions(classified, tmp_path):
     table, image, directory = classified
-    saved = _ds9_round_trip(image, directory / "sky.reg", tmp_path / "out.reg",
-                            "-regions", "system", "wcs", "-regions", "sky", "icrs",
-                            "-regions", "skyformat", "degrees")
+    saved = _ds9_round_trip(
+        image,
+        directory / "sky.reg",
+        tmp_path / "out.reg",
+        "-regions",
+        "system",
+        "wcs",
+        "-regions",
+        "sky",
+        "icrs",
+        "-regions",
+        "skyformat",
+        "degrees",
+    )
     rows, expected = _expected_labels(table)
     assert len(saved) == len(rows) > 0
     assert all(isinstance(r, CircleSkyRegion) for r in saved)
@@ -93,15 +117,15 @@ def test_ds9_reads_sky_regions(classified, tmp_path):
     truth = SkyCoord(table["PHANGS_RA"][rows], table["PHANGS_DEC"][rows])
     assert centres.separation(truth).max() < 1 * u.mas
     # 5 px at 0.03962 "/px
-    np.testing.assert_allclose([r.radius.to_value(u.arcsec) for r in saved], 0.198,
-                               atol=1e-3)
+    np.testing.assert_allclose([r.radius.to_value(u.arcsec) for r in saved], 0.198, atol=1e-3)
 
 
 def test_ds9_puts_sky_regions_on_the_pixels(classified, tmp_path):
     """DS9's own WCS maps the sky circles onto the catalogue's pixel positions."""
     table, image, directory = classified
-    saved = _ds9_round_trip(image, directory / "sky.reg", tmp_path / "out.reg",
-                            "-regions", "system", "image")
+    saved = _ds9_round_trip(
+        image, directory / "sky.reg", tmp_path / "out.reg", "-regions", "system", "image"
+    )
     rows, expected = _expected_labels(table)
     assert _labels(saved) == expected
     x = np.array([r.center.x for r in saved])

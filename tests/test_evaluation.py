@@ -7,8 +7,7 @@ import pytest
 from astropy.table import Table, join
 
 from photutils_clusterclf.catalogs import read_legus_catalog
-from photutils_clusterclf.evaluation import (
-    HUMAN_CONSISTENCY, WEI2020_RECALL, EvaluationReport)
+from photutils_clusterclf.evaluation import HUMAN_CONSISTENCY, WEI2020_RECALL, EvaluationReport
 
 from helpers import NGC1566_CATALOG, STARCNET_PREDICTIONS
 
@@ -26,10 +25,7 @@ def test_counts_and_matrix(report):
     assert report.n == 11
     assert report.n_excluded == 2
     assert report.n_unpredicted == 1
-    expected = np.array([[2, 1, 0, 0],
-                         [0, 1, 0, 1],
-                         [1, 0, 2, 0],
-                         [0, 0, 0, 3]])
+    expected = np.array([[2, 1, 0, 0], [0, 1, 0, 1], [1, 0, 2, 0], [0, 0, 0, 3]])
     assert np.array_equal(report.confusion_matrix, expected)
     assert report.confusion_matrix.sum() == report.n
     assert np.allclose(report.confusion_matrix_normalized.sum(axis=1), 1)
@@ -70,8 +66,7 @@ def test_custom_mapping_merges_classes():
 def test_to_dict_and_json(report, tmp_path):
     data = report.to_dict()
     json.dumps(data, allow_nan=False)  # JSON-ready
-    for key in ("n", "n_excluded", "overall_accuracy", "recall", "precision",
-                "confusion_matrix"):
+    for key in ("n", "n_excluded", "overall_accuracy", "recall", "precision", "confusion_matrix"):
         assert key in data
     assert set(data["recall"]) == {"1", "2", "3", "4"}
     assert data["recall"]["4"] == 1.0
@@ -134,8 +129,7 @@ def ngc1566():
 
 
 def _numpy_recall(truth, pred):
-    return {c: np.sum((truth == c) & (pred == c)) / np.sum(truth == c)
-            for c in (1, 2, 3, 4)}
+    return {c: np.sum((truth == c) & (pred == c)) / np.sum(truth == c) for c in (1, 2, 3, 4)}
 
 
 def test_real_starcnet_vs_human_mode(ngc1566):
@@ -148,8 +142,7 @@ def test_real_starcnet_vs_human_mode(ngc1566):
     assert report.confusion_matrix.sum() == report.n
     expected = _numpy_recall(human[labelled], pred[labelled])
     assert report.recall == pytest.approx(expected)
-    assert report.overall_accuracy == pytest.approx(
-        np.mean(human[labelled] == pred[labelled]))
+    assert report.overall_accuracy == pytest.approx(np.mean(human[labelled] == pred[labelled]))
 
 
 def test_real_starcnet_vs_final_class(ngc1566):

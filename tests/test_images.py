@@ -27,9 +27,7 @@ def write_image(path, data, *, wcs=None, header=None, extension=False):
         hdr.update(header)
     if extension:
         # Like HST drizzled products: empty primary HDU, image in SCI.
-        hdul = fits.HDUList(
-            [fits.PrimaryHDU(), fits.ImageHDU(data, header=hdr, name="SCI")]
-        )
+        hdul = fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(data, header=hdr, name="SCI")])
     else:
         hdul = fits.HDUList([fits.PrimaryHDU(data, header=hdr)])
     hdul.writeto(path)
@@ -74,10 +72,7 @@ def test_from_arrays_basic():
     assert images.reference_band == "F814W"
     assert images["F814W"] is a and images["f336w"] is b
     assert (
-        "F336W" in images
-        and "f336w" in images
-        and "F555W" not in images
-        and "junk" not in images
+        "F336W" in images and "f336w" in images and "F555W" not in images and "junk" not in images
     )
     assert list(images) == ["F814W", "F336W"]
     assert len(images) == 2
@@ -90,10 +85,7 @@ def test_from_arrays_basic():
 def test_reference_band_prefers_f555w_and_can_be_set():
     arrays = {"F336W": ramp(), "F555W": ramp(), "F814W": ramp()}
     assert MultiBandImage.from_arrays(arrays).reference_band == "F555W"
-    assert (
-        MultiBandImage.from_arrays(arrays, reference_band="f814w").reference_band
-        == "F814W"
-    )
+    assert MultiBandImage.from_arrays(arrays, reference_band="f814w").reference_band == "F814W"
     with pytest.raises(KeyError, match="F275W"):
         MultiBandImage.from_arrays(arrays, reference_band="F275W")
 
@@ -245,10 +237,9 @@ def test_from_fits_phangs_directory(tmp_path):
             wcs=make_wcs(),
             extension=True,
         )
-    (
-        tmp_path
-        / "hlsp_phangs-hst_hst_wfc3-uvis_ngc628mosaic_f555w_v1_exp-drc-wht.fits"
-    ).write_text("x")
+    (tmp_path / "hlsp_phangs-hst_hst_wfc3-uvis_ngc628mosaic_f555w_v1_exp-drc-wht.fits").write_text(
+        "x"
+    )
     (tmp_path / "notes.txt").write_text("not an image")
     images = MultiBandImage.from_fits(tmp_path)
     # Ordered by wavelength, whatever the file order.
@@ -316,9 +307,7 @@ def test_from_fits_different_shapes(tmp_path):
     with pytest.raises(ValueError, match="cannot relate the grids"):
         MultiBandImage.from_fits({"F555W": p1, "F814W": p2})
     p3 = write_image(tmp_path / "c.fits", ramp(), wcs=make_wcs())
-    p4 = write_image(
-        tmp_path / "d.fits", ramp((30, 30)), wcs=make_wcs(scale_deg=0.55e-5)
-    )
+    p4 = write_image(tmp_path / "d.fits", ramp((30, 30)), wcs=make_wcs(scale_deg=0.55e-5))
     images = MultiBandImage.from_fits({"F555W": p3, "F814W": p4})
     assert not images.same_grid("F814W")
 
@@ -340,9 +329,7 @@ def test_pickle_maps_files_again(tmp_path):
     import pickle
 
     path = write_image(tmp_path / "v.fits", ramp((200, 300)), wcs=make_wcs())
-    images = MultiBandImage.from_fits({"F555W": path, "F814W": path}).select(
-        ["F814W", "F555W"]
-    )
+    images = MultiBandImage.from_fits({"F555W": path, "F814W": path}).select(["F814W", "F555W"])
     in_memory = MultiBandImage.from_arrays({"F336W": ramp()})
     blob = pickle.dumps(images)
     # The pixels are not in the pickle (200 x 300 x 4 bytes per band).
@@ -352,9 +339,7 @@ def test_pickle_maps_files_again(tmp_path):
     np.testing.assert_array_equal(copy["F814W"], ramp((200, 300)))
     assert "memmap" in repr(copy)
     assert copy.wcs("F555W").wcs.compare(images.wcs("F555W").wcs)
-    np.testing.assert_array_equal(
-        pickle.loads(pickle.dumps(in_memory))["F336W"], ramp()
-    )
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(in_memory))["F336W"], ramp())
 
 
 def test_from_fits_bands_closes_unused_files(tmp_path):

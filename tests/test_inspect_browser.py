@@ -28,16 +28,34 @@ pytestmark = pytest.mark.slow  # starts Chromium
 def page(tmp_path_factory):
     require_programs("chromium", "chromedriver", modules=["selenium"])
     from selenium import webdriver
+
     directory = tmp_path_factory.mktemp("browser")
-    table, catalog, _ = classified_field(directory, shape=(300, 300), n_candidates=130,
-                                         seed=21)
+    table, catalog, _ = classified_field(directory, shape=(300, 300), n_candidates=130, seed=21)
     html = directory / "inspect.html"
-    assert main(["inspect", "--catalog", str(catalog), "--images-dir", str(directory),
-                 "--out", str(html), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "inspect",
+                "--catalog",
+                str(catalog),
+                "--images-dir",
+                str(directory),
+                "--out",
+                str(html),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium")
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu",
-                     "--disable-dev-shm-usage", "--window-size=1400,900"):
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,900",
+    ):
         options.add_argument(argument)
     # An explicit driver: Selenium Manager would look for one on the network.
     service = webdriver.ChromeService(executable_path=shutil.which("chromedriver"))
@@ -50,13 +68,16 @@ def page(tmp_path_factory):
 
 def _wait_ready(driver):
     from selenium.webdriver.support.ui import WebDriverWait
+
     WebDriverWait(driver, 30).until(
-        lambda d: d.execute_script("return document.body.dataset.ready === '1'"))
+        lambda d: d.execute_script("return document.body.dataset.ready === '1'")
+    )
 
 
 def _keys(driver, *keys):
     """Press keys on the page (not in a form field)."""
     from selenium.webdriver.common.action_chains import ActionChains
+
     driver.execute_script("document.activeElement.blur()")
     chain = ActionChains(driver)
     for key in keys:
@@ -75,8 +96,7 @@ def _click(driver, element_id):
 def _top_probability(table):
     classes = np.asarray(table["class_ml"])
     probs = np.stack([table[f"prob_class{k}"] for k in range(1, 5)], axis=1)
-    return np.where(classes > 0, probs[np.arange(len(table)), np.maximum(classes, 1) - 1],
-                    np.nan)
+    return np.where(classes > 0, probs[np.arange(len(table)), np.maximum(classes, 1) - 1], np.nan)
 
 
 def test_first_page_shows_the_most_uncertain_candidates(page):
@@ -93,8 +113,9 @@ def test_first_page_shows_the_most_uncertain_candidates(page):
     drawn = np.array(pixels, float).reshape(32, 32, 4)[..., :3]
     images = MultiBandImage.from_fits(directory)
     row = order[0]
-    cut = extract_cutouts(images, table["PHANGS_X"][row:row + 1],
-                          table["PHANGS_Y"][row:row + 1], size=32)
+    cut = extract_cutouts(
+        images, table["PHANGS_X"][row : row + 1], table["PHANGS_Y"][row : row + 1], size=32
+    )
     levels = np.round(stretch_cutouts(cut.data[0]) * 255)
     for channel, band in enumerate(("F814W", "F555W", "F438W")):
         assert_same_cutout(drawn[..., channel], levels[images.bands.index(band)][::-1])
@@ -153,25 +174,52 @@ def test_keyboard_labels_survive_reload_export_and_train(page, tmp_path):
     path = tmp_path / "labels.ecsv"
     path.write_text(ecsv)
     images = MultiBandImage.from_fits(directory)
-    training_set = TrainingSet.from_galaxies([(read_catalog(path), images, "sim")],
-                                             label_column=LABEL_COLUMN, cutout_size=32,
-                                             progress_bar=False)
+    training_set = TrainingSet.from_galaxies(
+        [(read_catalog(path), images, "sim")],
+        label_column=LABEL_COLUMN,
+        cutout_size=32,
+        progress_bar=False,
+    )
     assert list(training_set.labels) == list(fold_classes([2, 3, 17]))
     model = tmp_path / "model.pt"
-    assert main(["train", "--galaxy", f"{path}={directory}", "--label-column", LABEL_COLUMN,
-                 "--out", str(model), "--arch", "small_cnn", "--weights", "none",
-                 "--epochs", "1", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--galaxy",
+                f"{path}={directory}",
+                "--label-column",
+                LABEL_COLUMN,
+                "--out",
+                str(model),
+                "--arch",
+                "small_cnn",
+                "--weights",
+                "none",
+                "--epochs",
+                "1",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert model.exists()
 
     # Labels join back onto the full catalogue on the id column.
     from astropy.table import join
-    joined = join(table, labels[["ID_PHANGS_CLUSTER", LABEL_COLUMN]],
-                  keys="ID_PHANGS_CLUSTER", join_type="left")
+
+    joined = join(
+        table,
+        labels[["ID_PHANGS_CLUSTER", LABEL_COLUMN]],
+        keys="ID_PHANGS_CLUSTER",
+        join_type="left",
+    )
     assert len(joined) == len(table) and joined[LABEL_COLUMN].count() == 3
 
 
 def test_single_band_cutouts_on_demand(page):
     from selenium.webdriver.support.ui import WebDriverWait
+
     driver, table, directory = page
     card = driver.find_element("css selector", "#grid .card.current")
     bands = card.find_element("css selector", ".bands")
@@ -180,12 +228,17 @@ def test_single_band_cutouts_on_demand(page):
     WebDriverWait(driver, 30).until(lambda d: card.get_attribute("data-bands") == "drawn")
     assert bands.is_displayed()
     assert [b.text for b in bands.find_elements("css selector", "div")] == list(
-        MultiBandImage.from_fits(directory).bands)
+        MultiBandImage.from_fits(directory).bands
+    )
     pixels = driver.execute_script("""
         const c = document.querySelector('#grid .card.current .bands canvas');
         return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data);""")
     drawn = np.array(pixels, float).reshape(32, 32, 4)[..., 0]
     row = inspection_order(table)[int(card.get_attribute("data-index"))]
-    cut = extract_cutouts(MultiBandImage.from_fits(directory), table["PHANGS_X"][row:row + 1],
-                          table["PHANGS_Y"][row:row + 1], size=32)
+    cut = extract_cutouts(
+        MultiBandImage.from_fits(directory),
+        table["PHANGS_X"][row : row + 1],
+        table["PHANGS_Y"][row : row + 1],
+        size=32,
+    )
     assert_same_cutout(drawn, np.round(stretch_cutouts(cut.data[0, 0]) * 255)[::-1])  # F275W

@@ -26,16 +26,19 @@ from photutils_clusterclf.visualization import _stretch_band, stretch_cutouts
 @pytest.fixture(scope="module")
 def field(tmp_path_factory):
     directory = tmp_path_factory.mktemp("inspect")
-    table, catalog, _ = classified_field(directory, shape=(300, 300), n_candidates=130,
-                                         seed=11)
+    table, catalog, _ = classified_field(directory, shape=(300, 300), n_candidates=130, seed=11)
     return table, catalog, directory
 
 
 def _blocks(page):
     """The page's JSON blocks by id."""
     text = page.read_text(encoding="utf-8")
-    return {m[1]: json.loads(m[2]) for m in re.finditer(
-        r'<script type="application/json" id="([\w-]+)">(.*?)</script>', text, flags=re.DOTALL)}
+    return {
+        m[1]: json.loads(m[2])
+        for m in re.finditer(
+            r'<script type="application/json" id="([\w-]+)">(.*?)</script>', text, flags=re.DOTALL
+        )
+    }
 
 
 def _decode(url):
@@ -57,8 +60,15 @@ def test_stretch_cutouts_is_the_figures_stretch():
 
 
 def test_uncertain_order_puts_lowest_class_probability_first():
-    probs = np.array([[0.9, 0.05, 0.03, 0.02], [0.4, 0.3, 0.2, 0.1], [np.nan] * 4,
-                      [0.1, 0.6, 0.2, 0.1], [0.4, 0.2, 0.2, 0.2]])
+    probs = np.array(
+        [
+            [0.9, 0.05, 0.03, 0.02],
+            [0.4, 0.3, 0.2, 0.1],
+            [np.nan] * 4,
+            [0.1, 0.6, 0.2, 0.1],
+            [0.4, 0.2, 0.2, 0.2],
+        ]
+    )
     t = QTable({"ID": [5, 3, 9, 1, 7], "class_ml": [1, 1, 0, 2, 1]})
     for k in range(4):
         t[f"prob_class{k + 1}"] = probs[:, k]
@@ -88,13 +98,18 @@ def test_page_holds_every_candidate_with_its_cutouts(field, tmp_path):
     # The second sheet's first cell is the 101st candidate: its colour
     # composite is the package's stretch of its F814W, F555W, F438W cutouts.
     row = order[CHUNK]
-    cut = extract_cutouts(images, table["PHANGS_X"][row:row + 1],
-                          table["PHANGS_Y"][row:row + 1], size=32)
+    cut = extract_cutouts(
+        images, table["PHANGS_X"][row : row + 1], table["PHANGS_Y"][row : row + 1], size=32
+    )
     expected = np.round(stretch_cutouts(cut.data[0]) * 255)
     rgb = _decode(blocks["chunk-1"]["rgb"]).astype(float)
     grey = _decode(blocks["chunk-1"]["bands"][0]).astype(float)
-    for sheet, band in ((rgb[..., 0], "F814W"), (rgb[..., 1], "F555W"),
-                        (rgb[..., 2], "F438W"), (grey, "F275W")):
+    for sheet, band in (
+        (rgb[..., 0], "F814W"),
+        (rgb[..., 1], "F555W"),
+        (rgb[..., 2], "F438W"),
+        (grey, "F275W"),
+    ):
         plane = expected[images.bands.index(band)][::-1]  # image row 0 at the top
         # the next cell holds another candidate
         assert_same_cutout(sheet[:32, :32], plane, other=sheet[:32, 32:64])
@@ -108,12 +123,17 @@ def test_export_header_reads_back_with_the_catalogue_columns(field, tmp_path):
     meta = _blocks(page)["meta"]
     assert meta["n"] == 5 and meta["ids"] == [1, 2, 3, 4, 5]
     # What the page's export does: header, names line, one row per label.
-    rows = [" ".join(str(col[i]) for col in meta["export_values"]) + f" {i + 2}"
-            for i in range(2)]
+    rows = [" ".join(str(col[i]) for col in meta["export_values"]) + f" {i + 2}" for i in range(2)]
     text = meta["ecsv_header"] + " ".join(meta["export_names"] + [LABEL_COLUMN]) + "\n"
     back = Table.read(text + "\n".join(rows) + "\n", format="ascii.ecsv")
-    assert back.colnames == ["ID_PHANGS_CLUSTER", "PHANGS_X", "PHANGS_Y", "PHANGS_RA",
-                             "PHANGS_DEC", LABEL_COLUMN]
+    assert back.colnames == [
+        "ID_PHANGS_CLUSTER",
+        "PHANGS_X",
+        "PHANGS_Y",
+        "PHANGS_RA",
+        "PHANGS_DEC",
+        LABEL_COLUMN,
+    ]
     assert back.meta["origin"] == 0 and back["PHANGS_RA"].unit == "deg"
     np.testing.assert_array_equal(back["PHANGS_X"], table["PHANGS_X"][:2])
     assert list(back[LABEL_COLUMN]) == [2, 3]
@@ -125,8 +145,7 @@ def test_table_without_id_column_uses_row_numbers(field, tmp_path):
     page = tmp_path / "page.html"
     anonymous = table.copy()
     del anonymous["ID_PHANGS_CLUSTER"]
-    write_inspection_page(anonymous, images, page, order="id", max_rows=3,
-                          progress_bar=False)
+    write_inspection_page(anonymous, images, page, order="id", max_rows=3, progress_bar=False)
     meta = _blocks(page)["meta"]
     assert meta["id_column"] == "row" and meta["ids"] == [0, 1, 2]
     assert meta["export_names"][0] == "row"
@@ -136,8 +155,20 @@ def test_table_without_id_column_uses_row_numbers(field, tmp_path):
 def test_inspect_command(field, tmp_path, capsys):
     _, catalog, directory = field
     out = tmp_path / "inspect.html"
-    argv = ["inspect", "--catalog", str(catalog), "--images-dir", str(directory),
-            "--out", str(out), "--max", "20", "--order", "class", "--quiet"]
+    argv = [
+        "inspect",
+        "--catalog",
+        str(catalog),
+        "--images-dir",
+        str(directory),
+        "--out",
+        str(out),
+        "--max",
+        "20",
+        "--order",
+        "class",
+        "--quiet",
+    ]
     assert main(argv) == 0
     assert "wrote" in capsys.readouterr().out and _blocks(out)["meta"]["n"] == 20
     before = out.read_bytes()

@@ -24,9 +24,7 @@ OLD = b"an existing output that must survive"
 
 def snapshot(directory):
     """name -> bytes of every file in a directory (hidden files included)."""
-    return {
-        p.name: p.read_bytes() for p in sorted(Path(directory).iterdir()) if p.is_file()
-    }
+    return {p.name: p.read_bytes() for p in sorted(Path(directory).iterdir()) if p.is_file()}
 
 
 def leftovers(directory):
@@ -57,9 +55,7 @@ def field(tmp_path):
     bands = write_band_files(tmp_path / "images")
     model = tmp_path / "model.pt"
     make_classifier().save(model)
-    cat = write_catalogue(
-        tmp_path / "cat.fits", x=np.linspace(5, 45, 12), y=np.linspace(5, 35, 12)
-    )
+    cat = write_catalogue(tmp_path / "cat.fits", x=np.linspace(5, 45, 12), y=np.linspace(5, 35, 12))
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     return {"bands": bands, "model": model, "catalog": cat, "out_dir": out_dir}
@@ -156,17 +152,13 @@ def test_classify_writer_fails_midway_keeps_old_output(
 
 def test_classify_writer_fails_on_new_output_leaves_nothing(field, monkeypatch, capsys):
     out = field["out_dir"] / "classified.fits"
-    monkeypatch.setattr(
-        Table, "write", partial_writer(OSError(5, "Input/output error"))
-    )
+    monkeypatch.setattr(Table, "write", partial_writer(OSError(5, "Input/output error")))
     status, _, err = run_cli(classify_argv(field, out), capsys)
     assert status == 2 and "Input/output error" in err
     assert snapshot(field["out_dir"]) == {}
 
 
-def test_classify_interrupted_while_writing_regions_leaves_no_catalogue(
-    field, monkeypatch, capsys
-):
+def test_classify_interrupted_while_writing_regions_leaves_no_catalogue(field, monkeypatch, capsys):
     from photutils_clusterclf import regions_io
 
     out = field["out_dir"] / "classified.fits"
@@ -212,9 +204,7 @@ def test_simulate_write_interrupted_leaves_no_partial_file(sim, tmp_path, monkey
     monkeypatch.undo()
     for name in done:
         with fits.open(tmp_path / name) as hdul:
-            np.testing.assert_array_equal(
-                hdul[0].data, sim.images[hdul[0].header["FILTER"]]
-            )
+            np.testing.assert_array_equal(hdul[0].data, sim.images[hdul[0].header["FILTER"]])
 
 
 def test_simulate_overwrite_interrupted_keeps_each_old_file_whole(
@@ -222,9 +212,7 @@ def test_simulate_overwrite_interrupted_keeps_each_old_file_whole(
 ):
     other_sim.write(tmp_path)
     old = snapshot(tmp_path)
-    _patch_hdulist_writeto(
-        monkeypatch, OSError(28, "No space left on device"), calls_before=2
-    )
+    _patch_hdulist_writeto(monkeypatch, OSError(28, "No space left on device"), calls_before=2)
     with pytest.raises(OSError, match="No space left"):
         sim.write(tmp_path, overwrite=True)
     now = snapshot(tmp_path)
@@ -234,9 +222,7 @@ def test_simulate_overwrite_interrupted_keeps_each_old_file_whole(
     for name, data in now.items():
         if data != old[name]:
             with fits.open(tmp_path / name) as hdul:
-                np.testing.assert_array_equal(
-                    hdul[0].data, sim.images[hdul[0].header["FILTER"]]
-                )
+                np.testing.assert_array_equal(hdul[0].data, sim.images[hdul[0].header["FILTER"]])
 
 
 @pytest.mark.parametrize("overwrite", [False, True])
@@ -252,9 +238,7 @@ def test_simulate_write_interrupted_is_all_or_nothing(
     assert snapshot(tmp_path) == before
 
 
-def test_simulate_cli_interrupted_keeps_old_field(
-    other_sim, tmp_path, monkeypatch, capsys
-):
+def test_simulate_cli_interrupted_keeps_old_field(other_sim, tmp_path, monkeypatch, capsys):
     out = tmp_path / "field"
     out.mkdir()
     other_sim.write(out)
@@ -283,9 +267,7 @@ def test_simulate_cli_interrupted_keeps_old_field(
 
 def test_simulate_cli_catalogue_write_fails(tmp_path, monkeypatch, capsys):
     out = tmp_path / "field"
-    monkeypatch.setattr(
-        Table, "write", partial_writer(OSError(28, "No space left on device"))
-    )
+    monkeypatch.setattr(Table, "write", partial_writer(OSError(28, "No space left on device")))
     status, _, err = run_cli(
         [
             "simulate",
@@ -306,9 +288,7 @@ def test_simulate_cli_catalogue_write_fails(tmp_path, monkeypatch, capsys):
     assert not any("phangs-cat" in name for name in snapshot(out))
 
 
-def test_simulate_cli_interrupted_before_writing_leaves_no_directory(
-    tmp_path, monkeypatch, capsys
-):
+def test_simulate_cli_interrupted_before_writing_leaves_no_directory(tmp_path, monkeypatch, capsys):
     from photutils_clusterclf import datasets
 
     def interrupted(**kwargs):

@@ -34,20 +34,19 @@ def _write_galaxy(directory, name, seed):
     x = np.concatenate([rng.uniform(8, SHAPE[1] - 8, N_CANDIDATES - 2), [1.0, 70.0]])
     y = np.concatenate([rng.uniform(8, SHAPE[0] - 8, N_CANDIDATES - 2), [30.0, 30.0]])
     yy, xx = np.mgrid[: SHAPE[0], : SHAPE[1]]
-    header = make_wcs(SHAPE, crval=(24.17 + seed * 0.01, 15.78),
-                      scale_arcsec=1.1e-5 * 3600).to_header()
+    header = make_wcs(
+        SHAPE, crval=(24.17 + seed * 0.01, 15.78), scale_arcsec=1.1e-5 * 3600
+    ).to_header()
     for band in BANDS:
         data = rng.normal(0.0, 0.05, SHAPE)
         for xc, yc, flux in zip(x, y, rng.uniform(1, 20, len(x)), strict=True):
             data += flux * np.exp(-((xx - xc) ** 2 + (yy - yc) ** 2) / 2.0)
-        fname = (
-            f"hlsp_phangs-hst_hst_wfc3-uvis_{name}_{band.lower()}_v1_exp-drc-sci.fits"
-        )
+        fname = f"hlsp_phangs-hst_hst_wfc3-uvis_{name}_{band.lower()}_v1_exp-drc-sci.fits"
         fits.PrimaryHDU(data.astype(np.float32), header=header).writeto(images / fname)
     catalog = directory / f"{name}_cat.fits"
-    Table(
-        {"ID_PHANGS_CLUSTERS": np.arange(1, len(x) + 1), "PHANGS_X": x, "PHANGS_Y": y}
-    ).write(catalog)
+    Table({"ID_PHANGS_CLUSTERS": np.arange(1, len(x) + 1), "PHANGS_X": x, "PHANGS_Y": y}).write(
+        catalog
+    )
     return catalog, images
 
 
@@ -105,9 +104,7 @@ def test_serial_writes_outputs_identical_to_classify(field, tmp_path):
     for name, (catalog, images) in field["galaxies"].items():
         written = Table.read(out_dir / f"{name}_classified.fits")
         with MultiBandImage.from_fits(images) as imgs:
-            direct = clf.classify(
-                Table.read(catalog), imgs, origin=0, progress_bar=False
-            )
+            direct = clf.classify(Table.read(catalog), imgs, origin=0, progress_bar=False)
         for col in PROB_COLUMNS + ["class_ml", "class_ml_flags"]:
             np.testing.assert_array_equal(results[name][col], direct[col])
             np.testing.assert_array_equal(written[col], direct[col])
@@ -132,13 +129,18 @@ def test_reference_band_outside_the_model_keeps_the_positions_grid(tmp_path):
     for band in BANDS:
         grid, shape = (fine, (120, 120)) if band == "F555W" else (coarse, (60, 60))
         files[band] = tmp_path / f"{band}.fits"
-        fits.PrimaryHDU(rng.normal(size=shape).astype(np.float32),
-                        header=grid.to_header()).writeto(files[band])
+        fits.PrimaryHDU(rng.normal(size=shape).astype(np.float32), header=grid.to_header()).writeto(
+            files[band]
+        )
     bands = ("F275W", "F336W", "F438W", "F814W")
     torch.manual_seed(0)
-    clf = ClusterClassifier.from_model(build_model("small_cnn", n_bands=4, n_classes=4),
-                                       arch="small_cnn", bands=bands, cutout_size=9,
-                                       device="cpu")
+    clf = ClusterClassifier.from_model(
+        build_model("small_cnn", n_bands=4, n_classes=4),
+        arch="small_cnn",
+        bands=bands,
+        cutout_size=9,
+        device="cpu",
+    )
     catalog = Table({"PHANGS_X": [40.0, 60.0, 80.0], "PHANGS_Y": [50.0, 70.0, 30.0]})
     job = GalaxyJob("ref", catalog, files)  # F555W is the default reference band
     table = many.classify_galaxy(job, clf)
@@ -151,19 +153,13 @@ def test_failed_galaxy_does_not_lose_the_others(field, tmp_path):
     jobs = _jobs(field, names={"gal0", "gal1"})
     jobs.insert(1, GalaxyJob("broken", _broken_catalog(tmp_path), jobs[0].images))
     with pytest.raises(ClassifyManyError) as info:
-        classify_many(
-            jobs, field["model"], out_dir=tmp_path, progress_bar=False, device="cpu"
-        )
+        classify_many(jobs, field["model"], out_dir=tmp_path, progress_bar=False, device="cpu")
     err = info.value
     assert list(err.results) == ["gal0", "gal1"]
     assert list(err.errors) == ["broken"]
     assert isinstance(err.errors["broken"], ValueError)
     message = str(err)
-    assert (
-        "\n" not in message
-        and "1 of 3 galaxies failed" in message
-        and "broken" in message
-    )
+    assert "\n" not in message and "1 of 3 galaxies failed" in message and "broken" in message
     assert (tmp_path / "gal0_classified.fits").is_file()
     assert (tmp_path / "gal1_classes.reg").is_file()
     assert not (tmp_path / "broken_classified.fits").exists()
@@ -243,9 +239,7 @@ def test_bad_arguments_fail_before_work(field, tmp_path, kwargs, exc, match):
         jobs = jobs * 2
     model = kwargs.pop("model", field["model"])
     with pytest.raises(exc, match=match):
-        classify_many(
-            jobs, model, out_dir=tmp_path, progress_bar=False, device="cpu", **kwargs
-        )
+        classify_many(jobs, model, out_dir=tmp_path, progress_bar=False, device="cpu", **kwargs)
     assert not list(tmp_path.glob("*_classified.fits"))
 
 
@@ -256,9 +250,7 @@ def test_galaxy_name_must_be_a_file_name(name):
 
 
 def test_dask_path_refuses_in_memory_images_before_submitting(field):
-    in_memory = MultiBandImage.from_arrays(
-        {b: np.zeros(SHAPE, np.float32) for b in BANDS}
-    )
+    in_memory = MultiBandImage.from_arrays({b: np.zeros(SHAPE, np.float32) for b in BANDS})
     job = GalaxyJob("mem", Table({"x": [1.0], "y": [1.0]}), in_memory, origin=0)
     # The check happens before the client is used, so any object stands in for it.
     with pytest.raises(TypeError, match="cannot be sent to Dask workers"):
@@ -404,9 +396,7 @@ def test_cli_classify_many_bad_manifest_and_failed_galaxy(field, tmp_path, capsy
     )
     assert main(["classify-many", "--manifest", str(manifest), *base]) == 2
     err = capsys.readouterr().err
-    assert (
-        err.count("\n") == 1 and "1 of 2 galaxies failed" in err and "broken (" in err
-    )
+    assert err.count("\n") == 1 and "1 of 2 galaxies failed" in err and "broken (" in err
     assert (tmp_path / "o" / "good_classified.fits").is_file()
 
 
@@ -447,9 +437,7 @@ def test_dask_identical_to_serial_one_load_per_worker(field, client, tmp_path):
             np.testing.assert_array_equal(on_dask[name][col], serial[name][col])
         assert (tmp_path / f"{name}_classified.fits").is_file()
     loads = client.run(many._worker_model_loads)
-    assert (
-        len(loads) == 2 and set(loads.values()) <= {0, 1} and sum(loads.values()) >= 1
-    )
+    assert len(loads) == 2 and set(loads.values()) <= {0, 1} and sum(loads.values()) >= 1
     # A second run on the same workers reuses their cached model.
     classify_many(
         jobs,
@@ -492,9 +480,7 @@ def test_cli_classify_many_on_scheduler(field, client, tmp_path):
 
 
 @pytest.mark.slow
-def test_lost_worker_galaxy_fails_with_reason_and_a_rerun_does_only_the_rest(
-    field, tmp_path
-):
+def test_lost_worker_galaxy_fails_with_reason_and_a_rerun_does_only_the_rest(field, tmp_path):
     # A worker is killed while it holds a galaxy. With no retries allowed, that
     # galaxy is reported failed with its reason, the others are classified, no
     # output is partial; running the same jobs again redoes only the failed one.
@@ -503,6 +489,7 @@ def test_lost_worker_galaxy_fails_with_reason_and_a_rerun_does_only_the_rest(
     import threading
 
     import dask
+
     distributed = pytest.importorskip("distributed")
     jobs = _jobs(field)
     out_dir = tmp_path / "out"
@@ -510,15 +497,17 @@ def test_lost_worker_galaxy_fails_with_reason_and_a_rerun_does_only_the_rest(
 
     def run(client):
         try:
-            outcome["results"] = classify_many(jobs, field["model"], client=client,
-                                               out_dir=out_dir, device="cpu")
+            outcome["results"] = classify_many(
+                jobs, field["model"], client=client, out_dir=out_dir, device="cpu"
+            )
         except ClassifyManyError as exc:
             outcome["error"] = exc
 
     with (
         dask.config.set({"distributed.scheduler.allowed-failures": 0}),
-        distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
-                                 dashboard_address=None) as cluster,
+        distributed.LocalCluster(
+            n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None
+        ) as cluster,
         distributed.Client(cluster) as client,
     ):
         pids = client.run(os.getpid)
@@ -526,22 +515,25 @@ def test_lost_worker_galaxy_fails_with_reason_and_a_rerun_does_only_the_rest(
         thread.start()
         holding = {}
         while thread.is_alive() and not holding:
-            holding = {w: keys for w, keys in client.processing().items()
-                       if any(str(k).startswith("clusterclf-") for k in keys)}
+            holding = {
+                w: keys
+                for w, keys in client.processing().items()
+                if any(str(k).startswith("clusterclf-") for k in keys)
+            }
         assert holding, "the run ended before a worker could be killed"
         os.kill(pids[next(iter(holding))], signal.SIGKILL)
         thread.join(timeout=300)
     error = outcome["error"]
     assert set(error.results) | set(error.errors) == {job.name for job in jobs}
     assert error.errors and all(
-        "KilledWorker" in type(exc).__name__ for exc in error.errors.values())
+        "KilledWorker" in type(exc).__name__ for exc in error.errors.values()
+    )
     assert not [p for p in out_dir.iterdir() if ".part" in p.name]
     for name in error.errors:
         assert not list(out_dir.glob(f"{name}_*"))
     before = {}
     for name in error.results:
-        files = [out_dir / f"{name}{s}" for s in ("_classified.fits", "_classes.reg",
-                                                  "_done.json")]
+        files = [out_dir / f"{name}{s}" for s in ("_classified.fits", "_classes.reg", "_done.json")]
         before.update({p: (p.stat().st_mtime_ns, p.read_bytes()) for p in files})
     # The rerun: done galaxies are verified by checksum and left alone.
     again = classify_many(jobs, field["model"], out_dir=out_dir, device="cpu")
@@ -550,5 +542,6 @@ def test_lost_worker_galaxy_fails_with_reason_and_a_rerun_does_only_the_rest(
         assert path.stat().st_mtime_ns == mtime and path.read_bytes() == content
     for name in error.errors:
         assert (out_dir / f"{name}_done.json").is_file()
-        np.testing.assert_array_equal(Table.read(out_dir / f"{name}_classified.fits")
-                                      ["class_ml"], again[name]["class_ml"])
+        np.testing.assert_array_equal(
+            Table.read(out_dir / f"{name}_classified.fits")["class_ml"], again[name]["class_ml"]
+        )

@@ -31,9 +31,7 @@ def _write_imagenet_file(arch, seed=0):
 
 
 def test_architectures_listed():
-    assert {"resnet18", "vgg19_bn", "resnet34", "vgg11_bn", "small_cnn"} <= set(
-        ARCHITECTURES
-    )
+    assert {"resnet18", "vgg19_bn", "resnet34", "vgg11_bn", "small_cnn"} <= set(ARCHITECTURES)
 
 
 @pytest.mark.parametrize(
@@ -65,10 +63,7 @@ def test_vgg11_small_input():
 
 def test_imagenet_weights_file(tmp_path):
     path = imagenet_weights_file("resnet18")
-    assert (
-        path
-        == tmp_path / "torch_home" / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
-    )
+    assert path == tmp_path / "torch_home" / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
     assert imagenet_weights_file("vgg19_bn").name.startswith("vgg19_bn-")
     with pytest.raises(ValueError, match="no ImageNet weights"):
         imagenet_weights_file("small_cnn")
@@ -82,19 +77,13 @@ def test_imagenet_missing_file_error_is_fast_and_helpful():
     msg = str(info.value)
     assert "\n" not in msg
     assert str(imagenet_weights_file("resnet18")) in msg
-    assert (
-        "resnet18-f37072fd.pth" in msg
-        and "weights=None" in msg
-        and "CLUSTERCLF_OFFLINE" in msg
-    )
+    assert "resnet18-f37072fd.pth" in msg and "weights=None" in msg and "CLUSTERCLF_OFFLINE" in msg
 
 
 def _check_adapted(model, state, stem, head, n_bands):
     adapted = model.state_dict()
     expected = (
-        state[stem + ".weight"].mean(dim=1, keepdim=True).repeat(1, n_bands, 1, 1)
-        * 3
-        / n_bands
+        state[stem + ".weight"].mean(dim=1, keepdim=True).repeat(1, n_bands, 1, 1) * 3 / n_bands
     )
     torch.testing.assert_close(adapted[stem + ".weight"], expected)
     # a flat multi-band image gets the response a flat RGB image had
@@ -136,9 +125,7 @@ def test_local_path_imagenet_and_adapted(tmp_path):
     torch.manual_seed(4)
     ours = build_model("resnet18", n_bands=5, n_classes=4).state_dict()
     torch.save(ours, tmp_path / "ours.pth")
-    loaded = build_model(
-        "resnet18", n_bands=5, n_classes=4, weights=str(tmp_path / "ours.pth")
-    )
+    loaded = build_model("resnet18", n_bands=5, n_classes=4, weights=str(tmp_path / "ours.pth"))
     assert all(torch.equal(loaded.state_dict()[k], v) for k, v in ours.items())
 
 
@@ -159,9 +146,7 @@ def test_local_path_errors(tmp_path):
 
 
 def test_build_model_argument_errors():
-    with pytest.raises(
-        ValueError, match="unknown architecture 'resnet50'.*accepted: resnet18"
-    ):
+    with pytest.raises(ValueError, match="unknown architecture 'resnet50'.*accepted: resnet18"):
         build_model("resnet50")
     with pytest.raises(ValueError, match="n_bands"):
         build_model("small_cnn", n_bands=0)
@@ -178,10 +163,11 @@ def test_check_input_size():
     check_input_size("small_cnn", 16)
 
 
-@pytest.mark.parametrize("conf_offline, env, expected", [
-    (True, None, True), (False, "1", True), (False, "0", False), (False, None, False)])
-def test_offline_mode_from_astropy_config_or_environment(monkeypatch, conf_offline, env,
-                                                         expected):
+@pytest.mark.parametrize(
+    "conf_offline, env, expected",
+    [(True, None, True), (False, "1", True), (False, "0", False), (False, None, False)],
+)
+def test_offline_mode_from_astropy_config_or_environment(monkeypatch, conf_offline, env, expected):
     from photutils_clusterclf import conf, models
 
     if env is None:

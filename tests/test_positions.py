@@ -31,10 +31,10 @@ from photutils_clusterclf.positions import (
 SHAPE = (60, 80)
 
 
-def make_wcs(*, crpix=(40.0, 30.0), scale=0.0396, crval=(150.1, 2.2), radesys="ICRS",
-             rot=0.0):
-    return helpers.make_wcs(crpix=crpix, crval=crval, scale_arcsec=scale,
-                            rotation_deg=rot, radesys=radesys)
+def make_wcs(*, crpix=(40.0, 30.0), scale=0.0396, crval=(150.1, 2.2), radesys="ICRS", rot=0.0):
+    return helpers.make_wcs(
+        crpix=crpix, crval=crval, scale_arcsec=scale, rotation_deg=rot, radesys=radesys
+    )
 
 
 @pytest.fixture
@@ -79,9 +79,12 @@ def test_aliases_are_case_insensitive_and_ordered(xy):
 
 def test_plain_xy_needs_origin(xy):
     t = Table({"x": xy[0], "y": xy[1]})
-    with pytest.raises(ValueError, match=r"pixel columns x/y have no known origin: "
-                       r"pass origin=0 \(numpy/photutils\) or origin=1 "
-                       r"\(FITS/IRAF/DS9/LEGUS\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"pixel columns x/y have no known origin: "
+        r"pass origin=0 \(numpy/photutils\) or origin=1 "
+        r"\(FITS/IRAF/DS9/LEGUS\)",
+    ):
         resolve_positions(t)
 
 
@@ -230,8 +233,9 @@ def test_sky_needs_wcs(xy):
 
 def test_pixel_and_sky_agree_no_warning(images, wcs, xy):
     sky = wcs.pixel_to_world(*xy)
-    t = Table({"PHANGS_X": xy[0], "PHANGS_Y": xy[1],
-               "PHANGS_RA": sky.ra.deg, "PHANGS_DEC": sky.dec.deg})
+    t = Table(
+        {"PHANGS_X": xy[0], "PHANGS_Y": xy[1], "PHANGS_RA": sky.ra.deg, "PHANGS_DEC": sky.dec.deg}
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         pos = resolve_positions(t, images)
@@ -245,8 +249,11 @@ def test_pixel_and_sky_disagree_warns(images, wcs, xy):
     """A 1-based table read as 0-based is off by sqrt(2) px: warned about."""
     sky = wcs.pixel_to_world(*xy)
     t = Table({"x": xy[0] + 1, "y": xy[1] + 1, "ra": sky.ra.deg, "dec": sky.dec.deg})
-    with pytest.warns(AstropyUserWarning, match=r"disagree .* for 100\.0% of rows "
-                      r"\(median offset 1\.41 px\); using the pixel columns x/y"):
+    with pytest.warns(
+        AstropyUserWarning,
+        match=r"disagree .* for 100\.0% of rows "
+        r"\(median offset 1\.41 px\); using the pixel columns x/y",
+    ):
         pos = resolve_positions(t, images, origin=0)
     np.testing.assert_allclose(pos.x, xy[0] + 1)
     with warnings.catch_warnings():
@@ -332,8 +339,10 @@ def test_array_input(xy):
 
 
 def test_pixel_regions(xy):
-    regs = [PointPixelRegion(PixCoord(xy[0][0], xy[1][0])),
-            CirclePixelRegion(PixCoord(xy[0][1], xy[1][1]), radius=3)]
+    regs = [
+        PointPixelRegion(PixCoord(xy[0][0], xy[1][0])),
+        CirclePixelRegion(PixCoord(xy[0][1], xy[1][1]), radius=3),
+    ]
     for source in (regs, Regions(regs)):
         pos = resolve_positions(source)
         np.testing.assert_array_equal(pos.x, xy[0][:2])
@@ -346,10 +355,14 @@ def test_pixel_regions(xy):
 
 def test_sky_and_mixed_regions(images, wcs, xy):
     sky = wcs.pixel_to_world(*xy)
-    regs = [PointSkyRegion(sky[0]), CircleSkyRegion(sky[1], 1 * u.arcsec),
-            PointPixelRegion(PixCoord(xy[0][2], xy[1][2])),
-            PointSkyRegion(sky[3].fk5), CircleSkyRegion(sky[4].galactic, 1 * u.arcsec),
-            PointSkyRegion(sky[5])]
+    regs = [
+        PointSkyRegion(sky[0]),
+        CircleSkyRegion(sky[1], 1 * u.arcsec),
+        PointPixelRegion(PixCoord(xy[0][2], xy[1][2])),
+        PointSkyRegion(sky[3].fk5),
+        CircleSkyRegion(sky[4].galactic, 1 * u.arcsec),
+        PointSkyRegion(sky[5]),
+    ]
     pos = resolve_positions(Regions(regs), images)
     np.testing.assert_allclose(pos.x, xy[0][:6], atol=1e-5)
     np.testing.assert_allclose(pos.y, xy[1][:6], atol=1e-5)
@@ -359,11 +372,13 @@ def test_sky_and_mixed_regions(images, wcs, xy):
 
 
 def test_unsupported_region_shape():
-    regs = [PointPixelRegion(PixCoord(1, 2)),
-            EllipsePixelRegion(PixCoord(1, 2), width=3, height=2)]
-    with pytest.raises(ValueError, match="EllipsePixelRegion at index 1; accepted: "
-                       "PointPixelRegion, CirclePixelRegion, PointSkyRegion, "
-                       "CircleSkyRegion"):
+    regs = [PointPixelRegion(PixCoord(1, 2)), EllipsePixelRegion(PixCoord(1, 2), width=3, height=2)]
+    with pytest.raises(
+        ValueError,
+        match="EllipsePixelRegion at index 1; accepted: "
+        "PointPixelRegion, CirclePixelRegion, PointSkyRegion, "
+        "CircleSkyRegion",
+    ):
         resolve_positions(regs)
 
 
@@ -371,8 +386,10 @@ def test_ds9_file_is_one_based_on_disk(tmp_path, images, wcs):
     """DS9 files are 1-based; the regions reader returns 0-based centres."""
     sky = wcs.pixel_to_world(10.0, 20.0)
     path = tmp_path / "cands.reg"
-    path.write_text("# Region file format: DS9\nimage\ncircle(11,21,3)\npoint(1,1)\n"
-                    f"fk5\npoint({sky.fk5.ra.deg:.10f},{sky.fk5.dec.deg:.10f})\n")
+    path.write_text(
+        "# Region file format: DS9\nimage\ncircle(11,21,3)\npoint(1,1)\n"
+        f"fk5\npoint({sky.fk5.ra.deg:.10f},{sky.fk5.dec.deg:.10f})\n"
+    )
     pos = resolve_positions(read_candidates(path), images)
     np.testing.assert_allclose(pos.x, [10, 0, 10], atol=1e-5)
     np.testing.assert_allclose(pos.y, [20, 0, 20], atol=1e-5)

@@ -50,8 +50,9 @@ def test_normalization_scale_is_astropy_mad_std_of_the_border():
     rng = np.random.default_rng(4)
     data = (3.0 + 2.0 * rng.standard_normal((20, 2, 16, 16))).astype(np.float32)
     data[0, 0, 0, :5] = np.nan
-    norm = Normalization("asinh", {"softening": 1.0, "peak_fraction": 0.0,
-                                   "min_scale": 1e-6, "border": 2})
+    norm = Normalization(
+        "asinh", {"softening": 1.0, "peak_fraction": 0.0, "min_scale": 1e-6, "border": 2}
+    )
     out = norm(data)
     border = data[..., _border_mask(16, 16, 2)]
     bkg = np.nanmedian(border, axis=-1)
@@ -227,16 +228,10 @@ def test_random_augment_deterministic_and_varied():
 
 def test_random_augment_pure_dihedral_when_no_shift_or_jitter():
     x = torch.from_numpy(_cutouts(n=12, size=9))
-    out = random_augment(
-        x, torch.Generator().manual_seed(0), max_shift=0.0, flux_jitter=0.0
-    )
+    out = random_augment(x, torch.Generator().manual_seed(0), max_shift=0.0, flux_jitter=0.0)
     used = set()
     for i in range(len(x)):
-        matches = [
-            k
-            for k in range(DIHEDRAL_TRANSFORMS)
-            if torch.equal(out[i], dihedral(x[i], k))
-        ]
+        matches = [k for k in range(DIHEDRAL_TRANSFORMS) if torch.equal(out[i], dihedral(x[i], k))]
         assert matches, f"sample {i} is not a dihedral transform of its input"
         used.add(matches[0])
     assert len(used) > 1  # transforms drawn per sample, not one for the batch
@@ -245,9 +240,7 @@ def test_random_augment_pure_dihedral_when_no_shift_or_jitter():
 def test_random_augment_subpixel_shift_and_flux_jitter():
     # A constant band stays constant under any shift; only the flux factor changes it.
     x = torch.ones(32, 2, 8, 8)
-    out = random_augment(
-        x, torch.Generator().manual_seed(1), max_shift=0.5, flux_jitter=0.1
-    )
+    out = random_augment(x, torch.Generator().manual_seed(1), max_shift=0.5, flux_jitter=0.1)
     per_band = out.flatten(2)
     assert torch.allclose(per_band, per_band[..., :1].expand_as(per_band), atol=1e-5)
     factors = per_band[..., 0]
@@ -264,9 +257,7 @@ def test_random_augment_subpixel_shift_and_flux_jitter():
     assert torch.allclose(shifted.sum(dim=(-2, -1)), torch.ones(64, 1), atol=1e-5)
     peak = shifted.flatten(1).max(dim=1).values
     assert (peak < 0.999).any() and (peak >= 0.25 - 1e-6).all()
-    assert (
-        shifted[:, :, 3:8, 3:8].sum(dim=(-2, -1)).allclose(torch.ones(64, 1), atol=1e-5)
-    )
+    assert shifted[:, :, 3:8, 3:8].sum(dim=(-2, -1)).allclose(torch.ones(64, 1), atol=1e-5)
 
 
 def test_random_augment_fills_nan():

@@ -42,10 +42,17 @@ def test_simulator_psf_scale_and_smooth_disk():
     wide = simulate_field(shape=(200, 200), n_candidates=10, seed=2, psf_scale=1.2)
     for band in base.bands:
         assert wide.psf[band]["fwhm"] == pytest.approx(1.2 * base.psf[band]["fwhm"])
-    smooth = simulate_field(shape=(200, 200), n_candidates=10, seed=2, noise=False,
-                            field_star_density=0, disk_structure=False)
-    arms = simulate_field(shape=(200, 200), n_candidates=10, seed=2, noise=False,
-                          field_star_density=0)
+    smooth = simulate_field(
+        shape=(200, 200),
+        n_candidates=10,
+        seed=2,
+        noise=False,
+        field_star_density=0,
+        disk_structure=False,
+    )
+    arms = simulate_field(
+        shape=(200, 200), n_candidates=10, seed=2, noise=False, field_star_density=0
+    )
     assert not np.array_equal(smooth.images["F555W"], arms.images["F555W"])
     with pytest.raises(ValueError, match="psf_scale"):
         simulate_field(shape=(200, 200), n_candidates=1, psf_scale=0)
@@ -74,8 +81,13 @@ def test_pretrain_is_bit_for_bit_reproducible_and_resumable(tmp_path):
     assert tuple(card.bands) == BANDS
     # Interrupted after one epoch, then the same call again: same bytes.
     with pytest.raises(_Stop):
-        pretrain(tmp_path / "b.pt", progress_bar=False, batch_size=16,
-                 log=_stop_after_first_epoch, **TINY)
+        pretrain(
+            tmp_path / "b.pt",
+            progress_bar=False,
+            batch_size=16,
+            log=_stop_after_first_epoch,
+            **TINY,
+        )
     assert not (tmp_path / "b.pt").exists()
     assert (tmp_path / ".b.pt.pretrain" / "train" / "member0.pt").is_file()
     _, sha_b = pretrain(tmp_path / "b.pt", progress_bar=False, batch_size=16, **TINY)
@@ -86,8 +98,15 @@ def test_pretrain_is_bit_for_bit_reproducible_and_resumable(tmp_path):
 
 @pytest.mark.slow
 def test_cli_pretrain_name_installs_into_the_cache(tmp_path, monkeypatch, capsys):
-    entry = WeightsEntry(name="sim-tiny", arch="small_cnn", bands=BANDS, cutout_size=32,
-                         input_size=32, description="test corpus", recipe=TINY)
+    entry = WeightsEntry(
+        name="sim-tiny",
+        arch="small_cnn",
+        bands=BANDS,
+        cutout_size=32,
+        input_size=32,
+        description="test corpus",
+        recipe=TINY,
+    )
     monkeypatch.setitem(WEIGHTS, entry.name, entry)
     assert main(["pretrain", "--name", "sim-tiny", "--epochs", "3", "--quiet"]) == 2
     assert "options differ" in capsys.readouterr().err

@@ -40,17 +40,13 @@ from photutils_clusterclf.cutouts import (
 CUTOUT = 9
 NAN_THRESHOLD = 0.25
 
-SETTINGS = settings(
-    max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+SETTINGS = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # Coordinates: mostly near the image (edges included, halves included to
 # exercise the rounding rule), some far off, some not finite.
 near = st.floats(min_value=-15.0, max_value=45.0, allow_nan=False, width=64)
 halves = st.integers(min_value=-12, max_value=40).map(lambda k: k + 0.5)
-special = st.sampled_from(
-    [np.nan, np.inf, -np.inf, 1e300, -1e300, -0.0, 0.0, -0.5, 0.49999, 1e-9]
-)
+special = st.sampled_from([np.nan, np.inf, -np.inf, 1e300, -1e300, -0.0, 0.0, -0.5, 0.49999, 1e-9])
 coordinate = st.one_of(near, near, halves, special)
 
 
@@ -151,9 +147,9 @@ def test_extract_cutouts_is_a_padded_numpy_slice(case, seed):
             if on.any():
                 r = rows[(rows >= 0) & (rows < ny)]
                 c = cols[(cols >= 0) & (cols < nx)]
-                want[np.ix_((rows >= 0) & (rows < ny), (cols >= 0) & (cols < nx))] = (
-                    arrays[band][np.ix_(r, c)].astype(np.float32)
-                )
+                want[np.ix_((rows >= 0) & (rows < ny), (cols >= 0) & (cols < nx))] = arrays[band][
+                    np.ix_(r, c)
+                ].astype(np.float32)
             np.testing.assert_array_equal(batch.data[i, b], want)
         # nan_threshold=1 never sets FLAG_NAN; the NaN pixel at (0, 0) makes
         # an object centred there "no coverage".
@@ -171,13 +167,8 @@ def test_extract_cutouts_is_a_padded_numpy_slice(case, seed):
 )
 def test_extract_cutout_flags_follow_geometry(case, seed, threshold):
     shape, size, xs, ys, _ = case
-    batch = extract_cutouts(
-        _images(shape, seed), xs, ys, size=size, nan_threshold=threshold
-    )
-    want = [
-        expected_flags(x, y, shape, size, threshold)
-        for x, y in zip(xs, ys, strict=True)
-    ]
+    batch = extract_cutouts(_images(shape, seed), xs, ys, size=size, nan_threshold=threshold)
+    want = [expected_flags(x, y, shape, size, threshold) for x, y in zip(xs, ys, strict=True)]
     np.testing.assert_array_equal(batch.flags, np.array(want, dtype=np.int16))
     # Objects off the image or at invalid positions are all NaN.
     gone = (batch.flags & (FLAG_NO_OVERLAP | FLAG_INVALID_POSITION)) != 0
@@ -210,9 +201,7 @@ def test_classify_one_row_per_input_row_and_flags_match_geometry(clf, case, seed
     shape, xs, ys, masked, batch_size = case
     images = MultiBandImage.from_arrays(_images(shape, seed))
     ids = np.arange(len(xs)) * 7 + 3
-    table = Table(
-        {"ID": ids, "PHANGS_X": MaskedColumn(xs, mask=masked), "PHANGS_Y": ys}
-    )
+    table = Table({"ID": ids, "PHANGS_X": MaskedColumn(xs, mask=masked), "PHANGS_Y": ys})
     out = clf.classify(table, images, batch_size=batch_size, progress_bar=False)
 
     assert len(out) == len(table)
@@ -235,9 +224,7 @@ def test_classify_one_row_per_input_row_and_flags_match_geometry(clf, case, seed
         good = probs[classified]
         assert np.all((good >= 0) & (good <= 1))
         np.testing.assert_allclose(good.sum(axis=1), 1.0, atol=1e-5)
-        np.testing.assert_array_equal(
-            out["class_ml"][classified], good.argmax(axis=1) + 1
-        )
+        np.testing.assert_array_equal(out["class_ml"][classified], good.argmax(axis=1) + 1)
     assert out.meta["clusterclf"]["n"] == len(table)
     assert out.meta["clusterclf"]["n_classified"] == int(classified.sum())
     # The caller's table is not modified.
@@ -255,9 +242,7 @@ def test_classify_array_input_matches_table_input(clf, case, seed):
         batch_size=batch_size,
         progress_bar=False,
     )
-    from_array = clf.classify(
-        np.column_stack([xs, ys]).reshape(-1, 2), images, progress_bar=False
-    )
+    from_array = clf.classify(np.column_stack([xs, ys]).reshape(-1, 2), images, progress_bar=False)
     for name in NEW_COLUMNS:
         np.testing.assert_array_equal(from_table[name], from_array[name])
 
@@ -270,9 +255,7 @@ junk = st.one_of(
         min_size=1,
         max_size=4,
     ).map(np.array),
-    st.lists(st.text(max_size=3), min_size=1, max_size=4).map(
-        lambda v: np.column_stack([v, v])
-    ),
+    st.lists(st.text(max_size=3), min_size=1, max_size=4).map(lambda v: np.column_stack([v, v])),
     st.builds(
         lambda v: Table({"PHANGS_X": v, "PHANGS_Y": v}),
         st.lists(st.text(max_size=3), min_size=1, max_size=3),
@@ -312,9 +295,7 @@ def test_bad_position_inputs_raise_only_documented_errors(clf, source):
 def saved_model(tmp_path_factory):
     path = tmp_path_factory.mktemp("model") / "model.pt"
     torch.manual_seed(1)
-    models = [
-        build_model("small_cnn", n_bands=len(BANDS), n_classes=4) for _ in range(2)
-    ]
+    models = [build_model("small_cnn", n_bands=len(BANDS), n_classes=4) for _ in range(2)]
     ClusterClassifier.from_model(
         models, arch="small_cnn", bands=BANDS, cutout_size=CUTOUT, device="cpu"
     ).save(path)
@@ -338,9 +319,7 @@ def _field(seed=5, shape=(48, 64), n=30):
 
 
 @pytest.mark.parametrize("tta, aggregate", [(False, "mean"), (True, "mode")])
-def test_classify_reproducible_across_loads_batch_sizes_and_threads(
-    saved_model, tta, aggregate
-):
+def test_classify_reproducible_across_loads_batch_sizes_and_threads(saved_model, tta, aggregate):
     table, images = _field()
     runs = []
     for batch_size, threads in ((None, 1), (1, 1), (7, 1), (1000, 2)):
@@ -403,9 +382,7 @@ def test_meta_records_what_is_needed_to_reproduce(saved_model):
     assert meta["positions"] == "pixel columns PHANGS_X/PHANGS_Y (origin=0)"
     assert meta["n"] == len(table)
     # Re-running with nothing but the recorded options gives the same catalogue.
-    again = ClusterClassifier.load(
-        saved_model, device="cpu", sha256=meta["model_sha256"]
-    )
+    again = ClusterClassifier.load(saved_model, device="cpu", sha256=meta["model_sha256"])
     assert list(again.bands) == meta["bands"]
     redo = again.classify(
         table,
@@ -488,9 +465,7 @@ def test_forward_batches_are_full_for_sparse_catalogues(clf, monkeypatch):
 
     monkeypatch.setattr(InferenceEngine, "member_probs", member_probs)
     images = MultiBandImage.from_arrays(_images((25, 25), 0))
-    out = clf.classify(
-        np.column_stack([x, y]), images, batch_size=8, progress_bar=False
-    )
+    out = clf.classify(np.column_stack([x, y]), images, batch_size=8, progress_bar=False)
     assert (out["class_ml"] > 0).sum() == on.size
     # "batch_size: objects per forward pass": 20 objects need 3 passes, not 20.
     assert len(sizes) == -(-on.size // 8), sizes

@@ -27,13 +27,26 @@ def test_readme_example_leaves_no_resource_warning(tmp_path):
     (tmp_path / mosaics).mkdir()
     paths = field.write(tmp_path / mosaics)
     paths["catalog"].rename(tmp_path / catalog_name)
-    ClusterClassifier.from_model(build_model("small_cnn", n_bands=5, n_classes=4),
-                                 arch="small_cnn", bands=field.bands, cutout_size=16,
-                                 device="cpu").save(tmp_path / "model.pt")
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    result = subprocess.run([sys.executable, "-W", "default", "-c", code], cwd=tmp_path,
-                            env=env, capture_output=True, text=True, timeout=300)
+    ClusterClassifier.from_model(
+        build_model("small_cnn", n_bands=5, n_classes=4),
+        arch="small_cnn",
+        bands=field.bands,
+        cutout_size=16,
+        device="cpu",
+    ).save(tmp_path / "model.pt")
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    result = subprocess.run(
+        [sys.executable, "-W", "default", "-c", code],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert "class_ml" in result.stdout
     assert (tmp_path / "classified.fits").is_file() and (tmp_path / "classes.reg").is_file()

@@ -60,11 +60,13 @@ def test_vgg_compact_head_and_nopool():
         assert nopool(torch.zeros(2, 5, 32, 32)).shape == (2, 4)
     # Same parameter names and shapes as the standard features: ImageNet weights fit.
     assert {k: v.shape for k, v in nopool.features.state_dict().items()} == {
-        k: v.shape for k, v in standard.features.state_dict().items()}
+        k: v.shape for k, v in standard.features.state_dict().items()
+    }
 
 
-@pytest.mark.parametrize("arch, stem, head", [("resnet18", "stride1", "standard"),
-                                              ("vgg11_bn", "nopool", "compact")])
+@pytest.mark.parametrize(
+    "arch, stem, head", [("resnet18", "stride1", "standard"), ("vgg11_bn", "nopool", "compact")]
+)
 def test_imagenet_weights_load_into_variants(arch, stem, head):
     torch.manual_seed(0)
     state = getattr(torchvision.models, arch)(weights=None).state_dict()
@@ -90,7 +92,7 @@ def test_variant_errors():
 
 def _source(rng, n=4, size=17, colours=(1.0, 2.0, 4.0, 3.0, 0.5)):
     yy, xx = np.mgrid[:size, :size] - size // 2
-    blob = np.exp(-(xx ** 2 + yy ** 2) / 3.0)
+    blob = np.exp(-(xx**2 + yy**2) / 3.0)
     amp = 50 * np.asarray(colours)[None, :, None, None]
     noise = rng.normal(0, 1, (n, len(colours), size, size))
     return (amp * blob + noise + 3.0).astype(np.float32)
@@ -127,22 +129,34 @@ def _tiny_set(n=32, size=16, seed=0):
     labels = np.resize(np.array([1, 2, 3, 4]), n)
     yy, xx = np.mgrid[:size, :size] - size // 2
     widths = {1: 1.0, 2: 2.5, 3: 4.0, 4: 0.7}
-    cutouts = np.stack([
-        30 * np.exp(-(xx ** 2 + yy ** 2) / (2 * widths[c] ** 2))[None]
-        * rng.uniform(0.5, 1.5, (5, 1, 1)) + rng.normal(0, 1, (5, size, size))
-        for c in labels]).astype(np.float32)
+    cutouts = np.stack(
+        [
+            30
+            * np.exp(-(xx**2 + yy**2) / (2 * widths[c] ** 2))[None]
+            * rng.uniform(0.5, 1.5, (5, 1, 1))
+            + rng.normal(0, 1, (5, size, size))
+            for c in labels
+        ]
+    ).astype(np.float32)
     galaxy = np.where(np.arange(n) < 24, "A", "B")
     return TrainingSet(cutouts, labels, galaxy=galaxy, bands=BANDS)
 
 
-FAST = {"arch": "small_cnn", "weights": None, "epochs": 3, "batch_size": 8,
-        "progress_bar": False, "device": "cpu"}
+FAST = {
+    "arch": "small_cnn",
+    "weights": None,
+    "epochs": 3,
+    "batch_size": 8,
+    "progress_bar": False,
+    "device": "cpu",
+}
 
 
 def test_recipe_options_recorded_and_applied(tmp_path):
     ts = _tiny_set()
-    clf = train_classifier(ts, normalization="asinh_shared", schedule="cosine",
-                           label_smoothing=0.1, lr=2e-3, **FAST)
+    clf = train_classifier(
+        ts, normalization="asinh_shared", schedule="cosine", label_smoothing=0.1, lr=2e-3, **FAST
+    )
     assert clf.card.normalization["name"] == "asinh_shared"
     assert clf.card.model_options == {"stem": "standard", "head": "standard"}
     options = clf.card.training["options"]
@@ -153,18 +167,23 @@ def test_recipe_options_recorded_and_applied(tmp_path):
     clf.save(tmp_path / "m.pt")
     loaded = ClusterClassifier.load(tmp_path / "m.pt", device="cpu")
     assert loaded.normalization == Normalization("asinh_shared")
-    np.testing.assert_allclose(loaded.predict_proba(ts.cutouts), clf.predict_proba(ts.cutouts),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        loaded.predict_proba(ts.cutouts), clf.predict_proba(ts.cutouts), atol=1e-6
+    )
 
 
 def test_auto_variant_follows_the_architecture():
     ts = _tiny_set(n=16, size=32)
-    clf = train_classifier(ts, arch="resnet18", weights=None, epochs=1, batch_size=8,
-                           progress_bar=False, device="cpu")
+    clf = train_classifier(
+        ts, arch="resnet18", weights=None, epochs=1, batch_size=8, progress_bar=False, device="cpu"
+    )
     assert clf.card.model_options == RECOMMENDED_VARIANTS["resnet18"]
     assert clf.card.training["options"]["stem"] == RECOMMENDED_VARIANTS["resnet18"]["stem"]
-    expected = 32 if RECOMMENDED_VARIANTS["resnet18"]["stem"] == "stride1" else (
-        16 if RECOMMENDED_VARIANTS["resnet18"]["stem"] == "nopool" else 8)
+    expected = (
+        32
+        if RECOMMENDED_VARIANTS["resnet18"]["stem"] == "stride1"
+        else (16 if RECOMMENDED_VARIANTS["resnet18"]["stem"] == "nopool" else 8)
+    )
     assert _first_block_input(clf.models[0], 32) == expected
 
 
@@ -193,8 +212,13 @@ def test_checkpoint_without_model_options_loads_with_old_normalization(tmp_path)
     """A checkpoint written before stems and shared normalisation still loads as it was."""
     torch.manual_seed(0)
     model = build_model("resnet18").eval()
-    card = ModelCard(arch="resnet18", bands=BANDS, cutout_size=32, input_size=32,
-                     normalization=Normalization("asinh").to_dict())
+    card = ModelCard(
+        arch="resnet18",
+        bands=BANDS,
+        cutout_size=32,
+        input_size=32,
+        normalization=Normalization("asinh").to_dict(),
+    )
     payload = card.to_dict()
     del payload["model_options"]  # the layout of older files
     path = tmp_path / "old.pt"
@@ -210,8 +234,14 @@ def test_checkpoint_without_model_options_loads_with_old_normalization(tmp_path)
 def test_from_model_records_the_variant(tmp_path):
     torch.manual_seed(1)
     model = build_model("resnet18", stem="stride1").eval()
-    clf = ClusterClassifier.from_model(model, arch="resnet18", bands=BANDS, cutout_size=32,
-                                       model_options={"stem": "stride1"}, device="cpu")
+    clf = ClusterClassifier.from_model(
+        model,
+        arch="resnet18",
+        bands=BANDS,
+        cutout_size=32,
+        model_options={"stem": "stride1"},
+        device="cpu",
+    )
     clf.save(tmp_path / "m.pt")
     loaded = ClusterClassifier.load(tmp_path / "m.pt", device="cpu")
     assert _first_block_input(loaded.models[0], 32) == 32
@@ -223,9 +253,9 @@ def test_candidate_features_on_tiny_cutouts():
     size = 15
     yy, xx = np.mgrid[:size, :size] - size // 2
     rng = np.random.default_rng(1)
-    compact = np.exp(-(xx ** 2 + yy ** 2) / (2 * 0.8 ** 2))
-    extended = np.exp(-(xx ** 2 + yy ** 2 / 0.25) / (2 * 2.5 ** 2))  # elongated along x
-    pair = (np.exp(-((xx - 3) ** 2 + yy ** 2) / 2) + np.exp(-((xx + 3) ** 2 + yy ** 2) / 2))
+    compact = np.exp(-(xx**2 + yy**2) / (2 * 0.8**2))
+    extended = np.exp(-(xx**2 + yy**2 / 0.25) / (2 * 2.5**2))  # elongated along x
+    pair = np.exp(-((xx - 3) ** 2 + yy**2) / 2) + np.exp(-((xx + 3) ** 2 + yy**2) / 2)
     red = np.array([0.2, 0.3, 0.6, 1.0, 2.0])[:, None, None]
     blue = red[::-1]
     stamps = np.stack([100 * compact * red, 100 * extended * blue, 100 * pair * red])
@@ -240,8 +270,9 @@ def test_candidate_features_on_tiny_cutouts():
     assert list(col["n_peaks"]) == [1, 1, 2]
     # Colour F555W - F814W: red sources have the redder (larger) colour.
     assert col["colour_F555W-F814W"][0] > col["colour_F555W-F814W"][1]
-    np.testing.assert_allclose(features[:, [names.index(f"fraction_{b}") for b in BANDS]]
-                               .sum(axis=1), 1.0)
+    np.testing.assert_allclose(
+        features[:, [names.index(f"fraction_{b}") for b in BANDS]].sum(axis=1), 1.0
+    )
     # Features do not depend on the flux units.
     scaled, _ = candidate_features(10.0 * stamps, bands=BANDS)
     np.testing.assert_allclose(scaled, features, rtol=1e-6, atol=1e-9)

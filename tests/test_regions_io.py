@@ -19,8 +19,7 @@ PIXSCALE = 0.0396  # arcsec / px
 
 @pytest.fixture
 def wcs():
-    return make_wcs(crpix=(40.0, 30.0), crval=(150.1, 2.2), scale_arcsec=PIXSCALE,
-                    radesys="ICRS")
+    return make_wcs(crpix=(40.0, 30.0), crval=(150.1, 2.2), scale_arcsec=PIXSCALE, radesys="ICRS")
 
 
 @pytest.fixture
@@ -36,8 +35,9 @@ def table():
     t["class_ml"] = cls
     for k in range(4):
         t[f"prob_class{k + 1}"] = probs[:, k]
-    t["class_ml_qual"] = np.where(cls > 0, probs[np.arange(n), np.maximum(cls, 1) - 1],
-                                  np.nan).astype(np.float32)
+    t["class_ml_qual"] = np.where(
+        cls > 0, probs[np.arange(n), np.maximum(cls, 1) - 1], np.nan
+    ).astype(np.float32)
     return t
 
 
@@ -71,8 +71,7 @@ def test_include_unclassified(table):
 
 
 def test_colors_overridable(table):
-    regs = class_regions(table, colors={1: "magenta", 0: "cyan"},
-                         include_unclassified=True)
+    regs = class_regions(table, colors={1: "magenta", 0: "cyan"}, include_unclassified=True)
     colors = {int(r.meta["text"].split()[0]): r.visual["color"] for r in regs}
     assert colors == {0: "cyan", 1: "magenta", 2: "green", 3: "blue", 4: "yellow"}
 
@@ -98,8 +97,10 @@ def test_phangs_column_style(table):
     regs = class_regions(t, column="PHANGS_CLUSTER_CLASS_ML_VGG")
     keep = np.flatnonzero(np.asarray(t["PHANGS_CLUSTER_CLASS_ML_VGG"]) > 0)
     texts = [r.meta["text"] for r in regs]
-    expected = [f"{t['PHANGS_CLUSTER_CLASS_ML_VGG'][i]} "
-                f"{t['PHANGS_CLUSTER_CLASS_ML_VGG_QUAL'][i]:.2f}" for i in keep]
+    expected = [
+        f"{t['PHANGS_CLUSTER_CLASS_ML_VGG'][i]} {t['PHANGS_CLUSTER_CLASS_ML_VGG_QUAL'][i]:.2f}"
+        for i in keep
+    ]
     assert texts == expected
 
 
@@ -118,13 +119,20 @@ def test_phangs_prob_columns_preferred(table):
     t2["vgg_class_ml"] = table["class_ml"]
     for k in range(1, 5):
         t2[f"vgg_prob_class{k}"] = table[f"prob_class{k}"]
-    assert class_regions(t2, column="vgg_class_ml")[2].meta["text"] == \
-        f"3 {table['prob_class3'][2]:.2f}"
+    assert (
+        class_regions(t2, column="vgg_class_ml")[2].meta["text"]
+        == f"3 {table['prob_class3'][2]:.2f}"
+    )
 
 
 def test_human_codes_folded():
-    t = Table({"PHANGS_X": [1.0, 2.0, 3.0], "PHANGS_Y": [1.0, 2.0, 3.0],
-               "PHANGS_CLUSTER_CLASS_HUMAN": [6, 2, -1]})
+    t = Table(
+        {
+            "PHANGS_X": [1.0, 2.0, 3.0],
+            "PHANGS_Y": [1.0, 2.0, 3.0],
+            "PHANGS_CLUSTER_CLASS_HUMAN": [6, 2, -1],
+        }
+    )
     regs = class_regions(t, column="PHANGS_CLUSTER_CLASS_HUMAN")
     assert [r.meta["text"] for r in regs] == ["4", "2"]
     assert regs[0].visual["color"] == DEFAULT_COLORS[4]
@@ -242,9 +250,13 @@ def test_radius_conversions(table, wcs):
 
 def test_legus_origin(table):
     """1-based LEGUS-style x/y: origin from meta or argument, error otherwise."""
-    t = Table({"x": np.asarray(table["PHANGS_X"]) + 1,
-               "y": np.asarray(table["PHANGS_Y"]) + 1,
-               "class_ml": table["class_ml"]})
+    t = Table(
+        {
+            "x": np.asarray(table["PHANGS_X"]) + 1,
+            "y": np.asarray(table["PHANGS_Y"]) + 1,
+            "class_ml": table["class_ml"],
+        }
+    )
     with pytest.raises(ValueError, match="no known origin"):
         class_regions(t)
     regs = class_regions(t, origin=1)

@@ -29,8 +29,10 @@ def _csv(rows):
 
 def test_sexagesimal_csv_columns(images, tmp_path):
     c = _coords(images)
-    rows = zip(c.ra.to_string(u.hour, sep=":", precision=5),
-               c.dec.to_string(sep=":", precision=4, alwayssign=True))
+    rows = zip(
+        c.ra.to_string(u.hour, sep=":", precision=5),
+        c.dec.to_string(sep=":", precision=4, alwayssign=True),
+    )
     path = tmp_path / "cat.csv"
     path.write_text(_csv(rows))
     table = Table.read(path, format="ascii.csv")
@@ -42,7 +44,7 @@ def test_sexagesimal_csv_columns(images, tmp_path):
 
 def test_sexagesimal_with_unit_letters_and_missing_entries(images):
     c = _coords(images)
-    ra = list(c.ra.to_string(u.hour, precision=5)) + [""]     # 1h36m41.8s
+    ra = list(c.ra.to_string(u.hour, precision=5)) + [""]  # 1h36m41.8s
     dec = list(c.dec.to_string(precision=4, alwayssign=True)) + [""]
     table = Table({"RA": ra, "DEC": dec})
     positions = resolve_positions(table, images)
@@ -61,15 +63,17 @@ def test_decimal_degrees_as_text(images):
 
 def test_sexagesimal_ecsv_round_trip(images, tmp_path):
     c = _coords(images)
-    Table({"ra": c.ra.to_string(u.hour, sep=":", precision=5),
-           "dec": c.dec.to_string(sep=":", precision=4, alwayssign=True)}).write(
-        tmp_path / "cat.ecsv")
+    Table(
+        {
+            "ra": c.ra.to_string(u.hour, sep=":", precision=5),
+            "dec": c.dec.to_string(sep=":", precision=4, alwayssign=True),
+        }
+    ).write(tmp_path / "cat.ecsv")
     positions = resolve_positions(Table.read(tmp_path / "cat.ecsv"), images)
     np.testing.assert_allclose(positions.x, X, atol=0.01)
 
 
 def test_text_that_is_not_an_angle(images):
     table = Table({"ra": ["01:36:41.7", "north"], "dec": ["+15:47:01", "+15:47:02"]})
-    with pytest.raises(ValueError, match="column ra holds text that is not an angle.*"
-                                         "sexagesimal"):
+    with pytest.raises(ValueError, match="column ra holds text that is not an angle.*sexagesimal"):
         resolve_positions(table, images)

@@ -8,9 +8,14 @@ from astropy.table import Table
 from astropy.wcs import WCS
 from photutils.aperture import CircularAnnulus, CircularAperture, aperture_photometry
 
-from photutils_clusterclf.datasets import (HUMAN_LABEL_NOISE, eff_core_radius,
-                                           mock_from_catalog, noisy_labels, plot_field,
-                                           simulate_field)
+from photutils_clusterclf.datasets import (
+    HUMAN_LABEL_NOISE,
+    eff_core_radius,
+    mock_from_catalog,
+    noisy_labels,
+    plot_field,
+    simulate_field,
+)
 from photutils_clusterclf.datasets.render import render_eff
 
 from helpers import NGC1566_CATALOG
@@ -19,8 +24,9 @@ from helpers import NGC1566_CATALOG
 @pytest.fixture(scope="module")
 def noiseless():
     """A high-S/N (noiseless) field without field stars, for measurements."""
-    return simulate_field(shape=(400, 400), n_candidates=60, seed=11, noise=False,
-                          field_star_density=0)
+    return simulate_field(
+        shape=(400, 400), n_candidates=60, seed=11, noise=False, field_star_density=0
+    )
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +39,9 @@ def _photometry(image, catalog, radii):
     apertures = [CircularAperture(xy, r) for r in radii] + [CircularAnnulus(xy, 7.0, 10.0)]
     phot = aperture_photometry(image, apertures)
     bkg = np.asarray(phot[f"aperture_sum_{len(radii)}"]) / apertures[-1].area
-    return [np.asarray(phot[f"aperture_sum_{i}"]) - bkg * apertures[i].area
-            for i in range(len(radii))]
+    return [
+        np.asarray(phot[f"aperture_sum_{i}"]) - bkg * apertures[i].area for i in range(len(radii))
+    ]
 
 
 def _ci(image, catalog):
@@ -51,8 +58,17 @@ def test_images_catalog_and_wcs(noisy):
     scale = np.abs(noisy.wcs.pixel_scale_matrix.diagonal()) * 3600
     assert np.allclose(scale, 0.03962)
     cat = noisy.catalog
-    for name in ("ID_PHANGS_CLUSTER", "PHANGS_X", "PHANGS_Y", "PHANGS_RA", "PHANGS_DEC",
-                 "PHANGS_CLUSTER_CLASS_HUMAN", "CLASS_TRUE", "PHANGS_F555W_VEGA", "PHANGS_CI"):
+    for name in (
+        "ID_PHANGS_CLUSTER",
+        "PHANGS_X",
+        "PHANGS_Y",
+        "PHANGS_RA",
+        "PHANGS_DEC",
+        "PHANGS_CLUSTER_CLASS_HUMAN",
+        "CLASS_TRUE",
+        "PHANGS_F555W_VEGA",
+        "PHANGS_CI",
+    ):
         assert name in cat.colnames
     assert len(cat) == 40 and cat["CLASS_TRUE"].dtype == np.int16
     assert set(np.unique(cat["CLASS_TRUE"])) <= {1, 2, 3, 4}
@@ -66,18 +82,18 @@ def test_images_catalog_and_wcs(noisy):
 
 
 def test_acs_band_has_broader_psf():
-    field = simulate_field(shape=(120, 120), n_candidates=5, seed=2, instrument="acs",
-                           noise=False)
+    field = simulate_field(shape=(120, 120), n_candidates=5, seed=2, instrument="acs", noise=False)
     assert "F435W" in field.bands and "F438W" not in field.bands
     assert 2.5 <= field.psf["F435W"]["fwhm"] <= 3.3
 
 
 def _fit_fwhm(image, x, y, half=7):
     ix, iy = int(round(x)), int(round(y))
-    stamp = image[iy - half:iy + half + 1, ix - half:ix + half + 1]
-    yy, xx = np.mgrid[-half:half + 1, -half:half + 1]
-    model = models.Moffat2D(amplitude=stamp.max(), x_0=x - ix, y_0=y - iy, gamma=1.5,
-                            alpha=2.0) + models.Const2D(0.0)
+    stamp = image[iy - half : iy + half + 1, ix - half : ix + half + 1]
+    yy, xx = np.mgrid[-half : half + 1, -half : half + 1]
+    model = models.Moffat2D(
+        amplitude=stamp.max(), x_0=x - ix, y_0=y - iy, gamma=1.5, alpha=2.0
+    ) + models.Const2D(0.0)
     fit = fitting.LevMarLSQFitter()(model, xx, yy, stamp)
     return fit[0].fwhm
 
@@ -85,16 +101,28 @@ def _fit_fwhm(image, x, y, half=7):
 @pytest.mark.filterwarnings("ignore:The fit may be unsuccessful")
 @pytest.mark.parametrize("instrument", ["wfc3", "acs"])
 def test_measured_psf_fwhm_in_range(instrument):
-    field = simulate_field(shape=(300, 300), n_candidates=40, seed=21, noise=False,
-                           field_star_density=0, class_mix=(0, 0, 0, 1),
-                           instrument=instrument)
+    field = simulate_field(
+        shape=(300, 300),
+        n_candidates=40,
+        seed=21,
+        noise=False,
+        field_star_density=0,
+        class_mix=(0, 0, 0, 1),
+        instrument=instrument,
+    )
     cat = field.catalog
-    stars = [i for i in range(len(cat)) if cat["SIM_MORPHOLOGY"][i] == "star"
-             and 10 < cat["PHANGS_X"][i] < 290 and 10 < cat["PHANGS_Y"][i] < 290]
+    stars = [
+        i
+        for i in range(len(cat))
+        if cat["SIM_MORPHOLOGY"][i] == "star"
+        and 10 < cat["PHANGS_X"][i] < 290
+        and 10 < cat["PHANGS_Y"][i] < 290
+    ]
     assert len(stars) >= 3
     for band in field.bands:
-        fwhm = np.median([_fit_fwhm(field.images[band], cat["PHANGS_X"][i],
-                                    cat["PHANGS_Y"][i]) for i in stars])
+        fwhm = np.median(
+            [_fit_fwhm(field.images[band], cat["PHANGS_X"][i], cat["PHANGS_Y"][i]) for i in stars]
+        )
         low, high = (2.5, 3.3) if band == "F435W" else (1.7, 2.0)
         # the ranges are the Moffat's; the pixel response adds about 0.2 px
         assert low <= fwhm <= high + 0.3, (band, fwhm)
@@ -115,8 +143,14 @@ def test_concentration_index_stars_and_clusters(noiseless):
 
 
 def test_young_clusters_are_bluer_than_old():
-    field = simulate_field(shape=(400, 400), n_candidates=80, seed=4, noise=False,
-                           field_star_density=0, class_mix=(1, 1, 0, 0))
+    field = simulate_field(
+        shape=(400, 400),
+        n_candidates=80,
+        seed=4,
+        noise=False,
+        field_star_density=0,
+        class_mix=(1, 1, 0, 0),
+    )
     cat = field.catalog
     flux = {b: _photometry(field.images[b], cat, (3.0,))[0] for b in field.bands}
     with np.errstate(invalid="ignore"):
@@ -134,8 +168,7 @@ def test_young_clusters_are_bluer_than_old():
 
 def test_class_fractions_as_asked():
     mix = (0.1, 0.2, 0.3, 0.4)
-    field = simulate_field(shape=(300, 300), n_candidates=50, seed=8, class_mix=mix,
-                           noise=False)
+    field = simulate_field(shape=(300, 300), n_candidates=50, seed=8, class_mix=mix, noise=False)
     counts = np.bincount(field.catalog["CLASS_TRUE"], minlength=5)[1:]
     assert np.all(np.abs(counts - 50 * np.array(mix)) <= 1)
     default = simulate_field(shape=(300, 300), n_candidates=100, seed=8, noise=False)
@@ -144,13 +177,14 @@ def test_class_fractions_as_asked():
 
 
 def test_clusters_are_local_peaks_in_f555w():
-    field = simulate_field(shape=(400, 400), n_candidates=70, seed=13, noise=False,
-                           field_star_density=1e-3)
+    field = simulate_field(
+        shape=(400, 400), n_candidates=70, seed=13, noise=False, field_star_density=1e-3
+    )
     cat = field.catalog
     image = field.images["F555W"]
     for row in cat[np.isin(cat["CLASS_TRUE"], (1, 2, 3))]:
         ix, iy = int(round(row["PHANGS_X"])), int(round(row["PHANGS_Y"]))
-        window = image[iy - 2:iy + 3, ix - 2:ix + 3]
+        window = image[iy - 2 : iy + 3, ix - 2 : ix + 3]
         jy, jx = np.unravel_index(np.argmax(window), window.shape)
         assert max(abs(jy - 2), abs(jx - 2)) <= 1, row["SIM_MORPHOLOGY"]
 
@@ -158,9 +192,12 @@ def test_clusters_are_local_peaks_in_f555w():
 def test_write_files_wcs_round_trip_and_no_clobber(noisy, tmp_path):
     paths = noisy.write(tmp_path)
     assert set(paths) == set(noisy.bands) | {"catalog"}
-    assert paths["F555W"].name == "hlsp_phangs-hst_hst_wfc3-uvis_sim-galaxy_f555w_v1_exp-drc-sci.fits"
-    assert paths["catalog"].name == ("hlsp_phangs-cat_hst_uvis_sim-galaxy_multi_v1_"
-                                     "obs-sim-candidates.fits")
+    assert (
+        paths["F555W"].name == "hlsp_phangs-hst_hst_wfc3-uvis_sim-galaxy_f555w_v1_exp-drc-sci.fits"
+    )
+    assert paths["catalog"].name == (
+        "hlsp_phangs-cat_hst_uvis_sim-galaxy_multi_v1_obs-sim-candidates.fits"
+    )
     with fits.open(paths["F555W"]) as hdul:
         header, data = hdul[0].header, hdul[0].data
         assert header["FILTER"] == "F555W" and header["BUNIT"] == "ELECTRONS/S"
@@ -224,8 +261,9 @@ def test_label_noise_only_on_human_column(noisy):
     assert np.any(cat["PHANGS_CLUSTER_CLASS_HUMAN"] != cat["CLASS_TRUE"])
     clean = simulate_field(shape=(300, 300), n_candidates=40, seed=5)
     np.testing.assert_array_equal(clean.catalog["CLASS_TRUE"], cat["CLASS_TRUE"])
-    np.testing.assert_array_equal(clean.catalog["PHANGS_CLUSTER_CLASS_HUMAN"],
-                                  clean.catalog["CLASS_TRUE"])
+    np.testing.assert_array_equal(
+        clean.catalog["PHANGS_CLUSTER_CLASS_HUMAN"], clean.catalog["CLASS_TRUE"]
+    )
 
 
 def test_eff_core_radius_gives_half_light_at_r_eff():
@@ -254,8 +292,16 @@ def test_bad_options_raise():
 
 def _read_legus():
     data = np.loadtxt(NGC1566_CATALOG)
-    names = {"x": 1, "y": 2, "mag_f275w": 5, "mag_f336w": 7, "mag_f438w": 9,
-             "mag_f555w": 11, "mag_f814w": 13, "class": 33}
+    names = {
+        "x": 1,
+        "y": 2,
+        "mag_f275w": 5,
+        "mag_f336w": 7,
+        "mag_f438w": 9,
+        "mag_f555w": 11,
+        "mag_f814w": 13,
+        "class": 33,
+    }
     return Table({name: data[:, col] for name, col in names.items()})
 
 
@@ -306,7 +352,7 @@ def test_add_stamp_clips_at_the_edges(shape):
     add_stamp(image, stamp, -1, 4, scale=2.0)  # one column off the left, rows off the bottom
     sy, sx = shape
     expected = np.zeros((6, 5))
-    expected[4:6, 0:sx - 1] = 2.0 * stamp[:2, 1:]
+    expected[4:6, 0 : sx - 1] = 2.0 * stamp[:2, 1:]
     assert np.array_equal(image, expected)
     add_stamp(image, stamp, 5, 0)  # entirely off the right edge: nothing added
     add_stamp(image, stamp, -sx, -sy)  # entirely off the top-left corner

@@ -23,8 +23,9 @@ def _restore_threads(monkeypatch):
     torch.set_num_threads(before)
 
 
-@pytest.mark.parametrize("value, expected", [(3, 3), ("2", 2), (" 4 ", 4), ("auto", None),
-                                             ("AUTO", None), (None, None)])
+@pytest.mark.parametrize(
+    "value, expected", [(3, 3), ("2", 2), (" 4 ", 4), ("auto", None), ("AUTO", None), (None, None)]
+)
 def test_parse_num_threads_accepts(value, expected):
     assert parse_num_threads(value) == expected
 
@@ -35,13 +36,16 @@ def test_parse_num_threads_refuses(value):
         parse_num_threads(value)
 
 
-@pytest.mark.parametrize("busy, cpus, torch_default, expected", [
-    (0, 2, 2, 2),     # idle: torch's default
-    (1, 2, 2, 1),     # one competing process on 2 cores: 1 thread
-    (7, 2, 2, 1),     # overloaded: never below 1
-    (3, 16, 8, 8),    # many free CPUs: never above torch's default (physical cores)
-    (10, 16, 8, 6),
-])
+@pytest.mark.parametrize(
+    "busy, cpus, torch_default, expected",
+    [
+        (0, 2, 2, 2),  # idle: torch's default
+        (1, 2, 2, 1),  # one competing process on 2 cores: 1 thread
+        (7, 2, 2, 1),  # overloaded: never below 1
+        (3, 16, 8, 8),  # many free CPUs: never above torch's default (physical cores)
+        (10, 16, 8, 6),
+    ],
+)
 def test_default_leaves_out_busy_cpus(busy, cpus, torch_default, expected):
     assert default_num_threads(busy=busy, cpus=cpus, torch_default=torch_default) == expected
 
@@ -96,11 +100,25 @@ def test_cli_num_threads_reaches_torch(tmp_path, capsys):
     capsys.readouterr()
 
 
-@pytest.mark.parametrize("command", [
-    ["demo"], ["train", "--galaxy", "c.fits=d", "--label-column", "L", "--out", "m.pt"],
-    ["classify", "--model", "m.pt", "--catalog", "c.fits", "--images-dir", "d", "--out", "o.fits"],
-    ["classify-many", "--manifest", "m.csv", "--model", "m.pt", "--out-dir", "o"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["demo"],
+        ["train", "--galaxy", "c.fits=d", "--label-column", "L", "--out", "m.pt"],
+        [
+            "classify",
+            "--model",
+            "m.pt",
+            "--catalog",
+            "c.fits",
+            "--images-dir",
+            "d",
+            "--out",
+            "o.fits",
+        ],
+        ["classify-many", "--manifest", "m.csv", "--model", "m.pt", "--out-dir", "o"],
+    ],
+)
 def test_cli_refuses_a_bad_thread_count(command, capsys):
     with pytest.raises(SystemExit) as exc:
         main(command + ["--num-threads", "0"])
@@ -117,8 +135,7 @@ def test_seeded_training_is_identical_with_the_same_thread_count():
     from photutils_clusterclf.training import TrainingSet, train_classifier
 
     cutouts, labels = make_arrays(n=48)
-    training_set = TrainingSet(cutouts, labels, bands=("F275W", "F336W", "F438W", "F555W",
-                                                       "F814W"))
+    training_set = TrainingSet(cutouts, labels, bands=("F275W", "F336W", "F438W", "F555W", "F814W"))
     for threads in (1, 2):
         with num_threads(threads):
             a = train_classifier(training_set, seed=5, **FAST)

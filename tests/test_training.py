@@ -24,11 +24,11 @@ def _stamp(label, size, rng):
     """
     yy, xx = np.mgrid[:size, :size] - (size - 1) / 2
     if label == 1:
-        img = np.exp(-(xx ** 2 + yy ** 2) / (2 * 1.0 ** 2))
+        img = np.exp(-(xx**2 + yy**2) / (2 * 1.0**2))
     elif label == 2:
-        img = np.exp(-(xx ** 2 + yy ** 2) / (2 * 3.0 ** 2))
+        img = np.exp(-(xx**2 + yy**2) / (2 * 3.0**2))
     elif label == 3:
-        img = (np.exp(-((xx - 3) ** 2 + yy ** 2) / 2) + np.exp(-((xx + 3) ** 2 + yy ** 2) / 2))
+        img = np.exp(-((xx - 3) ** 2 + yy**2) / 2) + np.exp(-((xx + 3) ** 2 + yy**2) / 2)
     else:
         img = np.zeros((size, size))
     flux = rng.uniform(20, 40, size=(len(BANDS), 1, 1))
@@ -59,8 +59,15 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-FAST = dict(arch="small_cnn", weights=None, epochs=2, batch_size=16, lr=3e-3,
-            progress_bar=False, device="cpu")
+FAST = dict(
+    arch="small_cnn",
+    weights=None,
+    epochs=2,
+    batch_size=16,
+    lr=3e-3,
+    progress_bar=False,
+    device="cpu",
+)
 
 
 def _states(clf):
@@ -76,8 +83,12 @@ def _assert_same(states_a, states_b):
 
 
 def _max_diff(states_a, states_b):
-    return max(float((a[k].double() - b[k].double()).abs().max())
-               for a, b in zip(states_a, states_b) for k in a if a[k].is_floating_point())
+    return max(
+        float((a[k].double() - b[k].double()).abs().max())
+        for a, b in zip(states_a, states_b)
+        for k in a
+        if a[k].is_floating_point()
+    )
 
 
 # -- TrainingSet ----------------------------------------------------------------
@@ -86,7 +97,9 @@ def _max_diff(states_a, states_b):
 def test_training_set_from_arrays():
     cutouts, labels = make_arrays(n=12)
     cutouts[0, 1, 0, 0] = np.nan
-    ts = TrainingSet(cutouts.astype(">f4"), labels, galaxy="NGC0628", bands=[b.lower() for b in BANDS])
+    ts = TrainingSet(
+        cutouts.astype(">f4"), labels, galaxy="NGC0628", bands=[b.lower() for b in BANDS]
+    )
     assert ts.cutouts.dtype == np.dtype(np.float32) and ts.cutouts.dtype.isnative
     assert np.isnan(ts.cutouts[0, 1, 0, 0])  # raw: NaN kept, normalisation comes later
     assert ts.labels.dtype == np.int64
@@ -97,11 +110,14 @@ def test_training_set_from_arrays():
     assert "12 objects" in repr(ts)
 
 
-@pytest.mark.parametrize("labels, message", [
-    ([0, 1, 2, 3], "classes 1-4"),
-    ([1, 2, 5, 3], "classes 1-4"),
-    ([1, 2, 3], "shape"),
-])
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        ([0, 1, 2, 3], "classes 1-4"),
+        ([1, 2, 5, 3], "classes 1-4"),
+        ([1, 2, 3], "shape"),
+    ],
+)
 def test_training_set_rejects_bad_labels(labels, message):
     cutouts, _ = make_arrays(n=4)
     with pytest.raises(ValueError, match=message):
@@ -150,15 +166,16 @@ def _galaxy(rng, n_side=6, spacing=40, size=SIZE):
     """Images with sources on a grid and a PHANGS-like catalogue of them."""
     shape = (n_side * spacing, n_side * spacing)
     arrays = {b: rng.normal(5, 1, shape).astype(np.float32) for b in BANDS}
-    xs, ys = np.meshgrid(np.arange(n_side) * spacing + spacing // 2,
-                         np.arange(n_side) * spacing + spacing // 2)
+    xs, ys = np.meshgrid(
+        np.arange(n_side) * spacing + spacing // 2, np.arange(n_side) * spacing + spacing // 2
+    )
     xs, ys = xs.ravel().astype(float), ys.ravel().astype(float)
     classes = np.resize(np.array([1, 2, 3, 4]), xs.size)
     half = size // 2
     for x, y, c in zip(xs.astype(int), ys.astype(int), classes):
         stamp = _stamp(c, size, rng) - 5
         for i, b in enumerate(BANDS):
-            arrays[b][y - half:y + half, x - half:x + half] += stamp[i]
+            arrays[b][y - half : y + half, x - half : x + half] += stamp[i]
     return MultiBandImage.from_arrays(arrays), xs, ys, classes
 
 
@@ -166,26 +183,38 @@ def test_training_set_from_galaxies_counts_exclusions():
     rng = np.random.default_rng(1)
     images, xs, ys, classes = _galaxy(rng)
     codes = classes.astype(float)
-    codes[0] = 0        # unlabelled
-    codes[1] = 13       # PHANGS triple -> 4
-    codes[2] = np.nan   # unlabelled
-    codes[3] = 5        # PHANGS pair -> 4
+    codes[0] = 0  # unlabelled
+    codes[1] = 13  # PHANGS triple -> 4
+    codes[2] = np.nan  # unlabelled
+    codes[3] = 5  # PHANGS pair -> 4
     xs = xs.copy()
-    xs[4] = 1e5         # off the image: not classifiable
-    xs[5] = np.nan      # invalid position
-    cat = Table({"PHANGS_X": xs, "PHANGS_Y": ys,
-                 "PHANGS_CLUSTER_CLASS_HUMAN": MaskedColumn(codes, mask=np.arange(xs.size) == 6)})
+    xs[4] = 1e5  # off the image: not classifiable
+    xs[5] = np.nan  # invalid position
+    cat = Table(
+        {
+            "PHANGS_X": xs,
+            "PHANGS_Y": ys,
+            "PHANGS_CLUSTER_CLASS_HUMAN": MaskedColumn(codes, mask=np.arange(xs.size) == 6),
+        }
+    )
     images2, xs2, ys2, classes2 = _galaxy(rng, n_side=4)
     cat2 = Table({"PHANGS_X": xs2, "PHANGS_Y": ys2, "PHANGS_CLUSTER_CLASS_HUMAN": classes2})
     with pytest.warns(AstropyUserWarning, match="2 labelled candidates left out"):
         ts = TrainingSet.from_galaxies(
             [(cat, images, "NGC1"), {"catalog": cat2, "images": images2, "name": "NGC2"}],
-            label_column="PHANGS_CLUSTER_CLASS_HUMAN", cutout_size=SIZE, progress_bar=False)
+            label_column="PHANGS_CLUSTER_CLASS_HUMAN",
+            cutout_size=SIZE,
+            progress_bar=False,
+        )
     assert ts.galaxies == ["NGC1", "NGC2"]
     g1 = ts.summary["galaxies"]["NGC1"]
     assert g1["n_rows"] == 36
-    assert g1["n_excluded"] == {"unlabelled": 3, "invalid_position": 1, "no_overlap": 1,
-                                "no_coverage": 0}
+    assert g1["n_excluded"] == {
+        "unlabelled": 3,
+        "invalid_position": 1,
+        "no_overlap": 1,
+        "no_coverage": 0,
+    }
     assert g1["n_objects"] == 36 - 5
     assert ts.summary["n_objects"] == len(ts) == 31 + 16
     assert ts.summary["n_excluded"]["unlabelled"] == 3
@@ -197,7 +226,12 @@ def test_training_set_from_galaxies_counts_exclusions():
     assert ts.cutouts.shape == (47, 5, SIZE, SIZE) and ts.cutouts.dtype == np.float32
     # The cutout of a kept source is centred on it (the peak of a class-1 source).
     row = int(np.flatnonzero(ts.labels == 1)[0])
-    assert np.unravel_index(ts.cutouts[row, 3].argmax(), (SIZE, SIZE)) in {(7, 7), (7, 8), (8, 7), (8, 8)}
+    assert np.unravel_index(ts.cutouts[row, 3].argmax(), (SIZE, SIZE)) in {
+        (7, 7),
+        (7, 8),
+        (8, 7),
+        (8, 8),
+    }
 
 
 def test_training_set_from_galaxies_errors():
@@ -207,8 +241,9 @@ def test_training_set_from_galaxies_errors():
     with pytest.raises(KeyError, match="label column 'CLASS'.*class_mode"):
         TrainingSet.from_galaxies([(cat, images)], label_column="CLASS", progress_bar=False)
     with pytest.raises(ValueError, match="unique"):
-        TrainingSet.from_galaxies([(cat, images, "A"), (cat, images, "A")],
-                                  label_column="class_mode", progress_bar=False)
+        TrainingSet.from_galaxies(
+            [(cat, images, "A"), (cat, images, "A")], label_column="class_mode", progress_bar=False
+        )
     with pytest.raises(TypeError, match="each galaxy"):
         TrainingSet.from_galaxies([cat], label_column="class_mode", progress_bar=False)
 
@@ -235,7 +270,9 @@ def test_train_returns_classifier_with_card(tmp_path, two_galaxies):
     log = training["members"][0]["log"]
     assert log == records and [r["epoch"] for r in log] == [1, 2]
     for r in log:
-        assert {"train_loss", "val_loss", "val_recall", "val_macro_recall", "lr", "seconds"} <= set(r)
+        assert {"train_loss", "val_loss", "val_recall", "val_macro_recall", "lr", "seconds"} <= set(
+            r
+        )
         assert len(r["val_recall"]) == 4 and np.isfinite(r["train_loss"])
     best = training["members"][0]["best_epoch"]
     macros = [r["val_macro_recall"] for r in log]
@@ -258,8 +295,10 @@ def test_training_is_reproducible_and_leaves_global_rng_alone(two_galaxies):
     assert not torch.are_deterministic_algorithms_enabled()
     b = train_classifier(two_galaxies, seed=7, augment=True, **FAST)
     _assert_same(_states(a), _states(b))
-    assert a.card.training["members"][0]["log"][-1]["train_loss"] == \
-        b.card.training["members"][0]["log"][-1]["train_loss"]
+    assert (
+        a.card.training["members"][0]["log"][-1]["train_loss"]
+        == b.card.training["members"][0]["log"][-1]["train_loss"]
+    )
     c = train_classifier(two_galaxies, seed=8, augment=True, **FAST)
     assert _max_diff(_states(a), _states(c)) > 1e-3
 
@@ -290,8 +329,9 @@ def test_resume_gives_the_uninterrupted_weights(tmp_path, two_galaxies):
     state = torch.load(tmp_path / "member1.pt", map_location="cpu", weights_only=True)
     assert state["epoch"] == 1 and len(state["log"]) == 1
     records = []
-    resumed = train_classifier(two_galaxies, checkpoint_dir=tmp_path, resume=True,
-                               log=records.append, **opts)
+    resumed = train_classifier(
+        two_galaxies, checkpoint_dir=tmp_path, resume=True, log=records.append, **opts
+    )
     # Member 0 had finished: not retrained; member 1 ran epochs 2 and 3 only.
     assert [(r["member"], r["epoch"]) for r in records] == [(1, 2), (1, 3)]
     _assert_same(_states(resumed), _states(reference))
@@ -302,18 +342,24 @@ def test_resume_extends_training(tmp_path, two_galaxies):
     opts = dict(FAST, patience=None)
     reference = train_classifier(two_galaxies, **dict(opts, epochs=2))
     train_classifier(two_galaxies, checkpoint_dir=tmp_path, **dict(opts, epochs=1))
-    extended = train_classifier(two_galaxies, checkpoint_dir=tmp_path, resume=True,
-                                **dict(opts, epochs=2))
+    extended = train_classifier(
+        two_galaxies, checkpoint_dir=tmp_path, resume=True, **dict(opts, epochs=2)
+    )
     _assert_same(_states(extended), _states(reference))
 
 
 def test_resume_refuses_other_options_or_data(tmp_path, two_galaxies):
     train_classifier(two_galaxies, checkpoint_dir=tmp_path, **dict(FAST, epochs=1))
     with pytest.raises(ValueError, match="different options.*lr"):
-        train_classifier(two_galaxies, checkpoint_dir=tmp_path, resume=True,
-                         **dict(FAST, epochs=2, lr=0.1))
-    other = TrainingSet(two_galaxies.cutouts[::-1].copy(), two_galaxies.labels[::-1].copy(),
-                        galaxy=two_galaxies.galaxy, bands=BANDS)
+        train_classifier(
+            two_galaxies, checkpoint_dir=tmp_path, resume=True, **dict(FAST, epochs=2, lr=0.1)
+        )
+    other = TrainingSet(
+        two_galaxies.cutouts[::-1].copy(),
+        two_galaxies.labels[::-1].copy(),
+        galaxy=two_galaxies.galaxy,
+        bands=BANDS,
+    )
     with pytest.raises(ValueError, match="another training set"):
         train_classifier(other, checkpoint_dir=tmp_path, resume=True, **dict(FAST, epochs=2))
     with pytest.raises(ValueError, match="checkpoint_dir"):
@@ -334,11 +380,17 @@ def test_training_learns_a_separable_problem():
 def test_frozen_backbone_trains_only_stem_and_head(two_galaxies):
     torch.manual_seed(0)
     from photutils_clusterclf.models import build_model
+
     initial = build_model("small_cnn", n_bands=5, n_classes=4).state_dict()
     clf = train_classifier(two_galaxies, freeze_backbone_epochs=1, **dict(FAST, epochs=1))
     final = clf.models[0].state_dict()
-    changed = {k for k in initial if initial[k].is_floating_point()
-               and "running" not in k and not torch.equal(initial[k], final[k].cpu())}
+    changed = {
+        k
+        for k in initial
+        if initial[k].is_floating_point()
+        and "running" not in k
+        and not torch.equal(initial[k], final[k].cpu())
+    }
     assert changed == {"features.0.weight", "classifier.1.weight", "classifier.1.bias"}
 
 
@@ -351,7 +403,9 @@ def test_validation_split_options(two_galaxies):
     with pytest.raises(ValueError, match="leaves no training"):
         train_classifier(two_galaxies, val_galaxy=["NGC0001", "NGC0002"], **FAST)
     one = TrainingSet(two_galaxies.cutouts, two_galaxies.labels, bands=BANDS)
-    split = train_classifier(one, val_fraction=0.25, **dict(FAST, epochs=1)).card.training["validation"]
+    split = train_classifier(one, val_fraction=0.25, **dict(FAST, epochs=1)).card.training[
+        "validation"
+    ]
     assert split["mode"] == "stratified" and split["n_val"] == 16  # 4 of each class
 
 

@@ -15,8 +15,16 @@ from photutils_clusterclf.training import TrainingSet, train_classifier
 from helpers import BANDS
 from test_training import make_arrays
 
-OPTIONS = dict(arch="small_cnn", weights=None, epochs=2, batch_size=16, lr=1e-3, augment=True,
-               progress_bar=False, device="cpu")
+OPTIONS = dict(
+    arch="small_cnn",
+    weights=None,
+    epochs=2,
+    batch_size=16,
+    lr=1e-3,
+    augment=True,
+    progress_bar=False,
+    device="cpu",
+)
 
 SCRIPT = textwrap.dedent("""
     import os, sys
@@ -53,10 +61,28 @@ def test_ddp_two_cpu_processes_match_single_process(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     env.pop("WORLD_SIZE", None)
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
-         "--master-addr", "127.0.0.1", "--master-port", str(_free_port()), str(script),
-         str(tmp_path / "set.npz"), str(tmp_path / "out"), str(tmp_path / "ckpt")],
-        capture_output=True, text=True, env=env, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nnodes",
+            "1",
+            "--nproc-per-node",
+            "2",
+            "--master-addr",
+            "127.0.0.1",
+            "--master-port",
+            str(_free_port()),
+            str(script),
+            str(tmp_path / "set.npz"),
+            str(tmp_path / "out"),
+            str(tmp_path / "ckpt"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     ranks = [torch.load(tmp_path / "out" / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     # Only rank 0 writes the training state.
@@ -66,8 +92,9 @@ def test_ddp_two_cpu_processes_match_single_process(tmp_path):
         assert torch.equal(value, ranks[1]["state"][key]), key
     assert ranks[0]["training"]["world_size"] == 2
     logs = [r["training"]["members"][0]["log"] for r in ranks]
-    assert [{k: v for k, v in rec.items() if k != "seconds"} for rec in logs[0]] == \
-        [{k: v for k, v in rec.items() if k != "seconds"} for rec in logs[1]]
+    assert [{k: v for k, v in rec.items() if k != "seconds"} for rec in logs[0]] == [
+        {k: v for k, v in rec.items() if k != "seconds"} for rec in logs[1]
+    ]
 
     # Both ranks calibrate on the whole validation galaxy (each holds half of it).
     calibrations = [r["training"]["calibration"] for r in ranks]
@@ -79,8 +106,11 @@ def test_ddp_two_cpu_processes_match_single_process(tmp_path):
     single_calibration = single.card.training["calibration"]
     assert calibrations[0]["method"] == single_calibration["method"] != "none"
     assert calibrations[0]["n_objects"] == single_calibration["n_objects"] == 24
-    assert calibrations[0]["temperature"] == ranks[0]["temperature"] == \
-        pytest.approx(single.temperature, rel=0.05)
+    assert (
+        calibrations[0]["temperature"]
+        == ranks[0]["temperature"]
+        == pytest.approx(single.temperature, rel=0.05)
+    )
     other_seed = train_classifier(training_set, seed=1, **OPTIONS)
     single.temperature = other_seed.temperature = 1.0
     assert single.card.training["world_size"] == 1

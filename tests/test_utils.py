@@ -46,9 +46,16 @@ def test_training_shows_one_bar_not_one_per_member_and_epoch(capsys):
     labels = np.resize(np.array([1, 2, 3, 4]), 32)
     cutouts = rng.normal(size=(32, len(BANDS), 16, 16)).astype(np.float32)
     torch.set_num_threads(1)
-    train_classifier(TrainingSet(cutouts, labels, bands=BANDS), arch="small_cnn",
-                     weights=None, epochs=2, n_models=2, batch_size=8, device="cpu",
-                     progress_bar=True)
+    train_classifier(
+        TrainingSet(cutouts, labels, bands=BANDS),
+        arch="small_cnn",
+        weights=None,
+        epochs=2,
+        n_models=2,
+        batch_size=8,
+        device="cpu",
+        progress_bar=True,
+    )
     err = capsys.readouterr().err  # captured: not a terminal
     assert "member 1/" not in err and "epoch 1" not in err
     assert err.count("train: 4/4 epoch") == 1

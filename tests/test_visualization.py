@@ -11,19 +11,24 @@ from photutils_clusterclf.classes import DEFAULT_COLORS
 from photutils_clusterclf.evaluation import EvaluationReport
 from photutils_clusterclf.images import MultiBandImage
 from photutils_clusterclf.visualization import (
-    CLASS_LABELS, plot_confusion_matrix, plot_cutout_gallery, plot_overlay,
-    rgb_image, save_confusion_matrix, save_figure, save_overlay)
+    CLASS_LABELS,
+    plot_confusion_matrix,
+    plot_cutout_gallery,
+    plot_overlay,
+    rgb_image,
+    save_confusion_matrix,
+    save_figure,
+    save_overlay,
+)
 
-MATRIX = np.array([[8, 1, 0, 1],
-                   [2, 5, 2, 1],
-                   [0, 3, 6, 1],
-                   [0, 0, 4, 16]])
+MATRIX = np.array([[8, 1, 0, 1], [2, 5, 2, 1], [0, 3, 6, 1], [0, 0, 4, 16]])
 
 
 def _cell_texts(ax):
     """Annotation text of each cell, keyed by (row, column)."""
-    return {(round(t.get_position()[1]), round(t.get_position()[0])): t.get_text()
-            for t in ax.texts}
+    return {
+        (round(t.get_position()[1]), round(t.get_position()[0])): t.get_text() for t in ax.texts
+    }
 
 
 def test_confusion_matrix_counts():
@@ -70,8 +75,7 @@ def test_report_plot_and_save(tmp_path):
     with pytest.raises(FileExistsError):
         save_confusion_matrix(report.confusion_matrix, path)
     before = path.read_bytes()
-    save_confusion_matrix(report.confusion_matrix, path, overwrite=True,
-                          normalize=False)
+    save_confusion_matrix(report.confusion_matrix, path, overwrite=True, normalize=False)
     assert path.read_bytes() != before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cm.png"]  # no temp left
 
@@ -137,9 +141,13 @@ def test_rgb_image_multiband_image():
 
 def _table():
     # class 0 and the NaN position are not drawn; the off-region row neither
-    return Table({"x": [10.0, 20.0, 30.0, 40.0, 50.0, np.nan, 70.0],
-                  "y": [10.0, 20.0, 30.0, 40.0, 50.0, 20.0, 55.0],
-                  "class_ml": np.array([1, 2, 3, 4, 0, 2, 1], dtype=np.int16)})
+    return Table(
+        {
+            "x": [10.0, 20.0, 30.0, 40.0, 50.0, np.nan, 70.0],
+            "y": [10.0, 20.0, 30.0, 40.0, 50.0, 20.0, 55.0],
+            "class_ml": np.array([1, 2, 3, 4, 0, 2, 1], dtype=np.int16),
+        }
+    )
 
 
 def _circles(ax):
@@ -160,8 +168,7 @@ def test_overlay_circles_and_colours():
     ax = plot_overlay(images, _table(), origin=0, radius=4)
     circles = _circles(ax)
     assert len(circles) == 5  # rows with class 1-4 and a valid position
-    expected = [((10, 10), 1), ((20, 20), 2), ((30, 30), 3), ((40, 40), 4),
-                ((70, 55), 1)]
+    expected = [((10, 10), 1), ((20, 20), 2), ((30, 30), 3), ((40, 40), 4), ((70, 55), 1)]
     for (centre, radius, cls, colour), (pos, exp_cls) in zip(circles, expected):
         assert centre == pos and cls == exp_cls and radius == 4
         assert colour == to_rgba(DEFAULT_COLORS[cls])
@@ -173,8 +180,7 @@ def test_overlay_origin_region_and_colors():
     table = _table()
     table.meta["origin"] = 1  # 1-based positions: circles shift by -1
     colors = {1: "magenta", 2: "cyan", 3: "white", 4: "orange"}
-    ax = plot_overlay(_images(), table, region=(0, 35, 0, 35), colors=colors,
-                      legend=False)
+    ax = plot_overlay(_images(), table, region=(0, 35, 0, 35), colors=colors, legend=False)
     circles = _circles(ax)
     assert [c[0] for c in circles] == [(9, 9), (19, 19), (29, 29)]
     assert [c[3] for c in circles] == [to_rgba(colors[c]) for c in (1, 2, 3)]
@@ -206,8 +212,13 @@ def test_cutout_gallery():
     assert shown == [1] * 4 + [1, 1, 1, 0] + [1] * 4 + [1] * 4
     first = axes[0].images[0].get_array()
     assert first.shape == (16, 16, 3) and np.all(np.isfinite(first))
-    grey = plot_cutout_gallery(cutouts, labels, bands=["F555W"], n_per_class=2,
-                               band_names=("F275W", "F336W", "F438W", "F555W", "F814W"))
+    grey = plot_cutout_gallery(
+        cutouts,
+        labels,
+        bands=["F555W"],
+        n_per_class=2,
+        band_names=("F275W", "F336W", "F438W", "F555W", "F814W"),
+    )
     assert grey.axes[0].images[0].get_array().shape == (16, 16)
     with pytest.raises(ValueError, match="labels"):
         plot_cutout_gallery(cutouts, labels[:5])
@@ -236,7 +247,8 @@ def test_band_stretch_is_astropys_interval_and_stretch(stretch):
     low, high = np.nanmedian(data), np.nanpercentile(data, 99.5)
     band = _stretch_band(data, stretch)
     expected = (AsinhStretch(a=0.1) if stretch == "asinh" else LinearStretch())(
-        ManualInterval(low, high)(np.nan_to_num(data, nan=low), clip=True))
+        ManualInterval(low, high)(np.nan_to_num(data, nan=low), clip=True)
+    )
     np.testing.assert_allclose(band, expected, rtol=0, atol=1e-12)
     # The background is black, the 99.5th percentile white, NaN pixels background.
     assert band[0, :5].tolist() == [0.0] * 5

@@ -13,9 +13,15 @@ from photutils_clusterclf.fileio import sha256_file
 from photutils_clusterclf.preprocessing import Normalization
 from photutils_clusterclf.training import TrainingSet, train_classifier
 from photutils_clusterclf.models import import_state_dict
-from photutils_clusterclf.weights import (WEIGHTS, WeightsEntry, find_weights_file,
-                                          install_weights, load_weights, register_weights,
-                                          weights_dirs)
+from photutils_clusterclf.weights import (
+    WEIGHTS,
+    WeightsEntry,
+    find_weights_file,
+    install_weights,
+    load_weights,
+    register_weights,
+    weights_dirs,
+)
 
 from helpers import BANDS
 
@@ -31,8 +37,14 @@ def _isolated_astropy_cache(tmp_path_factory, monkeypatch):
 def _checkpoint(path, arch="small_cnn", bands=BANDS, seed=0):
     torch.manual_seed(seed)
     model = build_model(arch, n_bands=len(bands))
-    card = ModelCard(arch=arch, bands=bands, cutout_size=32, input_size=32,
-                     normalization=Normalization().to_dict(), training={"made": "test"})
+    card = ModelCard(
+        arch=arch,
+        bands=bands,
+        cutout_size=32,
+        input_size=32,
+        normalization=Normalization().to_dict(),
+        training={"made": "test"},
+    )
     save_checkpoint(path, card, model.state_dict())
     return model.state_dict()
 
@@ -48,8 +60,9 @@ def test_registry_entries_and_the_command_that_makes_them():
     with pytest.raises(KeyError, match="no pretrained weights named 'sim-x'.*sim-resnet18"):
         load_weights("sim-x")
     with pytest.raises(ValueError, match="lower-case"):
-        WeightsEntry(name="Sim", arch="small_cnn", bands=BANDS, cutout_size=32,
-                     input_size=32, description="")
+        WeightsEntry(
+            name="Sim", arch="small_cnn", bands=BANDS, cutout_size=32, input_size=32, description=""
+        )
     with pytest.raises(ValueError, match="already registered"):
         register_weights(entry)
 
@@ -90,12 +103,20 @@ def test_install_load_and_a_modified_file_is_caught(tmp_path):
 def test_found_in_astropy_cache_and_pinned_sha256(tmp_path, monkeypatch):
     _checkpoint(tmp_path / "made.pt")
     digest = sha256_file(tmp_path / "made.pt")
-    entry = WeightsEntry(name="test-pinned", arch="small_cnn", bands=BANDS, cutout_size=32,
-                         input_size=32, description="test", sha256=digest,
-                         url="https://example.org/test-pinned.pt")
+    entry = WeightsEntry(
+        name="test-pinned",
+        arch="small_cnn",
+        bands=BANDS,
+        cutout_size=32,
+        input_size=32,
+        description="test",
+        sha256=digest,
+        url="https://example.org/test-pinned.pt",
+    )
     monkeypatch.setitem(WEIGHTS, entry.name, entry)
-    with pytest.raises(FileNotFoundError, match=f"no test-pinned-{digest[:8]}.pt.*"
-                                                "download https://example.org"):
+    with pytest.raises(
+        FileNotFoundError, match=f"no test-pinned-{digest[:8]}.pt.*download https://example.org"
+    ):
         load_weights("test-pinned")
     target = weights_dirs()[1] / entry.file_name(digest)
     target.write_bytes((tmp_path / "made.pt").read_bytes())
@@ -130,16 +151,31 @@ def test_import_plain_state_dict_with_a_model_card(tmp_path):
     torch.manual_seed(3)
     theirs = build_model("small_cnn", n_bands=5).state_dict()
     torch.save(theirs, tmp_path / "theirs.pth")
-    sha = import_state_dict(tmp_path / "theirs.pth", tmp_path / "imported.pt",
-                            arch="small_cnn", bands=BANDS, cutout_size=32, input_size=32,
-                            description="a published model", source="doi:10/xyz")
+    sha = import_state_dict(
+        tmp_path / "theirs.pth",
+        tmp_path / "imported.pt",
+        arch="small_cnn",
+        bands=BANDS,
+        cutout_size=32,
+        input_size=32,
+        description="a published model",
+        source="doi:10/xyz",
+    )
     clf = ClusterClassifier.load(tmp_path / "imported.pt", device="cpu", sha256=sha)
     assert clf.card.training["imported"]["source"] == "doi:10/xyz"
     assert _state_equal(clf.models[0], theirs)
     assert _state_equal(build_model("small_cnn", weights=tmp_path / "imported.pt"), theirs)
     with pytest.raises(ValueError, match="does not fit resnet18"):
-        import_state_dict(theirs, tmp_path / "bad.pt", arch="resnet18", bands=BANDS,
-                          cutout_size=32, input_size=32, description="", source="")
+        import_state_dict(
+            theirs,
+            tmp_path / "bad.pt",
+            arch="resnet18",
+            bands=BANDS,
+            cutout_size=32,
+            input_size=32,
+            description="",
+            source="",
+        )
 
 
 def _tiny_set():
@@ -152,16 +188,26 @@ def _tiny_set():
 def _stem_head_ids(model):
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
-    return {name for name, p in model.named_parameters()
-            if any(p is q for m in convs[:1] + linears[-1:] for q in m.parameters())}
+    return {
+        name
+        for name, p in model.named_parameters()
+        if any(p is q for m in convs[:1] + linears[-1:] for q in m.parameters())
+    }
 
 
 def test_fine_tune_from_named_weights_with_a_frozen_backbone(tmp_path):
     state = _checkpoint(tmp_path / "made.pt")
     install_weights(tmp_path / "made.pt", "sim-small_cnn")
-    clf = train_classifier(_tiny_set(), arch="small_cnn", weights="sim-small_cnn", epochs=2,
-                           batch_size=8, backbone_lr_factor=0.0, progress_bar=False,
-                           val_fraction=0)
+    clf = train_classifier(
+        _tiny_set(),
+        arch="small_cnn",
+        weights="sim-small_cnn",
+        epochs=2,
+        batch_size=8,
+        backbone_lr_factor=0.0,
+        progress_bar=False,
+        val_fraction=0,
+    )
     assert clf.card.training["options"]["weights"] == "sim-small_cnn"
     assert clf.card.training["options"]["backbone_lr_factor"] == 0.0
     trained = dict(clf.models[0].named_parameters())
@@ -176,24 +222,49 @@ def test_discriminative_lr_changes_the_backbone_less(tmp_path):
     state = _checkpoint(tmp_path / "made.pt")
     moved = {}
     for factor in (1.0, 0.1):
-        clf = train_classifier(_tiny_set(), arch="small_cnn", weights=tmp_path / "made.pt",
-                               epochs=1, batch_size=8, backbone_lr_factor=factor,
-                               augment=False, progress_bar=False, val_fraction=0)
+        clf = train_classifier(
+            _tiny_set(),
+            arch="small_cnn",
+            weights=tmp_path / "made.pt",
+            epochs=1,
+            batch_size=8,
+            backbone_lr_factor=factor,
+            augment=False,
+            progress_bar=False,
+            val_fraction=0,
+        )
         params = dict(clf.models[0].named_parameters())
         free = _stem_head_ids(clf.models[0])
-        moved[factor] = sum(float((params[k].detach().cpu() - state[k]).abs().sum())
-                            for k in params if k not in free)
+        moved[factor] = sum(
+            float((params[k].detach().cpu() - state[k]).abs().sum())
+            for k in params
+            if k not in free
+        )
     assert 0 < moved[0.1] < 0.5 * moved[1.0]
 
 
 def test_cli_train_from_named_weights(tmp_path, capsys):
     from photutils_clusterclf.checkpoint import load_checkpoint
     from photutils_clusterclf.datasets import simulate_field
+
     field = simulate_field(shape=(256, 256), n_candidates=40, seed=5, target="g1")
     paths = field.write(tmp_path)
-    args = ["train", "--galaxy", f"{paths['catalog']}={tmp_path}",
-            "--label-column", "CLASS_TRUE", "--arch", "small_cnn", "--epochs", "1",
-            "--weights", "sim-small_cnn", "--freeze-backbone-epochs", "1", "--quiet"]
+    args = [
+        "train",
+        "--galaxy",
+        f"{paths['catalog']}={tmp_path}",
+        "--label-column",
+        "CLASS_TRUE",
+        "--arch",
+        "small_cnn",
+        "--epochs",
+        "1",
+        "--weights",
+        "sim-small_cnn",
+        "--freeze-backbone-epochs",
+        "1",
+        "--quiet",
+    ]
     assert main(args + ["--out", str(tmp_path / "m.pt")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "clusterclf pretrain --name sim-small_cnn" in err

@@ -11,10 +11,30 @@ from .detect import detected_catalog
 from .figures import plot_field
 from .labels import HUMAN_LABEL_NOISE, label_noise_matrix, noisy_labels
 from .render import eff_core_radius
-from .simulate import (ACS_BANDS, BAND_SPECS, DEFAULT_CLASS_MIX, PIXEL_SCALE,
-                       SimulatedField, WFC3_BANDS, mock_from_catalog, simulate_field)
+from .simulate import (
+    ACS_BANDS,
+    BAND_SPECS,
+    DEFAULT_CLASS_MIX,
+    PIXEL_SCALE,
+    SimulatedField,
+    WFC3_BANDS,
+    mock_from_catalog,
+    simulate_field,
+)
 
-__all__ = ["ACS_BANDS", "BAND_SPECS", "DEFAULT_CLASS_MIX", "HUMAN_LABEL_NOISE",
-           "PIXEL_SCALE", "SimulatedField", "WFC3_BANDS", "detected_catalog", "eff_core_radius",
-           "label_noise_matrix", "mock_from_catalog", "noisy_labels", "plot_field",
-           "simulate_field"]
+__all__ = [
+    "ACS_BANDS",
+    "BAND_SPECS",
+    "DEFAULT_CLASS_MIX",
+    "HUMAN_LABEL_NOISE",
+    "PIXEL_SCALE",
+    "SimulatedField",
+    "WFC3_BANDS",
+    "detected_catalog",
+    "eff_core_radius",
+    "label_noise_matrix",
+    "mock_from_catalog",
+    "noisy_labels",
+    "plot_field",
+    "simulate_field",
+]

@@ -33,8 +33,11 @@ def concentration_index(image, x, y):
     if x.size == 0:
         return ci
     xy = np.column_stack([x, y])
-    apertures = [CircularAperture(xy, 1.0), CircularAperture(xy, 3.0),
-                 CircularAnnulus(xy, 7.0, 10.0)]
+    apertures = [
+        CircularAperture(xy, 1.0),
+        CircularAperture(xy, 3.0),
+        CircularAnnulus(xy, 7.0, 10.0),
+    ]
     phot = aperture_photometry(image, apertures)
     bkg = np.asarray(phot["aperture_sum_2"], dtype=float) / apertures[2].area
     f1 = np.asarray(phot["aperture_sum_0"], dtype=float) - bkg * apertures[0].area
@@ -44,8 +47,17 @@ def concentration_index(image, x, y):
     return ci
 
 
-def detected_catalog(field, *, band="F555W", threshold=3.0, ci_min=1.3, match_radius=2.5,
-                     merge_radius=6.0, label_noise=None, seed=None):
+def detected_catalog(
+    field,
+    *,
+    band="F555W",
+    threshold=3.0,
+    ci_min=1.3,
+    match_radius=2.5,
+    merge_radius=6.0,
+    label_noise=None,
+    seed=None,
+):
     """The candidate catalogue of a simulated field, built from detections.
 
     1. `~photutils.detection.DAOStarFinder` on the ``band`` image (FWHM of
@@ -109,8 +121,11 @@ def detected_catalog(field, *, band="F555W", threshold=3.0, ci_min=1.3, match_ra
         xs = ys = np.zeros(0)
     else:
         # photutils >= 3 names them x_centroid (xcentroid is deprecated there).
-        names = ("x_centroid", "y_centroid") if "x_centroid" in sources.colnames \
+        names = (
+            ("x_centroid", "y_centroid")
+            if "x_centroid" in sources.colnames
             else ("xcentroid", "ycentroid")
+        )
         xs, ys = (np.asarray(sources[n], dtype=float) for n in names)
     ci = concentration_index(image, xs, ys)
     keep = np.isfinite(ci) & (ci >= ci_min)
@@ -136,9 +151,11 @@ def detected_catalog(field, *, band="F555W", threshold=3.0, ci_min=1.3, match_ra
     rng = np.random.default_rng(seed)
     out["CLASS_TRUE"][other] = 4
     out["PHANGS_CLUSTER_CLASS_HUMAN"][other] = (
-        noisy_labels(np.full(int(other.sum()), 4), matrix, rng) if matrix is not None else 4)
-    out["SIM_MORPHOLOGY"] = np.where(is_match, np.asarray(out["SIM_MORPHOLOGY"], dtype=str),
-                                     "detection")
+        noisy_labels(np.full(int(other.sum()), 4), matrix, rng) if matrix is not None else 4
+    )
+    out["SIM_MORPHOLOGY"] = np.where(
+        is_match, np.asarray(out["SIM_MORPHOLOGY"], dtype=str), "detection"
+    )
     out["SIM_AGE"] = np.where(is_match, np.asarray(out["SIM_AGE"], dtype=str), "")
     for name in out.colnames:
         if name.endswith("_VEGA") or name == "SIM_REFF_PC":
@@ -149,6 +166,7 @@ def detected_catalog(field, *, band="F555W", threshold=3.0, ci_min=1.3, match_ra
     out["PHANGS_RA"], out["PHANGS_DEC"] = sky.ra.to(u.deg), sky.dec.to(u.deg)
     out["PHANGS_CI"] = ci[rows]
     out["SIM_INJECTED_ID"] = np.where(
-        is_match, np.asarray(injected["ID_PHANGS_CLUSTER"])[near[rows]], 0).astype(np.int32)
+        is_match, np.asarray(injected["ID_PHANGS_CLUSTER"])[near[rows]], 0
+    ).astype(np.int32)
     out.meta["CANDIDATES"] = "detected"
     return out

@@ -10,8 +10,9 @@ from ..visualization import plot_overlay, rgb_image, save_figure
 __all__ = ["plot_field"]
 
 
-def plot_field(field, path=None, *, n_per_class=6, cutout_size=32, max_display=1500,
-               overwrite=False, dpi=100):
+def plot_field(
+    field, path=None, *, n_per_class=6, cutout_size=32, max_display=1500, overwrite=False, dpi=100
+):
     """Draw a simulated field (RGB, candidates coloured by true class) and a cutout gallery.
 
     Parameters
@@ -42,20 +43,28 @@ def plot_field(field, path=None, *, n_per_class=6, cutout_size=32, max_display=1
     if path is not None:
         check_writable(path, overwrite=overwrite)
     if n_per_class < 1 or cutout_size < 4:
-        raise ValueError(f"need n_per_class >= 1 and cutout_size >= 4, got "
-                         f"{n_per_class} and {cutout_size}")
+        raise ValueError(
+            f"need n_per_class >= 1 and cutout_size >= 4, got {n_per_class} and {cutout_size}"
+        )
     images = field.to_multiband_image()
     catalog = field.catalog
     true = np.asarray(catalog["CLASS_TRUE"])
     fig = Figure(figsize=(5.0 + 1.25 * n_per_class, 5.6))
     FigureCanvasAgg(fig)
     # An empty narrow column keeps the gallery's class labels off the field view.
-    grid = fig.add_gridspec(len(CLASSES), 2 + n_per_class, wspace=0.05, hspace=0.2,
-                            width_ratios=[4.0, 0.3] + [1.0] * n_per_class,
-                            left=0.02, right=0.98, bottom=0.03, top=0.92)
+    grid = fig.add_gridspec(
+        len(CLASSES),
+        2 + n_per_class,
+        wspace=0.05,
+        hspace=0.2,
+        width_ratios=[4.0, 0.3] + [1.0] * n_per_class,
+        left=0.02,
+        right=0.98,
+        bottom=0.03,
+        top=0.92,
+    )
     ax = fig.add_subplot(grid[:, 0])
-    plot_overlay(images, catalog, column="CLASS_TRUE", ax=ax, max_size=max_display,
-                 radius=8)
+    plot_overlay(images, catalog, column="CLASS_TRUE", ax=ax, max_size=max_display, radius=8)
     ax.set_title(f"{field.target}: candidates by true class", fontsize=9)
     ax.set_xticks([])
     ax.set_yticks([])

@@ -11,12 +11,14 @@ __all__ = ["HUMAN_LABEL_NOISE", "label_noise_matrix", "noisy_labels"]
 #: PHANGS (about 70-80 % on class 1, 40-50 % on classes 2 and 3, 60-70 %
 #: on class 4; Wei et al. 2020, Whitmore et al. 2021); the off-diagonal
 #: mass goes mostly to the neighbouring classes, as in those studies.
-HUMAN_LABEL_NOISE = np.array([
-    [0.75, 0.17, 0.04, 0.04],
-    [0.25, 0.45, 0.18, 0.12],
-    [0.05, 0.20, 0.45, 0.30],
-    [0.06, 0.09, 0.20, 0.65],
-])
+HUMAN_LABEL_NOISE = np.array(
+    [
+        [0.75, 0.17, 0.04, 0.04],
+        [0.25, 0.45, 0.18, 0.12],
+        [0.05, 0.20, 0.45, 0.30],
+        [0.06, 0.09, 0.20, 0.65],
+    ]
+)
 HUMAN_LABEL_NOISE.setflags(write=False)
 
 
@@ -39,15 +41,21 @@ def label_noise_matrix(label_noise):
     if isinstance(label_noise, str):
         if label_noise.lower() == "human":
             return HUMAN_LABEL_NOISE.copy()
-        raise ValueError(f"unknown label_noise {label_noise!r}; use None, 'none', "
-                         "'human' or a 4x4 row-stochastic array")
+        raise ValueError(
+            f"unknown label_noise {label_noise!r}; use None, 'none', "
+            "'human' or a 4x4 row-stochastic array"
+        )
     matrix = np.asarray(label_noise, dtype=float)
     if matrix.shape != (len(CLASSES), len(CLASSES)):
         raise ValueError(f"label_noise matrix must have shape (4, 4), got {matrix.shape}")
-    if not np.all(np.isfinite(matrix)) or np.any(matrix < 0) or not np.allclose(
-            matrix.sum(axis=1), 1.0, atol=1e-6):
-        raise ValueError("label_noise matrix must be finite, non-negative, "
-                         "and each row must sum to 1")
+    if (
+        not np.all(np.isfinite(matrix))
+        or np.any(matrix < 0)
+        or not np.allclose(matrix.sum(axis=1), 1.0, atol=1e-6)
+    ):
+        raise ValueError(
+            "label_noise matrix must be finite, non-negative, and each row must sum to 1"
+        )
     return matrix
 
 

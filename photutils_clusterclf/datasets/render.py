@@ -37,8 +37,16 @@ from astropy.nddata import NoOverlapError, overlap_slices
 from photutils.psf import MoffatPSF
 from scipy.optimize import brentq
 
-__all__ = ["EFF_TRUNCATION", "PSF_RADIUS", "PSFTable", "eff_core_radius",
-           "moffat_alpha", "render_eff", "render_sersic", "add_stamp"]
+__all__ = [
+    "EFF_TRUNCATION",
+    "PSF_RADIUS",
+    "PSFTable",
+    "eff_core_radius",
+    "moffat_alpha",
+    "render_eff",
+    "render_sersic",
+    "add_stamp",
+]
 
 #: Half-size of the PSF stamp (px); the PSF is truncated there.
 PSF_RADIUS = 12
@@ -58,6 +66,7 @@ def moffat_alpha(fwhm, beta):
 
 def _half_light_ratio(eta, truncation):
     """r_eff / a of a truncated EFF profile (independent of the scale)."""
+
     def enclosed(u):  # light inside the radius where 1 + r^2/a^2 = u, up to a constant
         if abs(eta - 1.0) < 1e-9:
             return math.log(u)
@@ -69,9 +78,11 @@ def _half_light_ratio(eta, truncation):
     # a pure power law (a -> 0) is the most extended case: below this eta even
     # it holds less than half its light inside r_eff
     if half_light(1e6) <= 0:
-        raise ValueError(f"an EFF profile with eta={eta} truncated at {truncation} r_eff "
-                         f"cannot have half its light inside r_eff; use eta > "
-                         f"{1 - math.log(2) / (2 * math.log(truncation)):.3f}")
+        raise ValueError(
+            f"an EFF profile with eta={eta} truncated at {truncation} r_eff "
+            f"cannot have half its light inside r_eff; use eta > "
+            f"{1 - math.log(2) / (2 * math.log(truncation)):.3f}"
+        )
     return brentq(half_light, 1e-6, 1e6, xtol=1e-12, rtol=1e-10)
 
 
@@ -107,8 +118,10 @@ def eff_core_radius(r_eff, eta, *, truncation=EFF_TRUNCATION):
         The core radius.
     """
     if not (r_eff > 0 and eta > 0 and truncation > 1):
-        raise ValueError(f"need r_eff > 0, eta > 0 and truncation > 1; got "
-                         f"r_eff={r_eff}, eta={eta}, truncation={truncation}")
+        raise ValueError(
+            f"need r_eff > 0, eta > 0 and truncation > 1; got "
+            f"r_eff={r_eff}, eta={eta}, truncation={truncation}"
+        )
     etas, ratios = _ratio_table()
     if truncation == EFF_TRUNCATION and etas[0] <= eta <= etas[-1]:
         return r_eff / math.exp(float(np.interp(eta, etas, ratios)))

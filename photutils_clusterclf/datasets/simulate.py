@@ -27,9 +27,17 @@ from .detect import concentration_index, detected_catalog
 from .labels import label_noise_matrix, noisy_labels
 from .render import PSFTable, add_stamp, render_eff, render_sersic
 
-__all__ = ["ACS_BANDS", "BAND_SPECS", "DEFAULT_CLASS_MIX", "PIXEL_SCALE",
-           "READ_NOISE", "SimulatedField", "WFC3_BANDS", "mock_from_catalog",
-           "simulate_field"]
+__all__ = [
+    "ACS_BANDS",
+    "BAND_SPECS",
+    "DEFAULT_CLASS_MIX",
+    "PIXEL_SCALE",
+    "READ_NOISE",
+    "SimulatedField",
+    "WFC3_BANDS",
+    "mock_from_catalog",
+    "simulate_field",
+]
 
 #: Pixel scale of the PHANGS-HST drizzled mosaics (arcsec / px).
 PIXEL_SCALE = 0.03962
@@ -48,17 +56,17 @@ DEFAULT_CLASS_MIX = (0.19, 0.16, 0.28, 0.37)
 class BandSpec:
     """Photometric and instrumental properties of one simulated band."""
 
-    instrument: str      # INSTRUME keyword
+    instrument: str  # INSTRUME keyword
     detector: str
-    zeropoint: float     # Vega magnitude of 1 e-/s
-    exptime: float       # total exposure (s)
-    n_exp: int           # exposures combined (read noise is added per exposure)
-    photflam: float      # erg / cm2 / A / e-
-    photplam: float      # pivot wavelength (A)
-    sky: float           # e- / s / px
-    extinction: float    # A_band / A_V (Cardelli et al. 1989, R_V = 3.1)
-    fwhm_range: tuple    # PSF FWHM range (px)
-    full_well: float     # e- per exposure, for saturation
+    zeropoint: float  # Vega magnitude of 1 e-/s
+    exptime: float  # total exposure (s)
+    n_exp: int  # exposures combined (read noise is added per exposure)
+    photflam: float  # erg / cm2 / A / e-
+    photplam: float  # pivot wavelength (A)
+    sky: float  # e- / s / px
+    extinction: float  # A_band / A_V (Cardelli et al. 1989, R_V = 3.1)
+    fwhm_range: tuple  # PSF FWHM range (px)
+    full_well: float  # e- per exposure, for saturation
 
     @property
     def file_instrument(self):
@@ -69,19 +77,69 @@ class BandSpec:
 _WFC3 = dict(instrument="WFC3", detector="UVIS", fwhm_range=(1.7, 2.0), full_well=63000.0)
 #: Band properties (zeropoints and exposure times typical of PHANGS-HST / LEGUS).
 BAND_SPECS = {
-    "F275W": BandSpec(zeropoint=22.64, exptime=2190.0, n_exp=3, photflam=3.19e-18,
-                      photplam=2710.0, sky=0.002, extinction=1.96, **_WFC3),
-    "F336W": BandSpec(zeropoint=23.53, exptime=1110.0, n_exp=3, photflam=1.30e-18,
-                      photplam=3355.0, sky=0.004, extinction=1.60, **_WFC3),
-    "F438W": BandSpec(zeropoint=24.99, exptime=1050.0, n_exp=3, photflam=6.75e-19,
-                      photplam=4326.0, sky=0.015, extinction=1.34, **_WFC3),
-    "F555W": BandSpec(zeropoint=25.83, exptime=670.0, n_exp=3, photflam=1.87e-19,
-                      photplam=5308.0, sky=0.045, extinction=1.02, **_WFC3),
-    "F814W": BandSpec(zeropoint=24.70, exptime=830.0, n_exp=3, photflam=1.50e-19,
-                      photplam=8040.0, sky=0.050, extinction=0.59, **_WFC3),
-    "F435W": BandSpec(instrument="ACS", detector="WFC", zeropoint=25.78, exptime=1360.0,
-                      n_exp=3, photflam=3.15e-19, photplam=4330.0, sky=0.020,
-                      extinction=1.33, fwhm_range=(2.5, 3.3), full_well=84000.0),
+    "F275W": BandSpec(
+        zeropoint=22.64,
+        exptime=2190.0,
+        n_exp=3,
+        photflam=3.19e-18,
+        photplam=2710.0,
+        sky=0.002,
+        extinction=1.96,
+        **_WFC3,
+    ),
+    "F336W": BandSpec(
+        zeropoint=23.53,
+        exptime=1110.0,
+        n_exp=3,
+        photflam=1.30e-18,
+        photplam=3355.0,
+        sky=0.004,
+        extinction=1.60,
+        **_WFC3,
+    ),
+    "F438W": BandSpec(
+        zeropoint=24.99,
+        exptime=1050.0,
+        n_exp=3,
+        photflam=6.75e-19,
+        photplam=4326.0,
+        sky=0.015,
+        extinction=1.34,
+        **_WFC3,
+    ),
+    "F555W": BandSpec(
+        zeropoint=25.83,
+        exptime=670.0,
+        n_exp=3,
+        photflam=1.87e-19,
+        photplam=5308.0,
+        sky=0.045,
+        extinction=1.02,
+        **_WFC3,
+    ),
+    "F814W": BandSpec(
+        zeropoint=24.70,
+        exptime=830.0,
+        n_exp=3,
+        photflam=1.50e-19,
+        photplam=8040.0,
+        sky=0.050,
+        extinction=0.59,
+        **_WFC3,
+    ),
+    "F435W": BandSpec(
+        instrument="ACS",
+        detector="WFC",
+        zeropoint=25.78,
+        exptime=1360.0,
+        n_exp=3,
+        photflam=3.15e-19,
+        photplam=4330.0,
+        sky=0.020,
+        extinction=1.33,
+        fwhm_range=(2.5, 3.3),
+        full_well=84000.0,
+    ),
 }
 
 # Colours m_band - V in the band order (NUV, U, B, V, I). Young: U-B -1.4,
@@ -101,11 +159,11 @@ _AGE_MIX = {1: (0.3, 0.35, 0.35), 2: (0.45, 0.35, 0.2), 3: (0.8, 0.2, 0.0)}
 _CLASS4_KINDS = ("star", "pair", "saturated", "galaxy", "artefact")
 _CLASS4_MIX = (0.35, 0.20, 0.10, 0.20, 0.15)
 
-_MARGIN = 12          # candidates keep this far from the edges (px)
-_MIN_SEPARATION = 8   # px between candidates
+_MARGIN = 12  # candidates keep this far from the edges (px)
+_MIN_SEPARATION = 8  # px between candidates
 _FIELD_STAR_EXCLUSION = 5  # px: no field star this close to a candidate centre
-_BRIGHT_STAMP = 40         # px: half-size of saturated-star stamps
-_POISSON_LIMIT = 20.0      # e-: exact Poisson draws below, Gaussian above
+_BRIGHT_STAMP = 40  # px: half-size of saturated-star stamps
+_POISSON_LIMIT = 20.0  # e-: exact Poisson draws below, Gaussian above
 
 
 def _truncated_lf(rng, n, bright, faint, slope):
@@ -157,10 +215,10 @@ class _Object:
     age: str = ""
     r_eff_pc: float = float("nan")
     exclusion: float = _MIN_SEPARATION
-    points: list = field(default_factory=list)     # (dx, dy, flux[B])
-    bright: list = field(default_factory=list)     # saturated stars: (dx, dy, flux[B])
-    extended: list = field(default_factory=list)   # (kind, dx, dy, params, flux[B])
-    spikes: list = field(default_factory=list)     # (flux[B], length)
+    points: list = field(default_factory=list)  # (dx, dy, flux[B])
+    bright: list = field(default_factory=list)  # saturated stars: (dx, dy, flux[B])
+    extended: list = field(default_factory=list)  # (kind, dx, dy, params, flux[B])
+    spikes: list = field(default_factory=list)  # (flux[B], length)
     artefacts: list = field(default_factory=list)  # (band index, [(dx, dy)], rate)
 
     def total_flux(self, n_bands):
@@ -177,8 +235,9 @@ class _Object:
         """Rescale every band with a finite target magnitude to that total."""
         total = self.total_flux(len(zeropoints))
         target = 10.0 ** (-0.4 * (mags - zeropoints))
-        ratio = np.where(np.isfinite(mags) & (total > 0),
-                         target / np.where(total > 0, total, 1.0), 1.0)
+        ratio = np.where(
+            np.isfinite(mags) & (total > 0), target / np.where(total > 0, total, 1.0), 1.0
+        )
         self.points = [(dx, dy, f * ratio) for dx, dy, f in self.points]
         self.bright = [(dx, dy, f * ratio) for dx, dy, f in self.bright]
         self.extended = [(k, dx, dy, p, f * ratio) for k, dx, dy, p, f in self.extended]
@@ -208,24 +267,36 @@ def _make_class2(ctx, v_mag):
     ebv = ctx.reddening(age)
     if rng.random() < 0.5:
         obj = _Object(2, "elongated", age, r_pc, _MIN_SEPARATION + 3 * r_px)
-        obj.extended.append((*_eff(r_px, eta, rng.uniform(0.3, 0.7), theta),
-                             ctx.fluxes(v_mag, age, ebv)))
+        obj.extended.append(
+            (*_eff(r_px, eta, rng.uniform(0.3, 0.7), theta), ctx.fluxes(v_mag, age, ebv))
+        )
         return obj
     # lopsided: a fainter, broader companion 1-2 px off the peak
     frac = rng.uniform(0.2, 0.5)
     gradient = rng.random() < 0.5
-    age2 = (("intermediate" if age == "young" else "young") if gradient else age)
-    obj = _Object(2, "lopsided-gradient" if gradient else "lopsided", age, r_pc,
-                  _MIN_SEPARATION + 3 * r_px)
+    age2 = ("intermediate" if age == "young" else "young") if gradient else age
+    obj = _Object(
+        2, "lopsided-gradient" if gradient else "lopsided", age, r_pc, _MIN_SEPARATION + 3 * r_px
+    )
     v_main = v_mag - 2.5 * math.log10(1 - frac)
     v_comp = v_mag - 2.5 * math.log10(frac)
-    obj.extended.append((*_eff(r_px, eta, rng.uniform(0.6, 1.0), theta),
-                         ctx.fluxes(v_main, age, ebv)))
+    obj.extended.append(
+        (*_eff(r_px, eta, rng.uniform(0.6, 1.0), theta), ctx.fluxes(v_main, age, ebv))
+    )
     angle, offset = rng.uniform(0, 2 * np.pi), rng.uniform(1.0, 2.0)
-    obj.extended.append((*_eff(r_px * rng.uniform(1.0, 2.0), rng.uniform(1.0, 2.0),
-                               rng.uniform(0.5, 1.0), rng.uniform(0, np.pi),
-                               offset * math.cos(angle), offset * math.sin(angle)),
-                         ctx.fluxes(v_comp, age2, ebv)))
+    obj.extended.append(
+        (
+            *_eff(
+                r_px * rng.uniform(1.0, 2.0),
+                rng.uniform(1.0, 2.0),
+                rng.uniform(0.5, 1.0),
+                rng.uniform(0, np.pi),
+                offset * math.cos(angle),
+                offset * math.sin(angle),
+            ),
+            ctx.fluxes(v_comp, age2, ebv),
+        )
+    )
     return obj
 
 
@@ -247,19 +318,41 @@ def _make_class3(ctx, v_mag):
     peak_flux = v_total_flux * (1 - wing_frac) * weights / weights.sum()
     ebv = ctx.reddening(age)
     spread = max(math.hypot(ox, oy) for ox, oy in offsets)
-    obj = _Object(3, f"association-{n_peaks}", age, float("nan"),
-                  _MIN_SEPARATION + spread + 4)
+    obj = _Object(3, f"association-{n_peaks}", age, float("nan"), _MIN_SEPARATION + spread + 4)
     r_peak = rng.uniform(0.5, 1.0) * ctx.px_per_pc
     for (ox, oy), flux in zip(offsets, peak_flux):
         r_px = r_peak * (1.0 if ox == oy == 0.0 else rng.uniform(1.0, 1.5))
-        obj.extended.append((*_eff(r_px, rng.uniform(1.5, 2.5), rng.uniform(0.7, 1.0),
-                                   rng.uniform(0, np.pi), ox, oy),
-                             ctx.fluxes(-2.5 * math.log10(flux), age, ebv)))
+        obj.extended.append(
+            (
+                *_eff(
+                    r_px,
+                    rng.uniform(1.5, 2.5),
+                    rng.uniform(0.7, 1.0),
+                    rng.uniform(0, np.pi),
+                    ox,
+                    oy,
+                ),
+                ctx.fluxes(-2.5 * math.log10(flux), age, ebv),
+            )
+        )
     cx, cy = np.mean(offsets, axis=0)
-    obj.extended.append((*_eff(spread * rng.uniform(1.0, 1.6), rng.uniform(1.0, 1.5),
-                               rng.uniform(0.5, 1.0), rng.uniform(0, np.pi), cx, cy),
-                         ctx.fluxes(-2.5 * math.log10(v_total_flux * wing_frac),
-                                    "intermediate" if age == "young" else age, ebv)))
+    obj.extended.append(
+        (
+            *_eff(
+                spread * rng.uniform(1.0, 1.6),
+                rng.uniform(1.0, 1.5),
+                rng.uniform(0.5, 1.0),
+                rng.uniform(0, np.pi),
+                cx,
+                cy,
+            ),
+            ctx.fluxes(
+                -2.5 * math.log10(v_total_flux * wing_frac),
+                "intermediate" if age == "young" else age,
+                ebv,
+            ),
+        )
+    )
     return obj
 
 
@@ -280,8 +373,13 @@ def _make_class4(ctx, v_mag):
         for _ in range(n - 1):
             sep, angle = rng.uniform(2.0, 5.0), rng.uniform(0, 2 * np.pi)
             v2 = v_mag - 2.5 * math.log10(rng.uniform(0.3, 0.9))
-            obj.points.append((sep * math.cos(angle), sep * math.sin(angle),
-                               ctx.fluxes(v2, _star_colour(rng), 0.0)))
+            obj.points.append(
+                (
+                    sep * math.cos(angle),
+                    sep * math.sin(angle),
+                    ctx.fluxes(v2, _star_colour(rng), 0.0),
+                )
+            )
     elif kind == "saturated":
         obj = _Object(4, "saturated", exclusion=40.0)
         flux = ctx.fluxes(rng.uniform(15.0, 17.5), _star_colour(rng), 0.0)
@@ -290,10 +388,20 @@ def _make_class4(ctx, v_mag):
     elif kind == "galaxy":
         r_px = rng.uniform(2.5, 10.0)
         obj = _Object(4, "galaxy", exclusion=_MIN_SEPARATION + 2 * r_px)
-        obj.extended.append(("sersic", 0.0, 0.0,
-                             dict(r_eff=r_px, n=rng.uniform(0.8, 4.0),
-                                  ellip=rng.uniform(0.0, 0.6), theta=rng.uniform(0, np.pi)),
-                             ctx.fluxes(v_mag, "galaxy", rng.uniform(0.0, 0.2))))
+        obj.extended.append(
+            (
+                "sersic",
+                0.0,
+                0.0,
+                dict(
+                    r_eff=r_px,
+                    n=rng.uniform(0.8, 4.0),
+                    ellip=rng.uniform(0.0, 0.6),
+                    theta=rng.uniform(0, np.pi),
+                ),
+                ctx.fluxes(v_mag, "galaxy", rng.uniform(0.0, 0.2)),
+            )
+        )
     else:
         band = int(rng.integers(len(ctx.bands)))
         obj = _Object(4, f"artefact-{ctx.bands[band]}")
@@ -313,8 +421,11 @@ _MAKERS = {1: _make_class1, 2: _make_class2, 3: _make_class3, 4: _make_class4}
 
 def _make_object(ctx, true_class, v_mag=None):
     if v_mag is None:
-        v_mag = _cluster_v(ctx.rng) if true_class != 4 else float(
-            _truncated_lf(ctx.rng, 1, 19.5, 24.8, 0.13)[0])
+        v_mag = (
+            _cluster_v(ctx.rng)
+            if true_class != 4
+            else float(_truncated_lf(ctx.rng, 1, 19.5, 24.8, 0.13)[0])
+        )
     return _MAKERS[true_class](ctx, v_mag)
 
 
@@ -322,12 +433,13 @@ def _class_counts(n, class_mix):
     """Integer counts per class matching the fractions (largest remainder)."""
     mix = np.asarray(class_mix, dtype=float)
     if mix.shape != (4,) or np.any(~np.isfinite(mix)) or np.any(mix < 0) or mix.sum() <= 0:
-        raise ValueError(f"class_mix must be 4 non-negative fractions for classes 1-4, "
-                         f"got {class_mix!r}")
+        raise ValueError(
+            f"class_mix must be 4 non-negative fractions for classes 1-4, got {class_mix!r}"
+        )
     mix = mix / mix.sum()
     counts = np.floor(mix * n).astype(int)
     remainder = mix * n - counts
-    counts[np.argsort(-remainder, kind="stable")[:n - counts.sum()]] += 1
+    counts[np.argsort(-remainder, kind="stable")[: n - counts.sum()]] += 1
     return counts
 
 
@@ -345,8 +457,9 @@ def _diffuse_maps(shape, ctx, factor=16):
     phi = np.arctan2(yy - cy, xx - cx)
     pitch = math.radians(rng.uniform(12.0, 25.0))
     disk = np.exp(-r / h_px)
-    arm = np.cos(2 * (phi - np.log((r + 0.05 * h_px) / h_px) / math.tan(pitch))
-                 - rng.uniform(0, 2 * np.pi))
+    arm = np.cos(
+        2 * (phi - np.log((r + 0.05 * h_px) / h_px) / math.tan(pitch)) - rng.uniform(0, 2 * np.pi)
+    )
     clumps = ndimage.gaussian_filter(rng.standard_normal((ly, lx)), 1.5)
     clumps = np.exp(0.8 * clumps / clumps.std())
     arms = disk * np.clip(arm, 0.0, None) ** 3 * clumps
@@ -366,8 +479,9 @@ def _placement_weight(disk, arms):
 
 
 def _upsample(low, shape):
-    return ndimage.zoom(low, (shape[0] / low.shape[0], shape[1] / low.shape[1]),
-                        order=1).astype(np.float32)[:shape[0], :shape[1]]
+    return ndimage.zoom(low, (shape[0] / low.shape[0], shape[1] / low.shape[1]), order=1).astype(
+        np.float32
+    )[: shape[0], : shape[1]]
 
 
 def _place(objects, shape, weight, rng):
@@ -393,22 +507,26 @@ def _place(objects, shape, weight, rng):
                 uniform = rng.random(n) < 0.3  # some candidates anywhere
                 by[uniform] = rng.uniform(0, ny, uniform.sum())
                 bx[uniform] = rng.uniform(0, nx, uniform.sum())
-                keep = ((bx >= _MARGIN) & (bx < nx - _MARGIN)
-                        & (by >= _MARGIN) & (by < ny - _MARGIN))
+                keep = (bx >= _MARGIN) & (bx < nx - _MARGIN) & (by >= _MARGIN) & (by < ny - _MARGIN)
                 batch = list(zip(bx[keep], by[keep]))[::-1]
                 continue
             x, y = batch.pop()
             gx, gy = int(x // cell), int(y // cell)
-            clash = any(math.hypot(x - px, y - py) < max(radius, pr)
-                        for ddx in (-1, 0, 1) for ddy in (-1, 0, 1)
-                        for px, py, pr in grid.get((gx + ddx, gy + ddy), ()))
+            clash = any(
+                math.hypot(x - px, y - py) < max(radius, pr)
+                for ddx in (-1, 0, 1)
+                for ddy in (-1, 0, 1)
+                for px, py, pr in grid.get((gx + ddx, gy + ddy), ())
+            )
             if not clash:
                 grid.setdefault((gx, gy), []).append((x, y, radius))
                 xs[i], ys[i] = x, y
                 break
         else:
-            raise ValueError(f"cannot place {len(objects)} candidates {_MIN_SEPARATION} px "
-                             f"apart in a {shape} field; use fewer candidates or a larger shape")
+            raise ValueError(
+                f"cannot place {len(objects)} candidates {_MIN_SEPARATION} px "
+                f"apart in a {shape} field; use fewer candidates or a larger shape"
+            )
     return xs, ys
 
 
@@ -432,7 +550,8 @@ def _field_stars(shape, density, weight, cand_x, cand_y, cand_v, ctx):
     if cand_x.size:
         # no star at a candidate centre, and none nearby that outshines it
         dist, idx = cKDTree(np.column_stack([cand_x, cand_y])).query(
-            np.column_stack([x, y]), k=min(4, cand_x.size), distance_upper_bound=12.0)
+            np.column_stack([x, y]), k=min(4, cand_x.size), distance_upper_bound=12.0
+        )
         dist, idx = dist.reshape(n, -1), idx.reshape(n, -1)
         near = np.isfinite(dist)
         cand_v_ext = np.append(cand_v, np.inf)
@@ -469,8 +588,9 @@ def _render(shape, objects, xs, ys, stars, psfs, diffuse, ctx, noise, spike_angl
             if kind == "eff":
                 stamps.append(render_eff(x + dx, y + dy, p["r_eff"], p["eta"], p["q"], p["theta"]))
             else:
-                stamps.append(render_sersic(x + dx, y + dy, p["r_eff"], p["n"],
-                                            p["ellip"], p["theta"]))
+                stamps.append(
+                    render_sersic(x + dx, y + dy, p["r_eff"], p["n"], p["ellip"], p["theta"])
+                )
             ext_flux.append(flux)
         for dx, dy, flux in obj.points:
             points_x.append(x + dx)
@@ -481,8 +601,9 @@ def _render(shape, objects, xs, ys, stars, psfs, diffuse, ctx, noise, spike_angl
         for flux, length in obj.spikes:
             spikes.append((_spike_pixels(x, y, length, spike_angle), flux))
         for band, pixels, rate in obj.artefacts:
-            artefacts.append((band, [(int(round(x)) + dx, int(round(y)) + dy)
-                                     for dx, dy in pixels], rate))
+            artefacts.append(
+                (band, [(int(round(x)) + dx, int(round(y)) + dy) for dx, dy in pixels], rate)
+            )
     images = {}
     for b, band in enumerate(ctx.bands):
         spec = ctx.specs[b]
@@ -549,24 +670,44 @@ def _bands_for(instrument):
         return WFC3_BANDS
     if key in ("acs", "acs-wfc", "wfc"):
         return ACS_BANDS
-    raise ValueError(f"unknown instrument {instrument!r}; use 'wfc3' or 'acs' "
-                     "(ACS F435W instead of WFC3 F438W)")
+    raise ValueError(
+        f"unknown instrument {instrument!r}; use 'wfc3' or 'acs' (ACS F435W instead of WFC3 F438W)"
+    )
 
 
 def _check_common(shape, distance_mpc, field_star_density):
-    if (len(tuple(shape)) != 2 or any(int(s) != s or s <= 2 * _MARGIN for s in shape)):
-        raise ValueError(f"shape must be two integers > {2 * _MARGIN} (height, width), "
-                         f"got {shape!r}")
+    if len(tuple(shape)) != 2 or any(int(s) != s or s <= 2 * _MARGIN for s in shape):
+        raise ValueError(
+            f"shape must be two integers > {2 * _MARGIN} (height, width), got {shape!r}"
+        )
     if not (np.isfinite(distance_mpc) and distance_mpc > 0):
         raise ValueError(f"distance_mpc must be a positive number of Mpc, got {distance_mpc!r}")
     if not (np.isfinite(field_star_density) and field_star_density >= 0):
-        raise ValueError(f"field_star_density must be >= 0 stars per px^2, "
-                         f"got {field_star_density!r}")
+        raise ValueError(
+            f"field_star_density must be >= 0 stars per px^2, got {field_star_density!r}"
+        )
 
 
-def _build(shape, objects, xs, ys, ctx, *, distance_mpc, label_noise, target,
-           field_star_density, noise, center, disk, arms, seed, extra_columns=None,
-           human=None, psf_scale=1.0):
+def _build(
+    shape,
+    objects,
+    xs,
+    ys,
+    ctx,
+    *,
+    distance_mpc,
+    label_noise,
+    target,
+    field_star_density,
+    noise,
+    center,
+    disk,
+    arms,
+    seed,
+    extra_columns=None,
+    human=None,
+    psf_scale=1.0,
+):
     """Render a field from placed objects and assemble the `SimulatedField`."""
     rng = ctx.rng
     bands = ctx.bands
@@ -577,23 +718,43 @@ def _build(shape, objects, xs, ys, ctx, *, distance_mpc, label_noise, target,
         psfs[band] = PSFTable(psf_scale * rng.uniform(*spec.fwhm_range), rng.uniform(1.5, 2.0))
     disk_up, arms_up = _upsample(disk, shape), _upsample(arms, shape)
     mu_v = rng.uniform(20.0, 21.0)  # central disk surface brightness (V mag / arcsec^2)
-    disk_v = 10.0 ** (-0.4 * (mu_v - ctx.zeropoints[3])) * PIXEL_SCALE ** 2
-    disk_rates = disk_v * 10.0 ** (-0.4 * _COLOURS["old"]) \
+    disk_v = 10.0 ** (-0.4 * (mu_v - ctx.zeropoints[3])) * PIXEL_SCALE**2
+    disk_rates = (
+        disk_v
+        * 10.0 ** (-0.4 * _COLOURS["old"])
         * 10.0 ** (-0.4 * (ctx.zeropoints[3] - ctx.zeropoints))
-    arm_rates = 0.6 * disk_v * 10.0 ** (-0.4 * _COLOURS["young"]) \
+    )
+    arm_rates = (
+        0.6
+        * disk_v
+        * 10.0 ** (-0.4 * _COLOURS["young"])
         * 10.0 ** (-0.4 * (ctx.zeropoints[3] - ctx.zeropoints))
-    diffuse = {band: np.float32(disk_rates[b]) * disk_up + np.float32(arm_rates[b]) * arms_up
-               for b, band in enumerate(bands)}
+    )
+    diffuse = {
+        band: np.float32(disk_rates[b]) * disk_up + np.float32(arm_rates[b]) * arms_up
+        for b, band in enumerate(bands)
+    }
     del disk_up, arms_up
     weight = _placement_weight(disk, arms)
     totals = np.array([o.total_flux(len(bands)) for o in objects]).reshape(-1, len(bands))
     with np.errstate(divide="ignore"):
-        mags = np.where(totals > 0, ctx.zeropoints - 2.5 * np.log10(
-            np.where(totals > 0, totals, 1.0)), np.nan)
+        mags = np.where(
+            totals > 0, ctx.zeropoints - 2.5 * np.log10(np.where(totals > 0, totals, 1.0)), np.nan
+        )
     v_for_stars = np.nan_to_num(mags[:, 3], nan=30.0)
     stars = _field_stars(shape, field_star_density, weight, xs, ys, v_for_stars, ctx)
-    images = _render(shape, objects, xs, ys, stars, psfs, diffuse, ctx, noise,
-                     spike_angle=rng.uniform(0, np.pi / 2))
+    images = _render(
+        shape,
+        objects,
+        xs,
+        ys,
+        stars,
+        psfs,
+        diffuse,
+        ctx,
+        noise,
+        spike_angle=rng.uniform(0, np.pi / 2),
+    )
     wcs = _make_wcs(shape, center)
     true = np.array([o.true_class for o in objects], dtype=np.int16)
     if human is None:
@@ -616,20 +777,46 @@ def _build(shape, objects, xs, ys, ctx, *, distance_mpc, label_noise, target,
     catalog["SIM_REFF_PC"] = np.array([o.r_eff_pc for o in objects], dtype=float)
     for name, values in (extra_columns or {}).items():
         catalog[name] = values
-    catalog.meta.update({"origin": 0, "TARGET": target, "DISTANCE": float(distance_mpc),
-                         "LABNOISE": "none" if label_noise_matrix(label_noise) is None
-                         else (label_noise if isinstance(label_noise, str) else "matrix")})
+    catalog.meta.update(
+        {
+            "origin": 0,
+            "TARGET": target,
+            "DISTANCE": float(distance_mpc),
+            "LABNOISE": "none"
+            if label_noise_matrix(label_noise) is None
+            else (label_noise if isinstance(label_noise, str) else "matrix"),
+        }
+    )
     psf = {band: {"fwhm": t.fwhm, "beta": t.beta} for band, t in psfs.items()}
-    return SimulatedField(images=images, wcs=wcs, catalog=catalog, target=target,
-                          distance_mpc=float(distance_mpc), bands=tuple(bands),
-                          psf=psf, seed=seed)
+    return SimulatedField(
+        images=images,
+        wcs=wcs,
+        catalog=catalog,
+        target=target,
+        distance_mpc=float(distance_mpc),
+        bands=tuple(bands),
+        psf=psf,
+        seed=seed,
+    )
 
 
-def simulate_field(*, shape=(2048, 2048), n_candidates=800, distance_mpc=10.0,
-                   class_mix=DEFAULT_CLASS_MIX, label_noise=None, seed=None,
-                   target="sim-galaxy", instrument="wfc3", field_star_density=3e-4,
-                   noise=True, center=(64.9746, -54.9380), psf_scale=1.0,
-                   disk_structure=True, candidates="injected"):
+def simulate_field(
+    *,
+    shape=(2048, 2048),
+    n_candidates=800,
+    distance_mpc=10.0,
+    class_mix=DEFAULT_CLASS_MIX,
+    label_noise=None,
+    seed=None,
+    target="sim-galaxy",
+    instrument="wfc3",
+    field_star_density=3e-4,
+    noise=True,
+    center=(64.9746, -54.9380),
+    psf_scale=1.0,
+    disk_structure=True,
+    candidates="injected",
+):
     """Simulate a PHANGS-HST-like 5-band field with cluster candidates of known class.
 
     Parameters
@@ -700,39 +887,76 @@ def simulate_field(*, shape=(2048, 2048), n_candidates=800, distance_mpc=10.0,
     classes = rng.permutation(np.repeat(CLASSES, counts))
     objects = [_make_object(ctx, int(c)) for c in classes]
     xs, ys = _place(objects, shape, _placement_weight(disk, arms), rng)
-    field = _build(shape, objects, xs, ys, ctx, distance_mpc=distance_mpc,
-                   label_noise=label_noise, target=target,
-                   field_star_density=field_star_density, noise=noise, center=center,
-                   disk=disk, arms=arms, seed=seed, psf_scale=float(psf_scale))
+    field = _build(
+        shape,
+        objects,
+        xs,
+        ys,
+        ctx,
+        distance_mpc=distance_mpc,
+        label_noise=label_noise,
+        target=target,
+        field_star_density=field_star_density,
+        noise=noise,
+        center=center,
+        disk=disk,
+        arms=arms,
+        seed=seed,
+        psf_scale=float(psf_scale),
+    )
     if candidates == "detected" and n_candidates:
-        field.catalog = detected_catalog(field, label_noise=label_noise,
-                                         seed=int(rng.integers(2 ** 31)))
+        field.catalog = detected_catalog(
+            field, label_noise=label_noise, seed=int(rng.integers(2**31))
+        )
     return field
 
 
 def _find_column(table, given, aliases, what):
     if given is not None:
         if given not in table.colnames:
-            raise KeyError(f"column {given!r} ({what}) not in the table; "
-                           f"it has {', '.join(table.colnames)}")
+            raise KeyError(
+                f"column {given!r} ({what}) not in the table; it has {', '.join(table.colnames)}"
+            )
         return given
     for name in aliases:
         if name in table.colnames:
             return name
-    raise KeyError(f"no {what} column found; name it with the keyword or use one of "
-                   + ", ".join(aliases))
+    raise KeyError(
+        f"no {what} column found; name it with the keyword or use one of " + ", ".join(aliases)
+    )
 
 
 def _band_aliases(band):
     low = band.lower()
-    return [f"PHANGS_{band}_VEGA", f"mag_{low}", f"{low}_mag", f"{band}_VEGA", f"{low}_vega",
-            band, low]
+    return [
+        f"PHANGS_{band}_VEGA",
+        f"mag_{low}",
+        f"{low}_mag",
+        f"{band}_VEGA",
+        f"{low}_vega",
+        band,
+        low,
+    ]
 
 
-def mock_from_catalog(table, *, origin=None, x_column=None, y_column=None, mag_columns=None,
-                      class_column=None, region=None, distance_mpc=10.0, label_noise=None,
-                      seed=None, target="mock", instrument="wfc3",
-                      field_star_density=3e-4, noise=True, center=(64.9746, -54.9380)):
+def mock_from_catalog(
+    table,
+    *,
+    origin=None,
+    x_column=None,
+    y_column=None,
+    mag_columns=None,
+    class_column=None,
+    region=None,
+    distance_mpc=10.0,
+    label_noise=None,
+    seed=None,
+    target="mock",
+    instrument="wfc3",
+    field_star_density=3e-4,
+    noise=True,
+    center=(64.9746, -54.9380),
+):
     """Simulate a field whose candidates have the positions, magnitudes and classes of a catalogue.
 
     Each row becomes a candidate of its catalogue class (morphology drawn
@@ -774,19 +998,27 @@ def mock_from_catalog(table, *, origin=None, x_column=None, y_column=None, mag_c
         Its catalogue also has ``SOURCE_ROW``, the row index in ``table``.
     """
     _check_common((100, 100), distance_mpc, field_star_density)
-    x_col = _find_column(table, x_column, ["x", "X", "PHANGS_X", "x_centroid", "xcentroid"],
-                         "x pixel")
-    y_col = _find_column(table, y_column, ["y", "Y", "PHANGS_Y", "y_centroid", "ycentroid"],
-                         "y pixel")
+    x_col = _find_column(
+        table, x_column, ["x", "X", "PHANGS_X", "x_centroid", "xcentroid"], "x pixel"
+    )
+    y_col = _find_column(
+        table, y_column, ["y", "Y", "PHANGS_Y", "y_centroid", "ycentroid"], "y pixel"
+    )
     if origin is None:
-        origin = table.meta.get("origin", table.meta.get("ORIGIN",
-                                                          0 if x_col == "PHANGS_X" else None))
+        origin = table.meta.get(
+            "origin", table.meta.get("ORIGIN", 0 if x_col == "PHANGS_X" else None)
+        )
     if origin not in (0, 1):
-        raise ValueError(f"origin of the pixel columns {x_col}/{y_col} is unknown; "
-                         "pass origin=0 or origin=1 (LEGUS x/y are 1-based)")
-    cls_col = _find_column(table, class_column, ["class", "class_final",
-                                                 "PHANGS_CLUSTER_CLASS_HUMAN", "CLASS_TRUE",
-                                                 "class_human"], "class")
+        raise ValueError(
+            f"origin of the pixel columns {x_col}/{y_col} is unknown; "
+            "pass origin=0 or origin=1 (LEGUS x/y are 1-based)"
+        )
+    cls_col = _find_column(
+        table,
+        class_column,
+        ["class", "class_final", "PHANGS_CLUSTER_CLASS_HUMAN", "CLASS_TRUE", "class_human"],
+        "class",
+    )
     bands = _bands_for(instrument)
     mag_columns = dict(mag_columns or {})
     for band in bands:
@@ -797,8 +1029,12 @@ def mock_from_catalog(table, *, origin=None, x_column=None, y_column=None, mag_c
     y = np.ma.filled(np.ma.asarray(table[y_col], dtype=float), np.nan) - origin
     if region is None:
         finite = np.isfinite(x) & np.isfinite(y)
-        region = (0, int(np.nanmax(x[finite], initial=0)) + _MARGIN + 1,
-                  0, int(np.nanmax(y[finite], initial=0)) + _MARGIN + 1)
+        region = (
+            0,
+            int(np.nanmax(x[finite], initial=0)) + _MARGIN + 1,
+            0,
+            int(np.nanmax(y[finite], initial=0)) + _MARGIN + 1,
+        )
     xmin, xmax, ymin, ymax = (int(v) for v in region)
     shape = (ymax - ymin, xmax - xmin)
     _check_common(shape, distance_mpc, field_star_density)
@@ -813,8 +1049,9 @@ def mock_from_catalog(table, *, origin=None, x_column=None, y_column=None, mag_c
     rng = np.random.default_rng(seed)
     ctx = _Context(rng, bands, distance_mpc)
     disk, arms = _diffuse_maps(shape, ctx)
-    drawn = rng.choice(CLASSES, size=rows.size, p=np.asarray(DEFAULT_CLASS_MIX)
-                       / np.sum(DEFAULT_CLASS_MIX))
+    drawn = rng.choice(
+        CLASSES, size=rows.size, p=np.asarray(DEFAULT_CLASS_MIX) / np.sum(DEFAULT_CLASS_MIX)
+    )
     true = np.where(classes > 0, classes, drawn).astype(np.int16)
     objects = []
     for t, m in zip(true, mags):
@@ -827,11 +1064,24 @@ def mock_from_catalog(table, *, origin=None, x_column=None, y_column=None, mag_c
                 break
         obj.scale_to(m, ctx.zeropoints)
         objects.append(obj)
-    return _build(shape, objects, x[rows] - xmin, y[rows] - ymin, ctx,
-                  distance_mpc=distance_mpc, label_noise=label_noise, target=target,
-                  field_star_density=field_star_density, noise=noise, center=center,
-                  disk=disk, arms=arms, seed=seed, human=classes,
-                  extra_columns={"SOURCE_ROW": rows.astype(np.int64)})
+    return _build(
+        shape,
+        objects,
+        x[rows] - xmin,
+        y[rows] - ymin,
+        ctx,
+        distance_mpc=distance_mpc,
+        label_noise=label_noise,
+        target=target,
+        field_star_density=field_star_density,
+        noise=noise,
+        center=center,
+        disk=disk,
+        arms=arms,
+        seed=seed,
+        human=classes,
+        extra_columns={"SOURCE_ROW": rows.astype(np.int64)},
+    )
 
 
 @dataclass
@@ -885,10 +1135,12 @@ class SimulatedField:
     def filenames(self):
         """PHANGS-style file names: band -> image file, plus "catalog"."""
         target = self.target.lower()
-        names = {band: f"hlsp_phangs-hst_hst_{BAND_SPECS[band].file_instrument}_{target}_"
-                       f"{band.lower()}_v1_exp-drc-sci.fits" for band in self.bands}
-        names["catalog"] = (f"hlsp_phangs-cat_hst_uvis_{target}_multi_v1_"
-                            "obs-sim-candidates.fits")
+        names = {
+            band: f"hlsp_phangs-hst_hst_{BAND_SPECS[band].file_instrument}_{target}_"
+            f"{band.lower()}_v1_exp-drc-sci.fits"
+            for band in self.bands
+        }
+        names["catalog"] = f"hlsp_phangs-cat_hst_uvis_{target}_multi_v1_obs-sim-candidates.fits"
         return names
 
     def header(self, band):
@@ -937,11 +1189,14 @@ class SimulatedField:
         # written; all files go to temporaries first and are renamed together
         # at the end, so an interrupted write leaves the directory as it was.
         with contextlib.ExitStack() as stack:
-            tmps = {key: stack.enter_context(atomic_output(path, overwrite=overwrite))
-                    for key, path in paths.items()}
+            tmps = {
+                key: stack.enter_context(atomic_output(path, overwrite=overwrite))
+                for key, path in paths.items()
+            }
             for band in self.bands:
-                hdu = fits.PrimaryHDU(np.asarray(self.images[band], dtype=np.float32),
-                                      header=self.header(band))
+                hdu = fits.PrimaryHDU(
+                    np.asarray(self.images[band], dtype=np.float32), header=self.header(band)
+                )
                 hdu.writeto(tmps[band])
             write_fits_table(self.catalog, tmps["catalog"])
         return paths

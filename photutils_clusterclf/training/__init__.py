@@ -15,8 +15,12 @@ from .options import TrainingOptions
 
 #: Names whose modules need torch, imported on first use (the command line
 #: reads the defaults of `TrainingOptions` for its help without torch).
-_LAZY = {"TrainingSet": "dataset", "train_classifier": "loop", "corpus_plan": "pretraining",
-         "pretrain": "pretraining"}
+_LAZY = {
+    "TrainingSet": "dataset",
+    "train_classifier": "loop",
+    "corpus_plan": "pretraining",
+    "pretrain": "pretraining",
+}
 
 
 def __getattr__(name):
@@ -29,5 +33,6 @@ def __getattr__(name):
 
 def __dir__():
     return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = ["TrainingOptions", "TrainingSet", "corpus_plan", "pretrain", "train_classifier"]

@@ -34,9 +34,11 @@ TRAINING_SET_VERSION = 1
 #: Reasons for leaving a catalogue row out of a training set, in the order
 #: they are tested (each excluded row is counted once, under its first reason).
 EXCLUSION_REASONS = ("unlabelled", "invalid_position", "no_overlap", "no_coverage")
-_FLAG_REASONS = (("invalid_position", FLAG_INVALID_POSITION),
-                 ("no_overlap", FLAG_NO_OVERLAP),
-                 ("no_coverage", FLAG_NO_COVERAGE))
+_FLAG_REASONS = (
+    ("invalid_position", FLAG_INVALID_POSITION),
+    ("no_overlap", FLAG_NO_OVERLAP),
+    ("no_coverage", FLAG_NO_COVERAGE),
+)
 
 
 def _class_counts(labels):
@@ -52,13 +54,20 @@ def _summarize(labels, galaxy, *, excluded=None, n_rows=None, label_column=None)
     for name in names:
         sel = galaxy == name
         exc = excluded.get(name, dict.fromkeys(EXCLUSION_REASONS, 0))
-        per_galaxy[name] = {"n_rows": int(n_rows.get(name, sel.sum() + sum(exc.values()))),
-                            "n_objects": int(sel.sum()),
-                            "classes": _class_counts(labels[sel]),
-                            "n_excluded": exc}
+        per_galaxy[name] = {
+            "n_rows": int(n_rows.get(name, sel.sum() + sum(exc.values()))),
+            "n_objects": int(sel.sum()),
+            "classes": _class_counts(labels[sel]),
+            "n_excluded": exc,
+        }
     totals = {r: sum(g["n_excluded"][r] for g in per_galaxy.values()) for r in EXCLUSION_REASONS}
-    return {"label_column": label_column, "n_objects": int(labels.size),
-            "classes": _class_counts(labels), "n_excluded": totals, "galaxies": per_galaxy}
+    return {
+        "label_column": label_column,
+        "n_objects": int(labels.size),
+        "classes": _class_counts(labels),
+        "n_excluded": totals,
+        "galaxies": per_galaxy,
+    }
 
 
 class TrainingSet:
@@ -109,8 +118,9 @@ class TrainingSet:
         ``(N, 4)`` float32 class probabilities, or None (hard labels).
     """
 
-    def __init__(self, cutouts, labels, *, galaxy=None, bands, size=None, summary=None,
-                 soft_labels=None):
+    def __init__(
+        self, cutouts, labels, *, galaxy=None, bands, size=None, summary=None, soft_labels=None
+    ):
         cutouts = np.asarray(cutouts, dtype=np.float32)  # native-endian float32
         if cutouts.ndim != 4 or cutouts.shape[-1] != cutouts.shape[-2]:
             raise ValueError(f"cutouts must have shape (N, B, S, S), got {cutouts.shape}")
@@ -122,8 +132,10 @@ class TrainingSet:
             raise ValueError(f"labels must have shape ({n},), got {raw_labels.shape}")
         if n and not np.isin(raw_labels, CLASSES).all():
             bad = sorted(set(np.unique(raw_labels).tolist()) - set(CLASSES))
-            raise ValueError(f"labels must be classes 1-4, found {bad[:5]}; fold catalogue "
-                             "codes with fold_classes or use TrainingSet.from_galaxies")
+            raise ValueError(
+                f"labels must be classes 1-4, found {bad[:5]}; fold catalogue "
+                "codes with fold_classes or use TrainingSet.from_galaxies"
+            )
         if galaxy is None or isinstance(galaxy, str):
             galaxy = np.full(n, "galaxy" if galaxy is None else galaxy)
         galaxy = np.asarray(galaxy, dtype=str)
@@ -147,9 +159,11 @@ class TrainingSet:
     def __repr__(self):
         counts = ", ".join(f"{c}: {n}" for c, n in self.summary["classes"].items())
         excluded = sum(self.summary["n_excluded"].values())
-        return (f"<TrainingSet {len(self)} objects ({counts}) from "
-                f"{len(self.galaxies)} galaxies, {excluded} rows excluded, "
-                f"bands={','.join(self.bands)} size={self.size}px>")
+        return (
+            f"<TrainingSet {len(self)} objects ({counts}) from "
+            f"{len(self.galaxies)} galaxies, {excluded} rows excluded, "
+            f"bands={','.join(self.bands)} size={self.size}px>"
+        )
 
     @property
     def galaxies(self):
@@ -169,8 +183,18 @@ class TrainingSet:
         return self._fingerprint
 
     @classmethod
-    def from_galaxies(cls, galaxies, *, label_column, cutout_size=DEFAULT_CUTOUT_SIZE, bands=None,
-                      origin=None, mapping=None, progress_bar=False, soft_label_columns=None):
+    def from_galaxies(
+        cls,
+        galaxies,
+        *,
+        label_column,
+        cutout_size=DEFAULT_CUTOUT_SIZE,
+        bands=None,
+        origin=None,
+        mapping=None,
+        progress_bar=False,
+        soft_label_columns=None,
+    ):
         """Build a training set from labelled catalogues and their images.
 
         Labels are folded with `~photutils_clusterclf.classes.fold_classes`
@@ -215,8 +239,10 @@ class TrainingSet:
         `TrainingSet`
         """
         if soft_label_columns is not None and len(soft_label_columns) != len(CLASSES):
-            raise ValueError("soft_label_columns must name 4 columns (probabilities of the "
-                             f"classes 1-4), got {list(soft_label_columns)}")
+            raise ValueError(
+                "soft_label_columns must name 4 columns (probabilities of the "
+                f"classes 1-4), got {list(soft_label_columns)}"
+            )
         entries = [_galaxy_entry(g, k, label_column, origin) for k, g in enumerate(galaxies)]
         if not entries:
             raise ValueError("no galaxies given: pass a list of (catalog, images[, name]) entries")
@@ -225,17 +251,19 @@ class TrainingSet:
             raise ValueError(f"galaxy names must be unique, got {names}")
         bands = tuple(bands) if bands is not None else tuple(entries[0]["images"].bands)
         parts, labels, galaxy, excluded, n_rows, soft = [], [], [], {}, {}, []
-        for entry in add_progress_bar(entries, desc="cutouts", unit="galaxy",
-                                      enabled=progress_bar):
+        for entry in add_progress_bar(entries, desc="cutouts", unit="galaxy", enabled=progress_bar):
             catalog, name, column = entry["catalog"], entry["name"], entry["label_column"]
             if column not in catalog.colnames:
-                raise KeyError(f"label column {column!r} not in the catalogue of {name}; "
-                               f"columns are {', '.join(catalog.colnames)}")
+                raise KeyError(
+                    f"label column {column!r} not in the catalogue of {name}; "
+                    f"columns are {', '.join(catalog.colnames)}"
+                )
             folded = fold_classes(catalog[column], mapping=mapping)
             positions = resolve_positions(catalog, entry["images"], origin=entry["origin"])
             keep = np.flatnonzero(folded > 0)
-            batch = extract_cutouts(entry["images"], positions.x[keep], positions.y[keep],
-                                    size=cutout_size, bands=bands)
+            batch = extract_cutouts(
+                entry["images"], positions.x[keep], positions.y[keep], size=cutout_size, bands=bands
+            )
             reasons = {"unlabelled": int(len(catalog) - keep.size)}
             remaining = batch.flags.copy()
             for reason, bit in _FLAG_REASONS:
@@ -244,9 +272,12 @@ class TrainingSet:
                 remaining[hit] = 0
             ok = batch.classifiable
             if not ok.all():
-                warnings.warn(f"{name}: {int((~ok).sum())} labelled candidates left out of the "
-                              "training set because their cutouts cannot be classified "
-                              f"({reasons})", AstropyUserWarning)
+                warnings.warn(
+                    f"{name}: {int((~ok).sum())} labelled candidates left out of the "
+                    "training set because their cutouts cannot be classified "
+                    f"({reasons})",
+                    AstropyUserWarning,
+                )
             parts.append(batch.data[ok])
             labels.append(folded[keep][ok])
             if soft_label_columns is not None:
@@ -255,18 +286,31 @@ class TrainingSet:
             excluded[name], n_rows[name] = reasons, len(catalog)
         labels = np.concatenate(labels).astype(np.int64)
         galaxy = np.concatenate(galaxy)
-        summary = _summarize(labels, galaxy, excluded=excluded, n_rows=n_rows,
-                             label_column=label_column)
+        summary = _summarize(
+            labels, galaxy, excluded=excluded, n_rows=n_rows, label_column=label_column
+        )
         if soft_label_columns is not None:
             summary["soft_label_columns"] = list(soft_label_columns)
         # Galaxies without a single usable object still appear in the summary.
         for name in names:
-            summary["galaxies"].setdefault(name, {
-                "n_rows": n_rows[name], "n_objects": 0, "classes": _class_counts(labels[:0]),
-                "n_excluded": excluded[name]})
-        return cls(np.concatenate(parts), labels, galaxy=galaxy, bands=bands,
-                   size=cutout_size, summary=summary,
-                   soft_labels=np.concatenate(soft) if soft else None)
+            summary["galaxies"].setdefault(
+                name,
+                {
+                    "n_rows": n_rows[name],
+                    "n_objects": 0,
+                    "classes": _class_counts(labels[:0]),
+                    "n_excluded": excluded[name],
+                },
+            )
+        return cls(
+            np.concatenate(parts),
+            labels,
+            galaxy=galaxy,
+            bands=bands,
+            size=cutout_size,
+            summary=summary,
+            soft_labels=np.concatenate(soft) if soft else None,
+        )
 
     def save(self, path, *, overwrite=False):
         """Write the training set to one ``.npz`` file (atomically).
@@ -280,10 +324,17 @@ class TrainingSet:
         """
         soft = {} if self.soft_labels is None else {"soft_labels": self.soft_labels}
         with atomic_output(path, overwrite=overwrite) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, version=np.int64(TRAINING_SET_VERSION), cutouts=self.cutouts,
-                     labels=self.labels, galaxy=self.galaxy, bands=np.asarray(self.bands),
-                     size=np.int64(self.size), summary=np.asarray(json.dumps(self.summary)),
-                     **soft)
+            np.savez(
+                fh,
+                version=np.int64(TRAINING_SET_VERSION),
+                cutouts=self.cutouts,
+                labels=self.labels,
+                galaxy=self.galaxy,
+                bands=np.asarray(self.bands),
+                size=np.int64(self.size),
+                summary=np.asarray(json.dumps(self.summary)),
+                **soft,
+            )
 
     @classmethod
     def load(cls, path):
@@ -300,12 +351,19 @@ class TrainingSet:
         if missing:
             raise ValueError(f"{path} is not a training-set file: missing {sorted(missing)}")
         if int(data["version"]) != TRAINING_SET_VERSION:
-            raise ValueError(f"{path} has training-set format version {int(data['version'])}; "
-                             f"this package reads version {TRAINING_SET_VERSION}")
-        return cls(data["cutouts"], data["labels"], galaxy=data["galaxy"],
-                   bands=data["bands"].tolist(), size=int(data["size"]),
-                   summary=json.loads(str(data["summary"])),
-                   soft_labels=data.get("soft_labels"))
+            raise ValueError(
+                f"{path} has training-set format version {int(data['version'])}; "
+                f"this package reads version {TRAINING_SET_VERSION}"
+            )
+        return cls(
+            data["cutouts"],
+            data["labels"],
+            galaxy=data["galaxy"],
+            bands=data["bands"].tolist(),
+            size=int(data["size"]),
+            summary=json.loads(str(data["summary"])),
+            soft_labels=data.get("soft_labels"),
+        )
 
 
 def _check_soft_labels(soft_labels, n):
@@ -313,10 +371,14 @@ def _check_soft_labels(soft_labels, n):
     soft = np.asarray(soft_labels, dtype=np.float64)
     if soft.shape != (n, len(CLASSES)):
         raise ValueError(f"soft_labels must have shape ({n}, 4), got {soft.shape}")
-    if not (np.isfinite(soft).all() and (soft >= 0).all()
-            and np.allclose(soft.sum(axis=1), 1, atol=1e-4)):
-        raise ValueError("soft_labels must be finite, non-negative class probabilities "
-                         "whose rows sum to 1")
+    if not (
+        np.isfinite(soft).all()
+        and (soft >= 0).all()
+        and np.allclose(soft.sum(axis=1), 1, atol=1e-4)
+    ):
+        raise ValueError(
+            "soft_labels must be finite, non-negative class probabilities whose rows sum to 1"
+        )
     return (soft / soft.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
@@ -324,24 +386,31 @@ def _soft_columns(catalog, columns, name):
     """``(rows, 4)`` soft labels of one catalogue (NaN where masked)."""
     missing = [c for c in columns if c not in catalog.colnames]
     if missing:
-        raise KeyError(f"soft-label column(s) {', '.join(map(repr, missing))} not in the "
-                       f"catalogue of {name}; columns are {', '.join(catalog.colnames)}")
-    return np.stack([np.ma.filled(np.ma.asarray(catalog[c], dtype=float), np.nan)
-                     for c in columns], axis=1)
+        raise KeyError(
+            f"soft-label column(s) {', '.join(map(repr, missing))} not in the "
+            f"catalogue of {name}; columns are {', '.join(catalog.colnames)}"
+        )
+    return np.stack(
+        [np.ma.filled(np.ma.asarray(catalog[c], dtype=float), np.nan) for c in columns], axis=1
+    )
 
 
 def _galaxy_entry(item, index, label_column, origin):
     if isinstance(item, dict):
         unknown = set(item) - {"catalog", "images", "name", "label_column", "origin"}
         if unknown or not {"catalog", "images"} <= set(item):
-            raise ValueError("a galaxy dict needs keys 'catalog' and 'images' (optional 'name', "
-                             f"'label_column', 'origin'); got {sorted(item)}")
+            raise ValueError(
+                "a galaxy dict needs keys 'catalog' and 'images' (optional 'name', "
+                f"'label_column', 'origin'); got {sorted(item)}"
+            )
         entry = dict(item)
     elif isinstance(item, (tuple, list)) and len(item) in (2, 3):
         entry = dict(zip(("catalog", "images", "name"), item))
     else:
-        raise TypeError("each galaxy must be (catalog, images), (catalog, images, name) or a "
-                        f"dict; got {type(item).__name__}")
+        raise TypeError(
+            "each galaxy must be (catalog, images), (catalog, images, name) or a "
+            f"dict; got {type(item).__name__}"
+        )
     meta = getattr(entry["catalog"], "meta", {}) or {}
     name = entry.get("name") or meta.get("galaxy") or meta.get("target") or f"galaxy{index}"
     entry["name"] = str(name)

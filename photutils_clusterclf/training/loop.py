@@ -72,13 +72,20 @@ def _validation_split(training_set, val_galaxy, val_fraction, seed):
         names = [val_galaxy] if isinstance(val_galaxy, str) else list(val_galaxy)
         unknown = [g for g in names if g not in galaxies]
         if unknown:
-            raise ValueError(f"val_galaxy {unknown} not in the training set; galaxies are {galaxies}")
+            raise ValueError(
+                f"val_galaxy {unknown} not in the training set; galaxies are {galaxies}"
+            )
         is_val = np.isin(training_set.galaxy, names)
         if is_val.all():
-            raise ValueError(f"holding out {names} leaves no training objects; "
-                             "use val_galaxy=None for a random split")
-        return (np.flatnonzero(~is_val), np.flatnonzero(is_val),
-                {"mode": "galaxy", "galaxies": names})
+            raise ValueError(
+                f"holding out {names} leaves no training objects; "
+                "use val_galaxy=None for a random split"
+            )
+        return (
+            np.flatnonzero(~is_val),
+            np.flatnonzero(is_val),
+            {"mode": "galaxy", "galaxies": names},
+        )
     if val_fraction == 0:
         return np.arange(n), np.arange(0), {"mode": "none", "galaxies": []}
     gen = torch.Generator().manual_seed(seed)
@@ -90,8 +97,11 @@ def _validation_split(training_set, val_galaxy, val_fraction, seed):
         val.append(idx[torch.randperm(idx.size, generator=gen).numpy()[:n_val]])
     is_val = np.zeros(n, dtype=bool)
     is_val[np.concatenate(val)] = True
-    return (np.flatnonzero(~is_val), np.flatnonzero(is_val),
-            {"mode": "stratified", "galaxies": [], "fraction": float(val_fraction)})
+    return (
+        np.flatnonzero(~is_val),
+        np.flatnonzero(is_val),
+        {"mode": "stratified", "galaxies": [], "fraction": float(val_fraction)},
+    )
 
 
 def _class_weights(labels, class_balance):
@@ -99,7 +109,9 @@ def _class_weights(labels, class_balance):
     if class_balance != "weighted":
         return np.ones(len(CLASSES))
     counts = np.array([np.count_nonzero(labels == c) for c in CLASSES], dtype=np.float64)
-    return np.where(counts > 0, counts.sum() / (np.count_nonzero(counts) * np.maximum(counts, 1)), 0)
+    return np.where(
+        counts > 0, counts.sum() / (np.count_nonzero(counts) * np.maximum(counts, 1)), 0
+    )
 
 
 def _epoch_order(train_idx, labels, class_balance, generator):
@@ -107,8 +119,11 @@ def _epoch_order(train_idx, labels, class_balance, generator):
     if class_balance == "sampler":
         counts = np.bincount(labels[train_idx], minlength=max(CLASSES) + 1)
         sampler = torch.utils.data.WeightedRandomSampler(
-            torch.from_numpy(1.0 / counts[labels[train_idx]]), train_idx.size,
-            replacement=True, generator=generator)
+            torch.from_numpy(1.0 / counts[labels[train_idx]]),
+            train_idx.size,
+            replacement=True,
+            generator=generator,
+        )
         return train_idx[np.fromiter(sampler, dtype=np.int64, count=train_idx.size)]
     return train_idx[torch.randperm(train_idx.size, generator=generator).numpy()]
 
@@ -117,7 +132,7 @@ def _batches(order, batch_size):
     # The last incomplete batch is dropped (the order changes every epoch, so
     # no object is left out systematically): a batch of one breaks BatchNorm.
     stop = order.size - order.size % batch_size if order.size > batch_size else order.size
-    return [order[i:i + batch_size] for i in range(0, stop, batch_size)]
+    return [order[i : i + batch_size] for i in range(0, stop, batch_size)]
 
 
 def _stem_and_head(model):
@@ -156,18 +171,23 @@ def _validation_batches(ts, val_idx, ctx, normalization, input_size, batch_size)
         ``(inputs, targets)`` chunks of ``2 * batch_size`` rows: network inputs
         on the CPU and 0-based classes.
     """
-    shard = val_idx[ctx.rank::ctx.world]
+    shard = val_idx[ctx.rank :: ctx.world]
     step = 2 * batch_size
-    return [(prepare_batch(ts.cutouts[idx], normalization, input_size),
-             torch.from_numpy(ts.labels[idx] - 1))
-            for idx in (shard[start:start + step] for start in range(0, shard.size, step))]
+    return [
+        (
+            prepare_batch(ts.cutouts[idx], normalization, input_size),
+            torch.from_numpy(ts.labels[idx] - 1),
+        )
+        for idx in (shard[start : start + step] for start in range(0, shard.size, step))
+    ]
 
 
 def _scheduler(optimizer, opts):
     """``"plateau"``: halve on a validation plateau; ``"cosine"``: linear warm-up, cosine decay."""
     if opts["schedule"] == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="max", factor=0.5, patience=max(1, (opts["patience"] or 4) // 2))
+            optimizer, mode="max", factor=0.5, patience=max(1, (opts["patience"] or 4) // 2)
+        )
     epochs = opts["epochs"]
     warmup = max(1, epochs // 10)
 
@@ -175,8 +195,10 @@ def _scheduler(optimizer, opts):
         if epoch < warmup:
             return (epoch + 1) / (warmup + 1)
         # A Python float: the scheduler state must load with weights_only=True.
-        return float(0.5 * (1 + np.cos(np.pi * min(epoch - warmup, epochs - warmup)
-                                       / max(epochs - warmup, 1))))
+        return float(
+            0.5
+            * (1 + np.cos(np.pi * min(epoch - warmup, epochs - warmup) / max(epochs - warmup, 1)))
+        )
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
@@ -196,17 +218,26 @@ class _Trainer:
         torch.manual_seed(self.seed)
         if ctx.device.type == "cuda":
             torch.cuda.manual_seed_all(self.seed)
-        model = build_model(opts["arch"], n_bands=len(ts.bands), n_classes=len(CLASSES),
-                            weights=weights, stem=opts["stem"], head=opts["head"])
+        model = build_model(
+            opts["arch"],
+            n_bands=len(ts.bands),
+            n_classes=len(CLASSES),
+            weights=weights,
+            stem=opts["stem"],
+            head=opts["head"],
+        )
         self.model = model.to(ctx.device)
         backbone, trainable = _stem_and_head(self.model)
         self.optimizer = torch.optim.AdamW(
-            [{"params": backbone}, {"params": trainable}], lr=opts["lr"],
-            weight_decay=opts["weight_decay"])
+            [{"params": backbone}, {"params": trainable}],
+            lr=opts["lr"],
+            weight_decay=opts["weight_decay"],
+        )
         self.scheduler = _scheduler(self.optimizer, opts)
         self.generator = torch.Generator().manual_seed(self.seed)
         self.class_weights = torch.as_tensor(
-            _class_weights(ts.labels[self.train_idx], opts["class_balance"]), dtype=torch.float32)
+            _class_weights(ts.labels[self.train_idx], opts["class_balance"]), dtype=torch.float32
+        )
         self.device_class_weights = self.class_weights.to(ctx.device)
         self.epoch = 0
         self.best = {"epoch": 0, "score": None, "state": _cpu_state(self.model)}
@@ -222,12 +253,17 @@ class _Trainer:
                 self.network = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.network)
             # Buffers are averaged once per epoch (_sync_buffers) rather than
             # broadcast from rank 0 at every forward pass.
-            no_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in
-                       inspect.signature(torch.nn.parallel.DistributedDataParallel).parameters
-                       else {"broadcast_buffers": False})
+            no_sync = (
+                {"forward_sync_buffers": False}
+                if "forward_sync_buffers"
+                in inspect.signature(torch.nn.parallel.DistributedDataParallel).parameters
+                else {"broadcast_buffers": False}
+            )
             self.network = torch.nn.parallel.DistributedDataParallel(
-                self.network, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
-                **no_sync)
+                self.network,
+                device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
+                **no_sync,
+            )
         # SyncBatchNorm conversion may replace modules; keep the trained module's handle.
         self.module = self.network.module if ctx.active else self.network
 
@@ -237,24 +273,42 @@ class _Trainer:
         rng = {"torch": torch.get_rng_state(), "generator": self.generator.get_state()}
         if self.ctx.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.ctx.device)
-        return {"version": TRAINING_STATE_VERSION, "options": self.opts,
-                "fingerprint": self.ts.fingerprint(), "member": self.member, "seed": self.seed,
-                "epoch": self.epoch, "stopped": self.stopped, "bad_epochs": self.bad_epochs,
-                "model": _cpu_state(self.module), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "rng": rng, "best": self.best,
-                "log": self.log}
+        return {
+            "version": TRAINING_STATE_VERSION,
+            "options": self.opts,
+            "fingerprint": self.ts.fingerprint(),
+            "member": self.member,
+            "seed": self.seed,
+            "epoch": self.epoch,
+            "stopped": self.stopped,
+            "bad_epochs": self.bad_epochs,
+            "model": _cpu_state(self.module),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": rng,
+            "best": self.best,
+            "log": self.log,
+        }
 
     def restore(self, state, path):
         if state.get("version") != TRAINING_STATE_VERSION:
-            raise ValueError(f"{path}: training-state version {state.get('version')} is not "
-                             f"{TRAINING_STATE_VERSION}")
+            raise ValueError(
+                f"{path}: training-state version {state.get('version')} is not "
+                f"{TRAINING_STATE_VERSION}"
+            )
         if state["fingerprint"] != self.ts.fingerprint():
-            raise ValueError(f"{path} was written for another training set; use another "
-                             "checkpoint_dir or resume=False")
-        changed = sorted(k for k in self.opts if k != "epochs" and state["options"].get(k) != self.opts[k])
+            raise ValueError(
+                f"{path} was written for another training set; use another "
+                "checkpoint_dir or resume=False"
+            )
+        changed = sorted(
+            k for k in self.opts if k != "epochs" and state["options"].get(k) != self.opts[k]
+        )
         if changed:
-            raise ValueError(f"{path} was written with different options {changed}; resume "
-                             "with the same options (only epochs may change)")
+            raise ValueError(
+                f"{path} was written with different options {changed}; resume "
+                "with the same options (only epochs may change)"
+            )
         self.module.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -262,7 +316,11 @@ class _Trainer:
         self.generator.set_state(state["rng"]["generator"])
         if "cuda" in state["rng"] and self.ctx.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.ctx.device)
-        self.epoch, self.stopped, self.bad_epochs = state["epoch"], state["stopped"], state["bad_epochs"]
+        self.epoch, self.stopped, self.bad_epochs = (
+            state["epoch"],
+            state["stopped"],
+            state["bad_epochs"],
+        )
         self.best, self.log = state["best"], state["log"]
 
     # -- one epoch -----------------------------------------------------------
@@ -272,8 +330,9 @@ class _Trainer:
         frozen = self.epoch < opts["freeze_backbone_epochs"]
         # lr 0 freezes the backbone identically with and without DDP (AdamW's
         # decoupled weight decay is scaled by lr too).
-        self.optimizer.param_groups[0]["lr"] = 0.0 if frozen else (
-            self.optimizer.param_groups[1]["lr"] * opts["backbone_lr_factor"])
+        self.optimizer.param_groups[0]["lr"] = (
+            0.0 if frozen else (self.optimizer.param_groups[1]["lr"] * opts["backbone_lr_factor"])
+        )
         self.network.train()
         labels, w = self.targets, self.device_class_weights
         order = _epoch_order(self.train_idx, self.ts.labels, opts["class_balance"], self.generator)
@@ -299,9 +358,16 @@ class _Trainer:
             # Sum over this rank's share / global weight sum, times the world
             # size because DDP averages gradients over ranks: the gradient is
             # that of the global weighted mean loss.
-            loss = (F.cross_entropy(logits, y, reduction="none",
-                                    label_smoothing=opts["label_smoothing"]) * weight).sum() \
-                / denom * ctx.world
+            loss = (
+                (
+                    F.cross_entropy(
+                        logits, y, reduction="none", label_smoothing=opts["label_smoothing"]
+                    )
+                    * weight
+                ).sum()
+                / denom
+                * ctx.world
+            )
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -330,18 +396,24 @@ class _Trainer:
         stats = torch.zeros(k * k + 1, dtype=torch.float64)  # confusion matrix, loss sum
         for x, y in self.val_batches:
             logits = self.module(x.to(ctx.device)).float().cpu()
-            stats[:k * k] += _confusion(logits, y).flatten().double()
+            stats[: k * k] += _confusion(logits, y).flatten().double()
             stats[-1] += F.cross_entropy(logits, y, reduction="sum").double()
         stats = ctx.all_reduce(stats)
-        recall, macro = _recalls(stats[:k * k].reshape(k, k))
+        recall, macro = _recalls(stats[: k * k].reshape(k, k))
         return float(stats[-1]) / max(self.val_idx.size, 1), recall, macro
 
     def run_epoch(self):
         start = time.perf_counter()
         train_loss = self.train_epoch()
-        record = {"member": self.member, "epoch": self.epoch + 1, "train_loss": train_loss,
-                  "val_loss": None, "val_recall": None, "val_macro_recall": None,
-                  "lr": float(self.optimizer.param_groups[1]["lr"])}
+        record = {
+            "member": self.member,
+            "epoch": self.epoch + 1,
+            "train_loss": train_loss,
+            "val_loss": None,
+            "val_recall": None,
+            "val_macro_recall": None,
+            "lr": float(self.optimizer.param_groups[1]["lr"]),
+        }
         self.epoch += 1
         if self.val_idx.size:
             record["val_loss"], record["val_recall"], macro = self.validate()
@@ -367,6 +439,7 @@ class _Trainer:
 
 # -- calibration (temperature scaling, calibration.py) ----------------------
 
+
 @torch.no_grad()
 def _fit_calibration(models, val_batches, n_val, ctx, labels):
     """Temperature of the trained ensemble on the validation set, and its record.
@@ -384,22 +457,23 @@ def _fit_calibration(models, val_batches, n_val, ctx, labels):
     # `_validation_batches`); a sum of zero-padded arrays gathers them all
     # on every rank.
     logits = torch.zeros(len(models), n_val, k, dtype=torch.float64)
-    rows = torch.arange(n_val)[ctx.rank::ctx.world]
+    rows = torch.arange(n_val)[ctx.rank :: ctx.world]
     for m, model in enumerate(models):
         model.to(ctx.device).eval()
         start = 0
         for x, _ in val_batches:
-            logits[m, rows[start:start + len(x)]] = model(x.to(ctx.device)).double().cpu()
+            logits[m, rows[start : start + len(x)]] = model(x.to(ctx.device)).double().cpu()
             start += len(x)
     logits = ctx.all_reduce(logits).numpy()
     try:
         temperature = fit_temperature(logits, labels)
     except ValueError as exc:
-        warnings.warn(f"probabilities left uncalibrated (temperature 1): {exc}",
-                      AstropyUserWarning)
+        warnings.warn(f"probabilities left uncalibrated (temperature 1): {exc}", AstropyUserWarning)
         return 1.0, {"method": "none", "reason": str(exc)}
-    return temperature, {"method": "temperature scaling on the validation set",
-                         **calibration_summary(logits, labels, temperature)}
+    return temperature, {
+        "method": "temperature scaling on the validation set",
+        **calibration_summary(logits, labels, temperature),
+    }
 
 
 @contextlib.contextmanager
@@ -432,9 +506,11 @@ def _resolve_weights(arch, weights, require_pretrained):
     path = imagenet_weights_file(arch)
     if Path(path).is_file():
         return weights
-    warnings.warn(f"ImageNet weights not found at {path}; training from random initialisation "
-                  "(put the file there, or pass require_pretrained=True to make this an error)",
-                  AstropyUserWarning)
+    warnings.warn(
+        f"ImageNet weights not found at {path}; training from random initialisation "
+        "(put the file there, or pass require_pretrained=True to make this an error)",
+        AstropyUserWarning,
+    )
     return None
 
 
@@ -452,16 +528,27 @@ def _check_run(training_set, checkpoint_dir, resume):
 def _state_options(options, weights, input_size, split, normalization):
     """The options a training-state checkpoint records (and a resume must match)."""
     stem, head = options.variant()
-    return {"arch": options.arch, "weights": None if weights is None else str(weights),
-            "input_size": input_size, "epochs": options.epochs,
-            "batch_size": options.batch_size, "lr": options.lr,
-            "weight_decay": options.weight_decay, "seed": options.seed,
-            "freeze_backbone_epochs": options.freeze_backbone_epochs,
-            "backbone_lr_factor": options.backbone_lr_factor, "val_split": split,
-            "patience": options.patience, "class_balance": options.class_balance,
-            "augment": options.augment, "normalization": normalization.to_dict(),
-            "stem": stem, "head": head, "schedule": options.schedule,
-            "label_smoothing": options.label_smoothing}
+    return {
+        "arch": options.arch,
+        "weights": None if weights is None else str(weights),
+        "input_size": input_size,
+        "epochs": options.epochs,
+        "batch_size": options.batch_size,
+        "lr": options.lr,
+        "weight_decay": options.weight_decay,
+        "seed": options.seed,
+        "freeze_backbone_epochs": options.freeze_backbone_epochs,
+        "backbone_lr_factor": options.backbone_lr_factor,
+        "val_split": split,
+        "patience": options.patience,
+        "class_balance": options.class_balance,
+        "augment": options.augment,
+        "normalization": normalization.to_dict(),
+        "stem": stem,
+        "head": head,
+        "schedule": options.schedule,
+        "label_smoothing": options.label_smoothing,
+    }
 
 
 def _train_member(trainer, path, resume, ctx, bar, log):
@@ -476,16 +563,20 @@ def _train_member(trainer, path, resume, ctx, bar, log):
             with atomic_output(path, overwrite=True) as tmp:
                 torch.save(trainer.state(), tmp)
         bar.update(1)
-        bar.set_postfix(member=trainer.member + 1, loss=f"{record['train_loss']:.3f}",
-                        recall=record["val_macro_recall"])
+        bar.set_postfix(
+            member=trainer.member + 1,
+            loss=f"{record['train_loss']:.3f}",
+            recall=record["val_macro_recall"],
+        )
         if log is not None and ctx.main:
             log(record)
     if trainer.stopped:  # early stopping: the bar counts the epochs not run as done
         bar.update(epochs - trainer.epoch)
 
 
-def _training_record(training_set, options, opts, split, train_idx, val_idx, ctx, trainers,
-                     calibration):
+def _training_record(
+    training_set, options, opts, split, train_idx, val_idx, ctx, trainers, calibration
+):
     """The ``training`` dict of the model card: data, options, calibration, per-member logs."""
     macro = [t.best["score"] for t in trainers if t.best["score"] is not None]
     return {
@@ -494,22 +585,40 @@ def _training_record(training_set, options, opts, split, train_idx, val_idx, ctx
         "counts": copy.deepcopy(training_set.summary),
         "validation": dict(split, n_train=int(train_idx.size), n_val=int(val_idx.size)),
         "seeds": [options.seed + k for k in range(options.n_models)],
-        "options": options.to_dict() | {key: opts[key] for key in (
-            "weights", "input_size", "normalization", "stem", "head")},
+        "options": options.to_dict()
+        | {key: opts[key] for key in ("weights", "input_size", "normalization", "stem", "head")},
         "world_size": ctx.world,
         "device": str(ctx.device),
         "calibration": calibration,
-        "members": [{"seed": t.seed, "best_epoch": t.best["epoch"], "epochs_run": t.epoch,
-                     "stopped_early": t.stopped,
-                     "best_val_macro_recall": t.best["score"],
-                     "log": t.log} for t in trainers],
-        "metrics": {"val_macro_recall_mean": float(np.mean(macro)) if macro else None,
-                    "val_macro_recall_std": float(np.std(macro)) if macro else None},
+        "members": [
+            {
+                "seed": t.seed,
+                "best_epoch": t.best["epoch"],
+                "epochs_run": t.epoch,
+                "stopped_early": t.stopped,
+                "best_val_macro_recall": t.best["score"],
+                "log": t.log,
+            }
+            for t in trainers
+        ],
+        "metrics": {
+            "val_macro_recall_mean": float(np.mean(macro)) if macro else None,
+            "val_macro_recall_std": float(np.std(macro)) if macro else None,
+        },
     }
 
 
-def train_classifier(training_set, options=None, *, device="auto", progress_bar=False,
-                     checkpoint_dir=None, resume=False, log=None, **option_values):
+def train_classifier(
+    training_set,
+    options=None,
+    *,
+    device="auto",
+    progress_bar=False,
+    checkpoint_dir=None,
+    resume=False,
+    log=None,
+    **option_values,
+):
     """Train a network (or an ensemble) on a `TrainingSet`.
 
     Parameters
@@ -559,8 +668,9 @@ def train_classifier(training_set, options=None, *, device="auto", progress_bar=
     input_size = int(options.input_size or training_set.size)
     check_input_size(options.arch, input_size)
     weights = _resolve_weights(options.arch, options.weights, options.require_pretrained)
-    train_idx, val_idx, split = _validation_split(training_set, options.val_galaxy,
-                                                  options.val_fraction, options.seed)
+    train_idx, val_idx, split = _validation_split(
+        training_set, options.val_galaxy, options.val_fraction, options.seed
+    )
     # The very normalisation object the model card records, so that
     # classification preprocesses exactly as training did.
     normalization = options.make_normalization()
@@ -568,34 +678,63 @@ def train_classifier(training_set, options=None, *, device="auto", progress_bar=
     ctx = DDPContext(device)
     trainers, models = [], []
     try:
-        with _reproducible(ctx.device), _progress_bar(
-                total=options.n_models * options.epochs, desc="train", unit="epoch",
-                enabled=progress_bar and ctx.main) as bar:
-            val_batches = _validation_batches(training_set, val_idx, ctx, normalization,
-                                              input_size, options.batch_size)
+        with (
+            _reproducible(ctx.device),
+            _progress_bar(
+                total=options.n_models * options.epochs,
+                desc="train",
+                unit="epoch",
+                enabled=progress_bar and ctx.main,
+            ) as bar,
+        ):
+            val_batches = _validation_batches(
+                training_set, val_idx, ctx, normalization, input_size, options.batch_size
+            )
             for member in range(options.n_models):
-                trainer = _Trainer(training_set, opts, member, ctx, (train_idx, val_idx),
-                                   val_batches, weights, normalization)
-                path = None if checkpoint_dir is None else Path(checkpoint_dir) / f"member{member}.pt"
+                trainer = _Trainer(
+                    training_set,
+                    opts,
+                    member,
+                    ctx,
+                    (train_idx, val_idx),
+                    val_batches,
+                    weights,
+                    normalization,
+                )
+                path = (
+                    None if checkpoint_dir is None else Path(checkpoint_dir) / f"member{member}.pt"
+                )
                 _train_member(trainer, path, resume, ctx, bar, log)
                 trainers.append(trainer)
                 # A plain module (no DDP / SyncBatchNorm wrappers) with the best weights.
-                model = build_model(options.arch, n_bands=len(training_set.bands),
-                                    n_classes=len(CLASSES), weights=None,
-                                    stem=opts["stem"], head=opts["head"])
+                model = build_model(
+                    options.arch,
+                    n_bands=len(training_set.bands),
+                    n_classes=len(CLASSES),
+                    weights=None,
+                    stem=opts["stem"],
+                    head=opts["head"],
+                )
                 model.load_state_dict(trainer.best["state"])
                 models.append(model)
                 if ctx.active:
                     dist.barrier()
-            temperature, calibration = _fit_calibration(models, val_batches, val_idx.size, ctx,
-                                                        training_set.labels[val_idx])
+            temperature, calibration = _fit_calibration(
+                models, val_batches, val_idx.size, ctx, training_set.labels[val_idx]
+            )
     finally:
         ctx.close()
-    training = _training_record(training_set, options, opts, split, train_idx, val_idx,
-                                ctx, trainers, calibration)
-    card = ModelCard(arch=options.arch, bands=tuple(training_set.bands),
-                     cutout_size=training_set.size, input_size=input_size,
-                     normalization=normalization.to_dict(), training=training,
-                     model_options={"stem": opts["stem"], "head": opts["head"]},
-                     temperature=temperature)
+    training = _training_record(
+        training_set, options, opts, split, train_idx, val_idx, ctx, trainers, calibration
+    )
+    card = ModelCard(
+        arch=options.arch,
+        bands=tuple(training_set.bands),
+        cutout_size=training_set.size,
+        input_size=input_size,
+        normalization=normalization.to_dict(),
+        training=training,
+        model_options={"stem": opts["stem"], "head": opts["head"]},
+        temperature=temperature,
+    )
     return ClusterClassifier(models, card, device=ctx.device)

@@ -130,10 +130,14 @@ class TrainingOptions:
         check_choice("class_balance", self.class_balance, CLASS_BALANCES)
         for name in ("epochs", "batch_size", "n_models"):
             put(name, check_integer(name, getattr(self, name)))
-        put("freeze_backbone_epochs",
-            check_integer("freeze_backbone_epochs", self.freeze_backbone_epochs, minimum=0))
-        put("backbone_lr_factor",
-            check_fraction("backbone_lr_factor", self.backbone_lr_factor, closed=True))
+        put(
+            "freeze_backbone_epochs",
+            check_integer("freeze_backbone_epochs", self.freeze_backbone_epochs, minimum=0),
+        )
+        put(
+            "backbone_lr_factor",
+            check_fraction("backbone_lr_factor", self.backbone_lr_factor, closed=True),
+        )
         put("patience", check_integer("patience", self.patience, allow_none=True))
         put("input_size", check_integer("input_size", self.input_size, allow_none=True))
         put("seed", check_integer("seed", self.seed, minimum=0))
@@ -151,8 +155,11 @@ class TrainingOptions:
         put("require_pretrained", bool(self.require_pretrained))
         check_choice("schedule", self.schedule, SCHEDULES)
         smoothing = self.label_smoothing
-        if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float)) or not (
-                0 <= smoothing < 1):
+        if (
+            isinstance(smoothing, bool)
+            or not isinstance(smoothing, (int, float))
+            or not (0 <= smoothing < 1)
+        ):
             raise ValueError(f"label_smoothing must be in [0, 1), got {smoothing!r}")
         put("label_smoothing", float(smoothing))
         # torch (models, preprocessing): not needed for the defaults.

@@ -48,7 +48,7 @@ PRETRAIN_RANGES = {
 }
 
 #: Candidate density of a PHANGS-HST field: 800 in 2048^2 px.
-_DENSITY = 800 / 2048 ** 2
+_DENSITY = 800 / 2048**2
 #: Every this-many-th field is held out for validation.
 _VAL_EVERY = 5
 _BANDS = ("F275W", "F336W", "F438W", "F555W", "F814W")
@@ -74,13 +74,18 @@ def corpus_plan(n_fields, *, n_candidates=800, seed=0):
     low, high = np.log(PRETRAIN_RANGES["field_star_density"])
     plan = []
     for i in range(int(n_fields)):
-        plan.append({
-            "shape": (side, side), "n_candidates": int(n_candidates),
-            "distance_mpc": float(np.round(rng.uniform(*PRETRAIN_RANGES["distance_mpc"]), 3)),
-            "field_star_density": float(np.round(np.exp(rng.uniform(low, high)), 7)),
-            "instrument": PRETRAIN_RANGES["instrument"][i % 2],
-            "disk_structure": PRETRAIN_RANGES["disk_structure"][(i // 2) % 2],
-            "seed": int(rng.integers(2 ** 31)), "target": f"pretrain-{i:04d}"})
+        plan.append(
+            {
+                "shape": (side, side),
+                "n_candidates": int(n_candidates),
+                "distance_mpc": float(np.round(rng.uniform(*PRETRAIN_RANGES["distance_mpc"]), 3)),
+                "field_star_density": float(np.round(np.exp(rng.uniform(low, high)), 7)),
+                "instrument": PRETRAIN_RANGES["instrument"][i % 2],
+                "disk_structure": PRETRAIN_RANGES["disk_structure"][(i // 2) % 2],
+                "seed": int(rng.integers(2**31)),
+                "target": f"pretrain-{i:04d}",
+            }
+        )
     return plan
 
 
@@ -88,32 +93,38 @@ def _field_cutouts(params, path, cutout_size):
     """Simulate one field and write its cutouts and true classes to ``path``."""
     from ..datasets import simulate_field
     from .dataset import TrainingSet
+
     field = simulate_field(**params)
     with warnings.catch_warnings():
         # Candidates too near the edge are left out and counted; fine here.
         warnings.filterwarnings("ignore", message=".*left out of the training set")
-        ts = TrainingSet.from_galaxies([(field.catalog, field.to_multiband_image(),
-                                         params["target"])], label_column="CLASS_TRUE",
-                                       cutout_size=cutout_size, progress_bar=False)
+        ts = TrainingSet.from_galaxies(
+            [(field.catalog, field.to_multiband_image(), params["target"])],
+            label_column="CLASS_TRUE",
+            cutout_size=cutout_size,
+            progress_bar=False,
+        )
     with atomic_output(path, overwrite=True) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, cutouts=ts.cutouts, labels=ts.labels,
-                 params=np.asarray(json.dumps(params)))
+        np.savez(fh, cutouts=ts.cutouts, labels=ts.labels, params=np.asarray(json.dumps(params)))
 
 
 def _corpus(plan, work_dir, cutout_size, progress_bar):
     """Memory-mapped `TrainingSet` of the whole corpus, made a field at a time."""
     from .dataset import TrainingSet
+
     fields_dir = work_dir / "fields"
     fields_dir.mkdir(parents=True, exist_ok=True)
     paths = [fields_dir / f"{p['target']}.npz" for p in plan]
-    for params, path in add_progress_bar(list(zip(plan, paths)), desc="simulating corpus",
-                                         unit="field", enabled=progress_bar):
+    for params, path in add_progress_bar(
+        list(zip(plan, paths)), desc="simulating corpus", unit="field", enabled=progress_bar
+    ):
         if path.is_file():
             with np.load(path, allow_pickle=False) as npz:
                 stored = json.loads(str(npz["params"]))
             if stored != json.loads(json.dumps(params)):
-                raise ValueError(f"{path} was simulated with other options; use another "
-                                 "work_dir or delete it")
+                raise ValueError(
+                    f"{path} was simulated with other options; use another work_dir or delete it"
+                )
             continue
         _field_cutouts(params, path, cutout_size)
     labels, galaxy, counts = [], [], []
@@ -122,29 +133,52 @@ def _corpus(plan, work_dir, cutout_size, progress_bar):
             labels.append(npz["labels"])
             counts.append(labels[-1].size)
         galaxy.append(np.full(counts[-1], params["target"]))
-    cutouts = np.lib.format.open_memmap(work_dir / "corpus.npy", mode="w+", dtype=np.float32,
-                                        shape=(sum(counts), len(_BANDS), cutout_size,
-                                               cutout_size))
+    cutouts = np.lib.format.open_memmap(
+        work_dir / "corpus.npy",
+        mode="w+",
+        dtype=np.float32,
+        shape=(sum(counts), len(_BANDS), cutout_size, cutout_size),
+    )
     start = 0
     for path, n in zip(paths, counts):
         with np.load(path, allow_pickle=False) as npz:
-            cutouts[start:start + n] = npz["cutouts"]
+            cutouts[start : start + n] = npz["cutouts"]
         start += n
     cutouts.flush()
     # Channel 2 is F438W (WFC3) or F435W (ACS): the B band either way.
-    return TrainingSet(cutouts, np.concatenate(labels), galaxy=np.concatenate(galaxy),
-                       bands=_BANDS, size=cutout_size)
+    return TrainingSet(
+        cutouts,
+        np.concatenate(labels),
+        galaxy=np.concatenate(galaxy),
+        bands=_BANDS,
+        size=cutout_size,
+    )
 
 
 def _simulator_version():
     from .._meta import __version__
+
     return f"photutils_clusterclf.datasets {__version__}"
 
 
-def pretrain(out=None, *, name=None, arch="resnet18", n_fields=32, n_candidates=800,
-             epochs=12, seed=0, cutout_size=32, input_size=None, device="auto",
-             work_dir=None, keep_work_dir=False, overwrite=False, progress_bar=False,
-             **train_options):
+def pretrain(
+    out=None,
+    *,
+    name=None,
+    arch="resnet18",
+    n_fields=32,
+    n_candidates=800,
+    epochs=12,
+    seed=0,
+    cutout_size=32,
+    input_size=None,
+    device="auto",
+    work_dir=None,
+    keep_work_dir=False,
+    overwrite=False,
+    progress_bar=False,
+    **train_options,
+):
     """Simulate a corpus, train on its true classes, write the pretrained weights.
 
     Parameters
@@ -196,16 +230,23 @@ def pretrain(out=None, *, name=None, arch="resnet18", n_fields=32, n_candidates=
     from ..checkpoint import ModelCard, save_checkpoint
     from ..weights import get_weights, install_weights, weights_dirs
     from .loop import train_classifier
-    options = {"arch": arch, "n_fields": n_fields, "n_candidates": n_candidates,
-               "epochs": epochs, "seed": seed}
+
+    options = {
+        "arch": arch,
+        "n_fields": n_fields,
+        "n_candidates": n_candidates,
+        "epochs": epochs,
+        "seed": seed,
+    }
     if name is not None:
         recipe = get_weights(name).recipe
         if not recipe:
             raise ValueError(f"weights {name!r} are not made by pretrain")
         differ = {k: (options[k], v) for k, v in recipe.items() if options.get(k) != v}
         if differ:
-            raise ValueError(f"{name!r} is made with {recipe}; these options differ "
-                             f"(given, recipe): {differ}")
+            raise ValueError(
+                f"{name!r} is made with {recipe}; these options differ (given, recipe): {differ}"
+            )
     internal = out is None and name is not None
     if internal:
         # Written next to its final place, then installed under its hashed name.
@@ -225,32 +266,57 @@ def pretrain(out=None, *, name=None, arch="resnet18", n_fields=32, n_candidates=
     checkpoint_dir = work_dir / "train"
     resume = checkpoint_dir.is_dir()
     checkpoint_dir.mkdir(exist_ok=True)
-    clf = train_classifier(training_set, arch=arch, weights=None, input_size=input_size,
-                           epochs=epochs, seed=seed, device=device, val_galaxy=val or None,
-                           checkpoint_dir=checkpoint_dir, resume=resume,
-                           progress_bar=progress_bar, **train_options)
+    clf = train_classifier(
+        training_set,
+        arch=arch,
+        weights=None,
+        input_size=input_size,
+        epochs=epochs,
+        seed=seed,
+        device=device,
+        val_galaxy=val or None,
+        checkpoint_dir=checkpoint_dir,
+        resume=resume,
+        progress_bar=progress_bar,
+        **train_options,
+    )
     member = clf.card.training["members"][0]
     best = next((r for r in member["log"] if r["epoch"] == member["best_epoch"]), None)
     card = ModelCard(
-        arch=arch, bands=_BANDS, cutout_size=cutout_size, input_size=clf.card.input_size,
-        normalization=clf.card.normalization, temperature=clf.card.temperature,
+        arch=arch,
+        bands=_BANDS,
+        cutout_size=cutout_size,
+        input_size=clf.card.input_size,
+        normalization=clf.card.normalization,
+        temperature=clf.card.temperature,
         model_options=clf.card.model_options,
         # No time stamp: the same options give the same bytes.
         created="not recorded (reproducible build)",
-        training={"pretraining": {
-            "simulator": _simulator_version(), "ranges": PRETRAIN_RANGES,
-            "options": options | {"cutout_size": cutout_size},
-            "train_options": clf.card.training["options"],
-            "n_fields": len(plan), "n_candidates": len(training_set),
-            "classes": training_set.summary["classes"], "label": "true class (CLASS_TRUE)",
-            "validation_fields": val, "best_epoch": member["best_epoch"],
-            "epochs_run": member["epochs_run"],
-            "val_macro_recall": member["best_val_macro_recall"],
-            "val_recall": None if best is None else best["val_recall"],
-            "log": [{k: r[k] for k in ("epoch", "train_loss", "val_macro_recall")}
-                    for r in member["log"]],
-            "calibration": clf.card.training.get("calibration"),
-            "device": clf.card.training["device"], "fields": plan}})
+        training={
+            "pretraining": {
+                "simulator": _simulator_version(),
+                "ranges": PRETRAIN_RANGES,
+                "options": options | {"cutout_size": cutout_size},
+                "train_options": clf.card.training["options"],
+                "n_fields": len(plan),
+                "n_candidates": len(training_set),
+                "classes": training_set.summary["classes"],
+                "label": "true class (CLASS_TRUE)",
+                "validation_fields": val,
+                "best_epoch": member["best_epoch"],
+                "epochs_run": member["epochs_run"],
+                "val_macro_recall": member["best_val_macro_recall"],
+                "val_recall": None if best is None else best["val_recall"],
+                "log": [
+                    {k: r[k] for k in ("epoch", "train_loss", "val_macro_recall")}
+                    for r in member["log"]
+                ],
+                "calibration": clf.card.training.get("calibration"),
+                "device": clf.card.training["device"],
+                "fields": plan,
+            }
+        },
+    )
     sha = save_checkpoint(out, card, clf.models[0].state_dict(), overwrite=overwrite or internal)
     if name is not None:
         installed = install_weights(out, name, overwrite=overwrite)

@@ -14,8 +14,11 @@ FLAGS = {
     1: ("partial", "the cutout lies partly off the image of some band (padded with NaN)"),
     2: ("nan", "more than nan_threshold of the cutout is NaN / no data in some band"),
     4: ("no_overlap", "the cutout lies entirely off the image of some band: not classified"),
-    8: ("no_coverage", "some band has no data at the object (NaN centre pixel, or an "
-                       "all-zero / NaN cutout): not classified"),
+    8: (
+        "no_coverage",
+        "some band has no data at the object (NaN centre pixel, or an "
+        "all-zero / NaN cutout): not classified",
+    ),
     16: ("invalid_position", "the position is NaN, infinite or masked: not classified"),
 }
 
@@ -55,8 +58,10 @@ def decode_flags(flags, *, descriptions=False):
     known = sum(FLAGS)
     bad = values[(values < 0) | (values & ~known != 0)] if values.size else values
     if bad.size:
-        raise ValueError(f"flag value {int(bad.flat[0])} has bits that are not flags; known "
-                         f"bits: {', '.join(f'{b} {n}' for b, (n, _) in FLAGS.items())}")
+        raise ValueError(
+            f"flag value {int(bad.flat[0])} has bits that are not flags; known "
+            f"bits: {', '.join(f'{b} {n}' for b, (n, _) in FLAGS.items())}"
+        )
     pick = 1 if descriptions else 0
 
     def decode(value):

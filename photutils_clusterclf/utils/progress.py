@@ -49,8 +49,9 @@ class _LineBar(_NoBar):
 
     def _line(self, now):
         total = "" if self.total is None else f"/{self.total}"
-        self.stream.write(f"{self.desc}: {self.n}{total} {self.unit} "
-                          f"({now - self.start:.1f} s){self.postfix}\n")
+        self.stream.write(
+            f"{self.desc}: {self.n}{total} {self.unit} ({now - self.start:.1f} s){self.postfix}\n"
+        )
         self.stream.flush()
         self.last = now
 

@@ -16,8 +16,7 @@ from .._meta import __version__
 __all__ = ["provenance", "software_versions"]
 
 #: Distributions whose versions shape the results (import name -> distribution).
-LIBRARIES = {"torch": "torch", "torchvision": "torchvision", "astropy": "astropy",
-             "numpy": "numpy"}
+LIBRARIES = {"torch": "torch", "torchvision": "torchvision", "astropy": "astropy", "numpy": "numpy"}
 
 
 def _version(module, distribution):
@@ -32,9 +31,11 @@ def _version(module, distribution):
 
 def software_versions():
     """Versions of this package, Python and the libraries that shape its results."""
-    return {"photutils_clusterclf": __version__,
-            **{name: _version(name, dist) for name, dist in LIBRARIES.items()},
-            "python": platform.python_version()}
+    return {
+        "photutils_clusterclf": __version__,
+        **{name: _version(name, dist) for name, dist in LIBRARIES.items()},
+        "python": platform.python_version(),
+    }
 
 
 def provenance(**entries):
@@ -43,9 +44,11 @@ def provenance(**entries):
     Entries whose value is None are left out, so that no ``null`` reaches a
     file header.
     """
-    record = {"software": "photutils-clusterclf", "version": __version__,
-              "versions": software_versions(),
-              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
-                  timespec="seconds")}
+    record = {
+        "software": "photutils-clusterclf",
+        "version": __version__,
+        "versions": software_versions(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
     record.update({k: v for k, v in entries.items() if v is not None})
     return record

@@ -18,8 +18,11 @@ def check_integer(name, value, *, minimum=1, maximum=None, allow_none=False):
     """
     if value is None and allow_none:
         return None
-    ok = (isinstance(value, numbers.Real) and not isinstance(value, bool)
-          and float(value).is_integer())
+    ok = (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and float(value).is_integer()
+    )
     if ok:
         ok = value >= minimum and (maximum is None or value <= maximum)
     if not ok:
