@@ -252,38 +252,20 @@ class TrainingSet:
         bands = tuple(bands) if bands is not None else tuple(entries[0]["images"].bands)
         parts, labels, galaxy, excluded, n_rows, soft = [], [], [], {}, {}, []
         for entry in add_progress_bar(entries, desc="cutouts", unit="galaxy", enabled=progress_bar):
-            catalog, name, column = entry["catalog"], entry["name"], entry["label_column"]
-            if column not in catalog.colnames:
-                raise KeyError(
-                    f"label column {column!r} not in the catalogue of {name}; "
-                    f"columns are {', '.join(catalog.colnames)}"
-                )
-            folded = fold_classes(catalog[column], mapping=mapping)
-            positions = resolve_positions(catalog, entry["images"], origin=entry["origin"])
-            keep = np.flatnonzero(folded > 0)
-            batch = extract_cutouts(
-                entry["images"], positions.x[keep], positions.y[keep], size=cutout_size, bands=bands
+            name = entry["name"]
+            data, folded, soft_part, reasons = _galaxy_cutouts(
+                entry,
+                cutout_size=cutout_size,
+                bands=bands,
+                mapping=mapping,
+                soft_label_columns=soft_label_columns,
             )
-            reasons = {"unlabelled": int(len(catalog) - keep.size)}
-            remaining = batch.flags.copy()
-            for reason, bit in _FLAG_REASONS:
-                hit = (remaining & bit) != 0
-                reasons[reason] = int(hit.sum())
-                remaining[hit] = 0
-            ok = batch.classifiable
-            if not ok.all():
-                warnings.warn(
-                    f"{name}: {int((~ok).sum())} labelled candidates left out of the "
-                    "training set because their cutouts cannot be classified "
-                    f"({reasons})",
-                    AstropyUserWarning,
-                )
-            parts.append(batch.data[ok])
-            labels.append(folded[keep][ok])
-            if soft_label_columns is not None:
-                soft.append(_soft_columns(catalog, soft_label_columns, name)[keep][ok])
-            galaxy.append(np.full(int(ok.sum()), name))
-            excluded[name], n_rows[name] = reasons, len(catalog)
+            parts.append(data)
+            labels.append(folded)
+            if soft_part is not None:
+                soft.append(soft_part)
+            galaxy.append(np.full(len(folded), name))
+            excluded[name], n_rows[name] = reasons, len(entry["catalog"])
         labels = np.concatenate(labels).astype(np.int64)
         galaxy = np.concatenate(galaxy)
         summary = _summarize(
@@ -291,17 +273,7 @@ class TrainingSet:
         )
         if soft_label_columns is not None:
             summary["soft_label_columns"] = list(soft_label_columns)
-        # Galaxies without a single usable object still appear in the summary.
-        for name in names:
-            summary["galaxies"].setdefault(
-                name,
-                {
-                    "n_rows": n_rows[name],
-                    "n_objects": 0,
-                    "classes": _class_counts(labels[:0]),
-                    "n_excluded": excluded[name],
-                },
-            )
+        _add_empty_galaxies(summary, names, excluded=excluded, n_rows=n_rows)
         return cls(
             np.concatenate(parts),
             labels,
@@ -417,3 +389,57 @@ def _galaxy_entry(item, index, label_column, origin):
     entry.setdefault("label_column", label_column)
     entry.setdefault("origin", origin)
     return entry
+
+
+def _add_empty_galaxies(summary, names, *, excluded, n_rows):
+    """List the galaxies without a single usable object in ``summary`` too."""
+    for name in names:
+        summary["galaxies"].setdefault(
+            name,
+            {
+                "n_rows": n_rows[name],
+                "n_objects": 0,
+                "classes": _class_counts(np.zeros(0, np.int64)),
+                "n_excluded": excluded[name],
+            },
+        )
+
+
+def _galaxy_cutouts(entry, *, cutout_size, bands, mapping, soft_label_columns):
+    """The classifiable labelled cutouts of one galaxy entry (see `_galaxy_entry`).
+
+    Returns the cutouts, their folded labels, their soft labels (None
+    without ``soft_label_columns``) and the counts of rows left out, by
+    reason.
+    """
+    catalog, name, column = entry["catalog"], entry["name"], entry["label_column"]
+    if column not in catalog.colnames:
+        raise KeyError(
+            f"label column {column!r} not in the catalogue of {name}; "
+            f"columns are {', '.join(catalog.colnames)}"
+        )
+    folded = fold_classes(catalog[column], mapping=mapping)
+    positions = resolve_positions(catalog, entry["images"], origin=entry["origin"])
+    keep = np.flatnonzero(folded > 0)
+    batch = extract_cutouts(
+        entry["images"], positions.x[keep], positions.y[keep], size=cutout_size, bands=bands
+    )
+    reasons = {"unlabelled": int(len(catalog) - keep.size)}
+    # Each left-out cutout counts once, under the first of its flags.
+    remaining = batch.flags.copy()
+    for reason, bit in _FLAG_REASONS:
+        hit = (remaining & bit) != 0
+        reasons[reason] = int(hit.sum())
+        remaining[hit] = 0
+    ok = batch.classifiable
+    if not ok.all():
+        warnings.warn(
+            f"{name}: {int((~ok).sum())} labelled candidates left out of the "
+            "training set because their cutouts cannot be classified "
+            f"({reasons})",
+            AstropyUserWarning,
+        )
+    soft = None
+    if soft_label_columns is not None:
+        soft = _soft_columns(catalog, soft_label_columns, name)[keep][ok]
+    return batch.data[ok], folded[keep][ok], soft, reasons

@@ -574,6 +574,61 @@ def _train_member(trainer, path, resume, ctx, bar, log):
         bar.update(epochs - trainer.epoch)
 
 
+def _train_ensemble(
+    training_set,
+    opts,
+    ctx,
+    indices,
+    weights,
+    normalization,
+    *,
+    n_models,
+    checkpoint_dir,
+    resume,
+    bar,
+    log,
+):
+    """Train the members one after another and calibrate the ensemble on the validation set.
+
+    Returns the members' trainers, their best models, the temperature and
+    the calibration record.
+    """
+    val_idx = indices[1]
+    val_batches = _validation_batches(
+        training_set, val_idx, ctx, normalization, opts["input_size"], opts["batch_size"]
+    )
+    trainers, models = [], []
+    for member in range(n_models):
+        trainer = _Trainer(
+            training_set, opts, member, ctx, indices, val_batches, weights, normalization
+        )
+        path = None if checkpoint_dir is None else Path(checkpoint_dir) / f"member{member}.pt"
+        _train_member(trainer, path, resume, ctx, bar, log)
+        trainers.append(trainer)
+        models.append(_best_model(trainer, n_bands=len(training_set.bands)))
+        if ctx.active:
+            dist.barrier()
+    temperature, calibration = _fit_calibration(
+        models, val_batches, val_idx.size, ctx, training_set.labels[val_idx]
+    )
+    return trainers, models, temperature, calibration
+
+
+def _best_model(trainer, *, n_bands):
+    """A plain module (no DDP / SyncBatchNorm wrappers) with the member's best weights."""
+    opts = trainer.opts
+    model = build_model(
+        opts["arch"],
+        n_bands=n_bands,
+        n_classes=len(CLASSES),
+        weights=None,
+        stem=opts["stem"],
+        head=opts["head"],
+    )
+    model.load_state_dict(trainer.best["state"])
+    return model
+
+
 def _training_record(
     training_set, options, opts, split, train_idx, val_idx, ctx, trainers, calibration
 ):
@@ -676,7 +731,6 @@ def train_classifier(
     normalization = options.make_normalization()
     opts = _state_options(options, weights, input_size, split, normalization)
     ctx = DDPContext(device)
-    trainers, models = [], []
     try:
         with (
             _reproducible(ctx.device),
@@ -687,54 +741,39 @@ def train_classifier(
                 enabled=progress_bar and ctx.main,
             ) as bar,
         ):
-            val_batches = _validation_batches(
-                training_set, val_idx, ctx, normalization, input_size, options.batch_size
-            )
-            for member in range(options.n_models):
-                trainer = _Trainer(
-                    training_set,
-                    opts,
-                    member,
-                    ctx,
-                    (train_idx, val_idx),
-                    val_batches,
-                    weights,
-                    normalization,
-                )
-                path = (
-                    None if checkpoint_dir is None else Path(checkpoint_dir) / f"member{member}.pt"
-                )
-                _train_member(trainer, path, resume, ctx, bar, log)
-                trainers.append(trainer)
-                # A plain module (no DDP / SyncBatchNorm wrappers) with the best weights.
-                model = build_model(
-                    options.arch,
-                    n_bands=len(training_set.bands),
-                    n_classes=len(CLASSES),
-                    weights=None,
-                    stem=opts["stem"],
-                    head=opts["head"],
-                )
-                model.load_state_dict(trainer.best["state"])
-                models.append(model)
-                if ctx.active:
-                    dist.barrier()
-            temperature, calibration = _fit_calibration(
-                models, val_batches, val_idx.size, ctx, training_set.labels[val_idx]
+            trainers, models, temperature, calibration = _train_ensemble(
+                training_set,
+                opts,
+                ctx,
+                (train_idx, val_idx),
+                weights,
+                normalization,
+                n_models=options.n_models,
+                checkpoint_dir=checkpoint_dir,
+                resume=resume,
+                bar=bar,
+                log=log,
             )
     finally:
         ctx.close()
     training = _training_record(
         training_set, options, opts, split, train_idx, val_idx, ctx, trainers, calibration
     )
-    card = ModelCard(
+    card = _model_card(
+        training_set, options, opts, normalization, training=training, temperature=temperature
+    )
+    return ClusterClassifier(models, card, device=ctx.device)
+
+
+def _model_card(training_set, options, opts, normalization, *, training, temperature):
+    """The model card of the trained ensemble: what it needs to classify, and its record."""
+    return ModelCard(
         arch=options.arch,
         bands=tuple(training_set.bands),
         cutout_size=training_set.size,
-        input_size=input_size,
+        input_size=opts["input_size"],
         normalization=normalization.to_dict(),
         training=training,
         model_options={"stem": opts["stem"], "head": opts["head"]},
         temperature=temperature,
     )
-    return ClusterClassifier(models, card, device=ctx.device)

@@ -227,9 +227,7 @@ def pretrain(
     sha256 : str
         Its SHA-256.
     """
-    from ..checkpoint import ModelCard, save_checkpoint
-    from ..weights import get_weights, install_weights, weights_dirs
-    from .loop import train_classifier
+    from ..checkpoint import save_checkpoint
 
     options = {
         "arch": arch,
@@ -239,14 +237,66 @@ def pretrain(
         "seed": seed,
     }
     if name is not None:
-        recipe = get_weights(name).recipe
-        if not recipe:
-            raise ValueError(f"weights {name!r} are not made by pretrain")
-        differ = {k: (options[k], v) for k, v in recipe.items() if options.get(k) != v}
-        if differ:
-            raise ValueError(
-                f"{name!r} is made with {recipe}; these options differ (given, recipe): {differ}"
-            )
+        _check_recipe(name, options)
+    out, internal = _output_path(out, name)
+    check_writable(out, overwrite=overwrite or internal)
+    work_dir = Path(work_dir) if work_dir is not None else out.parent / f".{out.name}.pretrain"
+    plan = corpus_plan(n_fields, n_candidates=n_candidates, seed=seed)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    training_set = _corpus(plan, work_dir, cutout_size, progress_bar)
+    val = _validation_fields(plan)
+    clf = _train_resumably(
+        training_set,
+        work_dir / "train",
+        arch=arch,
+        input_size=input_size,
+        epochs=epochs,
+        seed=seed,
+        device=device,
+        val_galaxy=val or None,
+        progress_bar=progress_bar,
+        **train_options,
+    )
+    card = _pretrained_card(
+        clf, training_set, plan, val, options=options | {"cutout_size": cutout_size}
+    )
+    sha = save_checkpoint(out, card, clf.models[0].state_dict(), overwrite=overwrite or internal)
+    if name is not None:
+        out = _install(out, name, internal=internal, overwrite=overwrite)
+    if not keep_work_dir:
+        shutil.rmtree(work_dir)
+    return out, sha
+
+
+def _train_resumably(training_set, checkpoint_dir, **options):
+    """Train from scratch, checkpointing in ``checkpoint_dir``; resume the run found there."""
+    from .loop import train_classifier
+
+    resume = checkpoint_dir.is_dir()
+    checkpoint_dir.mkdir(exist_ok=True)
+    return train_classifier(
+        training_set, weights=None, checkpoint_dir=checkpoint_dir, resume=resume, **options
+    )
+
+
+def _check_recipe(name, options):
+    """Raise unless ``options`` are the recipe of the registered weights ``name``."""
+    from ..weights import get_weights
+
+    recipe = get_weights(name).recipe
+    if not recipe:
+        raise ValueError(f"weights {name!r} are not made by pretrain")
+    differ = {k: (options[k], v) for k, v in recipe.items() if options.get(k) != v}
+    if differ:
+        raise ValueError(
+            f"{name!r} is made with {recipe}; these options differ (given, recipe): {differ}"
+        )
+
+
+def _output_path(out, name):
+    """The file to write and whether it is internal (to be installed as ``name``)."""
+    from ..weights import weights_dirs
+
     internal = out is None and name is not None
     if internal:
         # Written next to its final place, then installed under its hashed name.
@@ -254,38 +304,37 @@ def pretrain(
         out = weights_dirs()[0] / f".{name}-unverified.pt"
     if out is None:
         raise ValueError("give out (a file to write) or name (a registered entry to install)")
-    out = Path(out)
-    check_writable(out, overwrite=overwrite or internal)
-    work_dir = Path(work_dir) if work_dir is not None else out.parent / f".{out.name}.pretrain"
-    plan = corpus_plan(n_fields, n_candidates=n_candidates, seed=seed)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    training_set = _corpus(plan, work_dir, cutout_size, progress_bar)
+    return Path(out), internal
+
+
+def _install(out, name, *, internal, overwrite):
+    """Install ``out`` as the registered weights ``name``; returns the installed file."""
+    from ..weights import install_weights
+
+    installed = install_weights(out, name, overwrite=overwrite)
+    if internal:
+        out.unlink()  # the unverified copy written only to be installed
+    return installed
+
+
+def _validation_fields(plan):
+    """Targets of the held-out fields: every `_VAL_EVERY`-th, else the last one."""
     val = [p["target"] for i, p in enumerate(plan) if i % _VAL_EVERY == _VAL_EVERY - 1]
     if not val and len(plan) > 1:
         val = [plan[-1]["target"]]
-    checkpoint_dir = work_dir / "train"
-    resume = checkpoint_dir.is_dir()
-    checkpoint_dir.mkdir(exist_ok=True)
-    clf = train_classifier(
-        training_set,
-        arch=arch,
-        weights=None,
-        input_size=input_size,
-        epochs=epochs,
-        seed=seed,
-        device=device,
-        val_galaxy=val or None,
-        checkpoint_dir=checkpoint_dir,
-        resume=resume,
-        progress_bar=progress_bar,
-        **train_options,
-    )
+    return val
+
+
+def _pretrained_card(clf, training_set, plan, val, *, options):
+    """The model card of the pretrained network: what it was pretrained on, and how well."""
+    from ..checkpoint import ModelCard
+
     member = clf.card.training["members"][0]
     best = next((r for r in member["log"] if r["epoch"] == member["best_epoch"]), None)
-    card = ModelCard(
-        arch=arch,
+    return ModelCard(
+        arch=options["arch"],
         bands=_BANDS,
-        cutout_size=cutout_size,
+        cutout_size=options["cutout_size"],
         input_size=clf.card.input_size,
         normalization=clf.card.normalization,
         temperature=clf.card.temperature,
@@ -296,7 +345,7 @@ def pretrain(
             "pretraining": {
                 "simulator": _simulator_version(),
                 "ranges": PRETRAIN_RANGES,
-                "options": options | {"cutout_size": cutout_size},
+                "options": options,
                 "train_options": clf.card.training["options"],
                 "n_fields": len(plan),
                 "n_candidates": len(training_set),
@@ -317,12 +366,3 @@ def pretrain(
             }
         },
     )
-    sha = save_checkpoint(out, card, clf.models[0].state_dict(), overwrite=overwrite or internal)
-    if name is not None:
-        installed = install_weights(out, name, overwrite=overwrite)
-        if internal:
-            out.unlink()
-        out = installed
-    if not keep_work_dir:
-        shutil.rmtree(work_dir)
-    return out, sha
