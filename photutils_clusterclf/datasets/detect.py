@@ -47,6 +47,49 @@ def concentration_index(image, x, y):
     return ci
 
 
+def _detect(image, *, fwhm, threshold, ci_min):
+    """Positions and CIs of the compact sources DAOStarFinder finds in ``image``."""
+    _, _, std = sigma_clipped_stats(image, sigma=3.0, maxiters=5)
+    sources = DAOStarFinder(fwhm=fwhm, threshold=threshold * std)(image)
+    if sources is None:
+        xs = ys = np.zeros(0)
+    else:
+        # photutils >= 3 names them x_centroid (xcentroid is deprecated there).
+        names = (
+            ("x_centroid", "y_centroid")
+            if "x_centroid" in sources.colnames
+            else ("xcentroid", "ycentroid")
+        )
+        xs, ys = (np.asarray(sources[n], dtype=float) for n in names)
+    ci = concentration_index(image, xs, ys)
+    keep = np.isfinite(ci) & (ci >= ci_min)
+    return xs[keep], ys[keep], ci[keep]
+
+
+def _match(xs, ys, injected, *, match_radius, merge_radius):
+    """Match detections to the injected candidates.
+
+    Returns the detections kept (indices into ``xs``), the nearest injected
+    candidate of each detection and whether each kept detection is a
+    match. Detections near a candidate that is already matched are merged
+    into that match (dropped).
+    """
+    inj_xy = np.column_stack([np.asarray(injected["PHANGS_X"]), np.asarray(injected["PHANGS_Y"])])
+    if xs.size:
+        dist, near = cKDTree(inj_xy).query(np.column_stack([xs, ys]))
+    else:
+        dist, near = np.zeros(0), np.zeros(0, dtype=int)
+    matched = dist <= match_radius
+    # The nearest detection of each injected candidate is its match.
+    first = np.zeros(xs.size, dtype=bool)
+    order = np.argsort(dist)
+    _, first_of = np.unique(near[order[matched[order]]], return_index=True)
+    first[order[matched[order]][first_of]] = True
+    merged = ~first & (dist <= merge_radius) & np.isin(near, near[first])
+    rows = np.flatnonzero(~merged & (first | ~matched))
+    return rows, near, first[rows]
+
+
 def detected_catalog(
     field,
     *,
@@ -113,38 +156,11 @@ def detected_catalog(
         if label_noise == "matrix":
             raise ValueError("the field's label noise was a matrix: pass label_noise")
     matrix = label_noise_matrix(label_noise)
-    image = field.images[band]
-    _, _, std = sigma_clipped_stats(image, sigma=3.0, maxiters=5)
     fwhm = field.psf.get(band, {}).get("fwhm", 1.8) + _PIXEL_BROADENING
-    sources = DAOStarFinder(fwhm=fwhm, threshold=threshold * std)(image)
-    if sources is None:
-        xs = ys = np.zeros(0)
-    else:
-        # photutils >= 3 names them x_centroid (xcentroid is deprecated there).
-        names = (
-            ("x_centroid", "y_centroid")
-            if "x_centroid" in sources.colnames
-            else ("xcentroid", "ycentroid")
-        )
-        xs, ys = (np.asarray(sources[n], dtype=float) for n in names)
-    ci = concentration_index(image, xs, ys)
-    keep = np.isfinite(ci) & (ci >= ci_min)
-    xs, ys, ci = xs[keep], ys[keep], ci[keep]
-
-    inj_xy = np.column_stack([np.asarray(injected["PHANGS_X"]), np.asarray(injected["PHANGS_Y"])])
-    if xs.size:
-        dist, near = cKDTree(inj_xy).query(np.column_stack([xs, ys]))
-    else:
-        dist, near = np.zeros(0), np.zeros(0, dtype=int)
-    matched = dist <= match_radius
-    # The nearest detection of each injected candidate is its match.
-    first = np.zeros(xs.size, dtype=bool)
-    order = np.argsort(dist)
-    _, first_of = np.unique(near[order[matched[order]]], return_index=True)
-    first[order[matched[order]][first_of]] = True
-    merged = ~first & (dist <= merge_radius) & np.isin(near, near[first])
-    rows = np.flatnonzero(~merged & (first | ~matched))
-    is_match = first[rows]
+    xs, ys, ci = _detect(field.images[band], fwhm=fwhm, threshold=threshold, ci_min=ci_min)
+    rows, near, is_match = _match(
+        xs, ys, injected, match_radius=match_radius, merge_radius=merge_radius
+    )
     other = ~is_match
 
     out = injected[near[rows]]

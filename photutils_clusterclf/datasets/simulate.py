@@ -709,38 +709,13 @@ def _build(
     psf_scale=1.0,
 ):
     """Render a field from placed objects and assemble the `SimulatedField`."""
+    # The draws from ctx.rng keep their order (PSFs, disk, field stars,
+    # spikes, noise, labels): the same seed must give the same field.
     rng = ctx.rng
-    bands = ctx.bands
-    psfs = {}
-    for band, spec in zip(bands, ctx.specs):
-        # FWHM ranges are those of the Moffat PSF itself; a star's pixel-integrated
-        # image measures about 0.2 px broader. beta 1.5-2.0 gives star CI about 1.2.
-        psfs[band] = PSFTable(psf_scale * rng.uniform(*spec.fwhm_range), rng.uniform(1.5, 2.0))
-    disk_up, arms_up = _upsample(disk, shape), _upsample(arms, shape)
-    mu_v = rng.uniform(20.0, 21.0)  # central disk surface brightness (V mag / arcsec^2)
-    disk_v = 10.0 ** (-0.4 * (mu_v - ctx.zeropoints[3])) * PIXEL_SCALE**2
-    disk_rates = (
-        disk_v
-        * 10.0 ** (-0.4 * _COLOURS["old"])
-        * 10.0 ** (-0.4 * (ctx.zeropoints[3] - ctx.zeropoints))
-    )
-    arm_rates = (
-        0.6
-        * disk_v
-        * 10.0 ** (-0.4 * _COLOURS["young"])
-        * 10.0 ** (-0.4 * (ctx.zeropoints[3] - ctx.zeropoints))
-    )
-    diffuse = {
-        band: np.float32(disk_rates[b]) * disk_up + np.float32(arm_rates[b]) * arms_up
-        for b, band in enumerate(bands)
-    }
-    del disk_up, arms_up
+    psfs = _draw_psfs(ctx, psf_scale)
+    diffuse = _diffuse_light(shape, ctx, disk, arms)
     weight = _placement_weight(disk, arms)
-    totals = np.array([o.total_flux(len(bands)) for o in objects]).reshape(-1, len(bands))
-    with np.errstate(divide="ignore"):
-        mags = np.where(
-            totals > 0, ctx.zeropoints - 2.5 * np.log10(np.where(totals > 0, totals, 1.0)), np.nan
-        )
+    mags = _object_magnitudes(objects, ctx)
     v_for_stars = np.nan_to_num(mags[:, 3], nan=30.0)
     stars = _field_stars(shape, field_star_density, weight, xs, ys, v_for_stars, ctx)
     images = _render(
@@ -756,10 +731,91 @@ def _build(
         spike_angle=rng.uniform(0, np.pi / 2),
     )
     wcs = _make_wcs(shape, center)
+    true, human = _labels(objects, human, label_noise, rng)
+    catalog = _field_catalog(objects, xs, ys, wcs, mags, images, ctx.bands, true=true, human=human)
+    for name, values in (extra_columns or {}).items():
+        catalog[name] = values
+    catalog.meta.update(_catalog_meta(target, distance_mpc, label_noise))
+    psf = {band: {"fwhm": t.fwhm, "beta": t.beta} for band, t in psfs.items()}
+    return SimulatedField(
+        images=images,
+        wcs=wcs,
+        catalog=catalog,
+        target=target,
+        distance_mpc=float(distance_mpc),
+        bands=tuple(ctx.bands),
+        psf=psf,
+        seed=seed,
+    )
+
+
+def _labels(objects, human, label_noise, rng):
+    """True classes, and human labels: noisy where inspected (``human`` > 0, default all), else 0."""
     true = np.array([o.true_class for o in objects], dtype=np.int16)
     if human is None:
         human = true
     human = np.where(human > 0, noisy_labels(true, label_noise, rng), 0).astype(np.int16)
+    return true, human
+
+
+def _catalog_meta(target, distance_mpc, label_noise):
+    """The catalogue's meta: pixel origin, target, distance and the label noise applied."""
+    return {
+        "origin": 0,
+        "TARGET": target,
+        "DISTANCE": float(distance_mpc),
+        "LABNOISE": "none"
+        if label_noise_matrix(label_noise) is None
+        else (label_noise if isinstance(label_noise, str) else "matrix"),
+    }
+
+
+def _draw_psfs(ctx, psf_scale):
+    """One Moffat PSF per band, FWHM drawn in the band's range (times ``psf_scale``)."""
+    psfs = {}
+    for band, spec in zip(ctx.bands, ctx.specs):
+        # FWHM ranges are those of the Moffat PSF itself; a star's pixel-integrated
+        # image measures about 0.2 px broader. beta 1.5-2.0 gives star CI about 1.2.
+        psfs[band] = PSFTable(
+            psf_scale * ctx.rng.uniform(*spec.fwhm_range), ctx.rng.uniform(1.5, 2.0)
+        )
+    return psfs
+
+
+def _diffuse_light(shape, ctx, disk, arms):
+    """Per-band images (e-/s) of the old disk and the young arms' light."""
+    disk_up, arms_up = _upsample(disk, shape), _upsample(arms, shape)
+    mu_v = ctx.rng.uniform(20.0, 21.0)  # central disk surface brightness (V mag / arcsec^2)
+    disk_v = 10.0 ** (-0.4 * (mu_v - ctx.zeropoints[3])) * PIXEL_SCALE**2
+    disk_rates = (
+        disk_v
+        * 10.0 ** (-0.4 * _COLOURS["old"])
+        * 10.0 ** (-0.4 * (ctx.zeropoints[3] - ctx.zeropoints))
+    )
+    arm_rates = (
+        0.6
+        * disk_v
+        * 10.0 ** (-0.4 * _COLOURS["young"])
+        * 10.0 ** (-0.4 * (ctx.zeropoints[3] - ctx.zeropoints))
+    )
+    return {
+        band: np.float32(disk_rates[b]) * disk_up + np.float32(arm_rates[b]) * arms_up
+        for b, band in enumerate(ctx.bands)
+    }
+
+
+def _object_magnitudes(objects, ctx):
+    """Vega magnitudes (n_objects, n_bands) of the objects' total light; NaN where none."""
+    n_bands = len(ctx.bands)
+    totals = np.array([o.total_flux(n_bands) for o in objects]).reshape(-1, n_bands)
+    with np.errstate(divide="ignore"):
+        return np.where(
+            totals > 0, ctx.zeropoints - 2.5 * np.log10(np.where(totals > 0, totals, 1.0)), np.nan
+        )
+
+
+def _field_catalog(objects, xs, ys, wcs, mags, images, bands, *, true, human):
+    """The candidate catalogue of a field in PHANGS-HST columns, plus the simulation's truth."""
     sky = wcs.pixel_to_world(xs, ys)
     catalog = QTable()
     catalog["ID_PHANGS_CLUSTER"] = np.arange(1, len(objects) + 1, dtype=np.int32)
@@ -775,29 +831,7 @@ def _build(
     catalog["SIM_MORPHOLOGY"] = [o.morphology for o in objects]
     catalog["SIM_AGE"] = [o.age for o in objects]
     catalog["SIM_REFF_PC"] = np.array([o.r_eff_pc for o in objects], dtype=float)
-    for name, values in (extra_columns or {}).items():
-        catalog[name] = values
-    catalog.meta.update(
-        {
-            "origin": 0,
-            "TARGET": target,
-            "DISTANCE": float(distance_mpc),
-            "LABNOISE": "none"
-            if label_noise_matrix(label_noise) is None
-            else (label_noise if isinstance(label_noise, str) else "matrix"),
-        }
-    )
-    psf = {band: {"fwhm": t.fwhm, "beta": t.beta} for band, t in psfs.items()}
-    return SimulatedField(
-        images=images,
-        wcs=wcs,
-        catalog=catalog,
-        target=target,
-        distance_mpc=float(distance_mpc),
-        bands=tuple(bands),
-        psf=psf,
-        seed=seed,
-    )
+    return catalog
 
 
 def simulate_field(
@@ -926,6 +960,10 @@ def _find_column(table, given, aliases, what):
     )
 
 
+#: Class columns `mock_from_catalog` looks for, in this order.
+_CLASS_ALIASES = ["class", "class_final", "PHANGS_CLUSTER_CLASS_HUMAN", "CLASS_TRUE", "class_human"]
+
+
 def _band_aliases(band):
     low = band.lower()
     return [
@@ -998,72 +1036,25 @@ def mock_from_catalog(
         Its catalogue also has ``SOURCE_ROW``, the row index in ``table``.
     """
     _check_common((100, 100), distance_mpc, field_star_density)
-    x_col = _find_column(
-        table, x_column, ["x", "X", "PHANGS_X", "x_centroid", "xcentroid"], "x pixel"
-    )
-    y_col = _find_column(
-        table, y_column, ["y", "Y", "PHANGS_Y", "y_centroid", "ycentroid"], "y pixel"
-    )
-    if origin is None:
-        origin = table.meta.get(
-            "origin", table.meta.get("ORIGIN", 0 if x_col == "PHANGS_X" else None)
-        )
-    if origin not in (0, 1):
-        raise ValueError(
-            f"origin of the pixel columns {x_col}/{y_col} is unknown; "
-            "pass origin=0 or origin=1 (LEGUS x/y are 1-based)"
-        )
-    cls_col = _find_column(
-        table,
-        class_column,
-        ["class", "class_final", "PHANGS_CLUSTER_CLASS_HUMAN", "CLASS_TRUE", "class_human"],
-        "class",
-    )
+    x, y = _catalog_pixels(table, x_column, y_column, origin)
+    cls_col = _find_column(table, class_column, _CLASS_ALIASES, "class")
     bands = _bands_for(instrument)
-    mag_columns = dict(mag_columns or {})
-    for band in bands:
-        if band not in mag_columns:
-            found = [c for c in _band_aliases(band) if c in table.colnames]
-            mag_columns[band] = found[0] if found else None
-    x = np.ma.filled(np.ma.asarray(table[x_col], dtype=float), np.nan) - origin
-    y = np.ma.filled(np.ma.asarray(table[y_col], dtype=float), np.nan) - origin
-    if region is None:
-        finite = np.isfinite(x) & np.isfinite(y)
-        region = (
-            0,
-            int(np.nanmax(x[finite], initial=0)) + _MARGIN + 1,
-            0,
-            int(np.nanmax(y[finite], initial=0)) + _MARGIN + 1,
-        )
-    xmin, xmax, ymin, ymax = (int(v) for v in region)
+    xmin, xmax, ymin, ymax = _catalog_window(x, y, region)
     shape = (ymax - ymin, xmax - xmin)
     _check_common(shape, distance_mpc, field_star_density)
     rows = np.flatnonzero((x >= xmin) & (x < xmax) & (y >= ymin) & (y < ymax))
     classes = fold_classes(table[cls_col])[rows]
-    mags = np.full((rows.size, len(bands)), np.nan)
-    for b, band in enumerate(bands):
-        if mag_columns[band] is not None:
-            values = np.ma.filled(np.ma.asarray(table[mag_columns[band]], dtype=float), np.nan)
-            mags[:, b] = np.where(values[rows] < 90.0, values[rows], np.nan)
+    mags = _catalog_magnitudes(table, mag_columns, bands, rows)
     label_noise_matrix(label_noise)
     rng = np.random.default_rng(seed)
     ctx = _Context(rng, bands, distance_mpc)
     disk, arms = _diffuse_maps(shape, ctx)
+    # Rows not inspected (class 0) get a class drawn from the default mix.
     drawn = rng.choice(
         CLASSES, size=rows.size, p=np.asarray(DEFAULT_CLASS_MIX) / np.sum(DEFAULT_CLASS_MIX)
     )
     true = np.where(classes > 0, classes, drawn).astype(np.int16)
-    objects = []
-    for t, m in zip(true, mags):
-        v = m[3] if np.isfinite(m[3]) else None
-        for _ in range(50):
-            obj = _make_object(ctx, int(t), v)
-            # a morphology must have light in every band the catalogue measured
-            # (a single-band artefact cannot carry a 5-band detection)
-            if np.all(obj.total_flux(len(bands))[np.isfinite(m)] > 0):
-                break
-        obj.scale_to(m, ctx.zeropoints)
-        objects.append(obj)
+    objects = [_object_like(ctx, int(t), m) for t, m in zip(true, mags)]
     return _build(
         shape,
         objects,
@@ -1082,6 +1073,69 @@ def mock_from_catalog(
         human=classes,
         extra_columns={"SOURCE_ROW": rows.astype(np.int64)},
     )
+
+
+def _catalog_pixels(table, x_column, y_column, origin):
+    """0-based pixel positions of a catalogue's rows (NaN where masked)."""
+    x_col = _find_column(
+        table, x_column, ["x", "X", "PHANGS_X", "x_centroid", "xcentroid"], "x pixel"
+    )
+    y_col = _find_column(
+        table, y_column, ["y", "Y", "PHANGS_Y", "y_centroid", "ycentroid"], "y pixel"
+    )
+    if origin is None:
+        origin = table.meta.get(
+            "origin", table.meta.get("ORIGIN", 0 if x_col == "PHANGS_X" else None)
+        )
+    if origin not in (0, 1):
+        raise ValueError(
+            f"origin of the pixel columns {x_col}/{y_col} is unknown; "
+            "pass origin=0 or origin=1 (LEGUS x/y are 1-based)"
+        )
+    x = np.ma.filled(np.ma.asarray(table[x_col], dtype=float), np.nan) - origin
+    y = np.ma.filled(np.ma.asarray(table[y_col], dtype=float), np.nan) - origin
+    return x, y
+
+
+def _catalog_window(x, y, region):
+    """``(xmin, xmax, ymin, ymax)`` of the field: ``region``, or 0 to the last position + margin."""
+    if region is None:
+        finite = np.isfinite(x) & np.isfinite(y)
+        region = (
+            0,
+            int(np.nanmax(x[finite], initial=0)) + _MARGIN + 1,
+            0,
+            int(np.nanmax(y[finite], initial=0)) + _MARGIN + 1,
+        )
+    return tuple(int(v) for v in region)
+
+
+def _catalog_magnitudes(table, mag_columns, bands, rows):
+    """Vega magnitudes (len(rows), n_bands) of the catalogue; NaN where unmeasured (>= 90)."""
+    mag_columns = dict(mag_columns or {})
+    for band in bands:
+        if band not in mag_columns:
+            found = [c for c in _band_aliases(band) if c in table.colnames]
+            mag_columns[band] = found[0] if found else None
+    mags = np.full((rows.size, len(bands)), np.nan)
+    for b, band in enumerate(bands):
+        if mag_columns[band] is not None:
+            values = np.ma.filled(np.ma.asarray(table[mag_columns[band]], dtype=float), np.nan)
+            mags[:, b] = np.where(values[rows] < 90.0, values[rows], np.nan)
+    return mags
+
+
+def _object_like(ctx, true_class, mags):
+    """An object of ``true_class`` scaled to the catalogue magnitudes ``mags``."""
+    v = mags[3] if np.isfinite(mags[3]) else None
+    for _ in range(50):
+        obj = _make_object(ctx, true_class, v)
+        # a morphology must have light in every band the catalogue measured
+        # (a single-band artefact cannot carry a 5-band detection)
+        if np.all(obj.total_flux(len(ctx.bands))[np.isfinite(mags)] > 0):
+            break
+    obj.scale_to(mags, ctx.zeropoints)
+    return obj
 
 
 @dataclass
