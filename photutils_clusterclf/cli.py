@@ -478,10 +478,27 @@ def _add_train(sub):
     )
     p.add_argument("--label-column", required=True)
     p.add_argument("--out", required=True, help="checkpoint file to write (.pt)")
-    from .cutouts import DEFAULT_CUTOUT_SIZE
-    from .training.options import SCHEDULES
-
     defaults = _train_defaults()
+    _add_network_options(p, defaults)
+    _add_recipe_options(p, defaults)
+    p.add_argument("--origin", type=int, choices=(0, 1), default=None)
+    p.add_argument(
+        "--ignore-band-headers",
+        action="store_true",
+        help="trust the band names given even where a file's FILTER keyword "
+        "or PHANGS name says another band",
+    )
+    p.add_argument("--checkpoint-dir", default=None, help="write a resumable state each epoch")
+    p.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir")
+    p.add_argument("--overwrite", action="store_true")
+    _common(p)
+    p.set_defaults(func=_cmd_train)
+
+
+def _add_network_options(p, defaults):
+    """``train``'s options of the network and its input: architecture, weights, sizes."""
+    from .cutouts import DEFAULT_CUTOUT_SIZE
+
     p.add_argument(
         "--arch",
         help=f"network (default {defaults['arch']}; also resnet34, vgg11_bn, vgg19_bn, small_cnn)",
@@ -514,6 +531,12 @@ def _add_train(sub):
         type=int,
         help="network input side; cutouts are resized to it (default: cutout size)",
     )
+
+
+def _add_recipe_options(p, defaults):
+    """``train``'s options of the recipe: epochs, ensemble, seed, variants, schedule."""
+    from .training.options import SCHEDULES
+
     p.add_argument("--epochs", type=int, help=f"at most this many (default {defaults['epochs']})")
     p.add_argument(
         "--n-models", type=int, help=f"ensemble members (default {defaults['n_models']})"
@@ -547,18 +570,6 @@ def _add_train(sub):
         type=float,
         help=f"label smoothing in [0, 1) (default {defaults['label_smoothing']})",
     )
-    p.add_argument("--origin", type=int, choices=(0, 1), default=None)
-    p.add_argument(
-        "--ignore-band-headers",
-        action="store_true",
-        help="trust the band names given even where a file's FILTER keyword "
-        "or PHANGS name says another band",
-    )
-    p.add_argument("--checkpoint-dir", default=None, help="write a resumable state each epoch")
-    p.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir")
-    p.add_argument("--overwrite", action="store_true")
-    _common(p)
-    p.set_defaults(func=_cmd_train)
 
 
 def _add_pretrain(sub):
