@@ -101,6 +101,16 @@ def _warn_coverage(n, n_classified, positions):
     )
 
 
+def _set_columns(table, columns):
+    """Add ``columns`` (name -> values) to ``table``, warning for each one replaced."""
+    for name, values in columns.items():
+        if name in table.colnames:
+            warnings.warn(
+                f"replacing existing column {name}; pass prefix= to keep it", AstropyUserWarning
+            )
+        table[name] = values
+
+
 class ClusterClassifier:
     """A trained network (or ensemble) with the model card that describes its inputs.
 
@@ -426,8 +436,36 @@ class ClusterClassifier:
         positions = resolve_positions(source, images, origin=origin, use=use, columns=columns)
         table = self._output_table(source, positions, copy=copy)
         n = len(positions.x)
-        batch_size = int(batch_size or default_batch_size(self.device))
+        member_probs, flags, classified = self._predict_positions(
+            images, positions, tta=tta, batch_size=batch_size, progress_bar=progress_bar
+        )
 
+        probs, classes, quality = aggregate_members(member_probs, aggregate=aggregate)
+        classes[~classified] = UNCLASSIFIED
+        quality[~classified] = np.nan
+        probs[~classified] = np.nan
+
+        columns = {names["class"]: classes, names["qual"]: quality}
+        columns.update({names[f"prob{k}"]: probs[:, i] for i, k in enumerate(CLASSES)})
+        columns[names["flags"]] = flags
+        _set_columns(table, columns)
+        _warn_coverage(n, int(classified.sum()), positions)
+        table.meta["clusterclf"] = self._provenance(
+            positions,
+            tta=tta,
+            aggregate=aggregate,
+            column_style=column_style,
+            n_classified=int(classified.sum()),
+            n=n,
+        )
+        return table
+
+    __call__ = classify
+
+    def _predict_positions(self, images, positions, *, tta, batch_size, progress_bar):
+        """Members' probabilities, flags and classified mask of the cutouts at ``positions``."""
+        n = len(positions.x)
+        batch_size = int(batch_size or default_batch_size(self.device))
         member_probs = np.zeros((self.n_members, n, len(CLASSES)), dtype=np.float32)
         flags = np.zeros(n, dtype=np.int16)
         classified = np.zeros(n, dtype=bool)
@@ -442,33 +480,7 @@ class ClusterClassifier:
         ):
             member_probs[:, rows] = probs
             classified[rows] = True
-
-        probs, classes, quality = aggregate_members(member_probs, aggregate=aggregate)
-        classes[~classified] = UNCLASSIFIED
-        quality[~classified] = np.nan
-        probs[~classified] = np.nan
-
-        columns = {names["class"]: classes, names["qual"]: quality}
-        columns.update({names[f"prob{k}"]: probs[:, i] for i, k in enumerate(CLASSES)})
-        columns[names["flags"]] = flags
-        for name, values in columns.items():
-            if name in table.colnames:
-                warnings.warn(
-                    f"replacing existing column {name}; pass prefix= to keep it", AstropyUserWarning
-                )
-            table[name] = values
-        _warn_coverage(n, int(classified.sum()), positions)
-        table.meta["clusterclf"] = self._provenance(
-            positions,
-            tta=tta,
-            aggregate=aggregate,
-            column_style=column_style,
-            n_classified=int(classified.sum()),
-            n=n,
-        )
-        return table
-
-    __call__ = classify
+        return member_probs, flags, classified
 
     def column_names(self, *, column_style="default", prefix="", tag=None):
         """Names of the output columns for a column style.

@@ -162,18 +162,44 @@ def dawid_skene(votes, *, smoothing=0.01, tol=1e-6, max_iter=5000):
     sub = votes[voted]
     counts = _vote_counts(sub)
     if votes.shape[1] == 1:
-        # Nothing to compare a single labeller with: its votes are the labels.
-        posteriors = np.full((votes.shape[0], _K), np.nan)
-        posteriors[voted] = counts
-        prior = (counts.sum(axis=0) + smoothing) / (counts.sum() + _K * smoothing)
-        return DawidSkeneResult(
-            posteriors=posteriors,
-            confusion=np.eye(_K)[None],
-            class_prior=prior,
-            n_iter=0,
-            converged=True,
-            log_likelihood=float(np.log(prior) @ counts.sum(axis=0)),
-        )
+        return _single_labeller(votes.shape[0], voted, counts, smoothing)
+    post, confusion, prior, n_iter, converged, log_likelihood = _em(
+        sub, counts, smoothing=smoothing, tol=tol, max_iter=max_iter
+    )
+    posteriors = np.full((votes.shape[0], _K), np.nan)
+    posteriors[voted] = post
+    return DawidSkeneResult(
+        posteriors=posteriors,
+        confusion=confusion,
+        class_prior=prior,
+        n_iter=n_iter,
+        converged=converged,
+        log_likelihood=log_likelihood,
+    )
+
+
+def _single_labeller(n_rows, voted, counts, smoothing):
+    """Dawid-Skene of one labeller: nothing to compare it with, its votes are the labels."""
+    posteriors = np.full((n_rows, _K), np.nan)
+    posteriors[voted] = counts
+    prior = (counts.sum(axis=0) + smoothing) / (counts.sum() + _K * smoothing)
+    return DawidSkeneResult(
+        posteriors=posteriors,
+        confusion=np.eye(_K)[None],
+        class_prior=prior,
+        n_iter=0,
+        converged=True,
+        log_likelihood=float(np.log(prior) @ counts.sum(axis=0)),
+    )
+
+
+def _em(sub, counts, *, smoothing, tol, max_iter):
+    """EM of the Dawid-Skene model on the candidates with votes (``sub``).
+
+    Starts from the vote fractions ``counts``; returns the posteriors,
+    confusion matrices, class prior, iterations run, whether it converged
+    and the log-likelihood.
+    """
     post = counts / counts.sum(axis=1, keepdims=True)
     onehot = [np.eye(_K + 1)[sub[:, lab]][:, 1:] for lab in range(sub.shape[1])]
     confusion = prior = None
@@ -203,16 +229,7 @@ def dawid_skene(votes, *, smoothing=0.01, tol=1e-6, max_iter=5000):
             "raise max_iter or tol",
             AstropyUserWarning,
         )
-    posteriors = np.full((votes.shape[0], _K), np.nan)
-    posteriors[voted] = post
-    return DawidSkeneResult(
-        posteriors=posteriors,
-        confusion=confusion,
-        class_prior=prior,
-        n_iter=n_iter,
-        converged=converged,
-        log_likelihood=float((top + np.log(norm)).sum()),
-    )
+    return post, confusion, prior, n_iter, converged, float((top + np.log(norm)).sum())
 
 
 def _majority_class(votes, counts, ties):

@@ -330,9 +330,7 @@ def run_demo(
         Name -> path of every file written.
     """
     from .pipeline import classify_files
-    from .evaluation import EvaluationReport
-    from .fileio import atomic_output, write_table
-    from .visualization import save_figure, save_overlay
+    from .fileio import write_table
 
     start = time.perf_counter()
     config = DEMO_CONFIGS["quick" if quick else "full"]
@@ -354,15 +352,7 @@ def run_demo(
     catalog_path = files["catalog"]
 
     progress("classifying the held-out galaxy (the clusterclf classify code path)")
-    paths = {
-        "model": model_path,
-        "catalog_fits": out_dir / "heldout_classified.fits",
-        "catalog_ecsv": out_dir / "heldout_classified.ecsv",
-        "regions": out_dir / "heldout_classes.reg",
-        "confusion_matrix": out_dir / "confusion_matrix.png",
-        "overlay": out_dir / "overlay.png",
-        "report": out_dir / "report.json",
-    }
+    paths = _output_paths(out_dir, model_path)
     table = classify_files(
         model_path,
         catalog_path,
@@ -375,6 +365,37 @@ def run_demo(
     )
     write_table(table, paths["catalog_ecsv"], overwrite=True)
 
+    # (human-like, true class) of the ensemble, then of each member
+    reports = _ensemble_reports(table) + _member_reports(model_path, heldout, table, device)
+    _write_evaluation(paths, config, heldout, table, reports)
+
+    printer("")
+    printer(f"Held-out galaxy ({config.heldout_distance_mpc:g} Mpc, {len(table)} candidates):")
+    printer(format_recall_table(*reports))
+    printer("")
+    printer(f"done in {time.perf_counter() - start:.0f} s; files written:")
+    for path in list(paths.values()) + [heldout_dir]:
+        printer(f"  {path}")
+    return paths
+
+
+def _output_paths(out_dir, model_path):
+    """The files the demo leaves in ``out_dir``, by role."""
+    return {
+        "model": model_path,
+        "catalog_fits": out_dir / "heldout_classified.fits",
+        "catalog_ecsv": out_dir / "heldout_classified.ecsv",
+        "regions": out_dir / "heldout_classes.reg",
+        "confusion_matrix": out_dir / "confusion_matrix.png",
+        "overlay": out_dir / "overlay.png",
+        "report": out_dir / "report.json",
+    }
+
+
+def _ensemble_reports(table):
+    """The ensemble's reports on the classified held-out galaxy (human-like, true)."""
+    from .evaluation import EvaluationReport
+
     # The classified table keeps the catalogue's columns, labels included.
     report_human = EvaluationReport(
         table["PHANGS_CLUSTER_CLASS_HUMAN"],
@@ -385,7 +406,15 @@ def run_demo(
     report_true = EvaluationReport(
         table["CLASS_TRUE"], table["class_ml"], truth_name="true class", pred_name="class_ml"
     )
-    members_human, members_true = _member_reports(model_path, heldout, table, device)
+    return report_human, report_true
+
+
+def _write_evaluation(paths, config, heldout, table, reports):
+    """Write the confusion matrices, the class overlay and the JSON report."""
+    from .fileio import atomic_output
+    from .visualization import save_figure, save_overlay
+
+    report_human, report_true, members_human, members_true = reports
     save_figure(
         confusion_figure(report_human, report_true), paths["confusion_matrix"], overwrite=True
     )
@@ -403,12 +432,3 @@ def run_demo(
                 indent=2,
             )
         )
-
-    printer("")
-    printer(f"Held-out galaxy ({config.heldout_distance_mpc:g} Mpc, {len(table)} candidates):")
-    printer(format_recall_table(report_human, report_true, members_human, members_true))
-    printer("")
-    printer(f"done in {time.perf_counter() - start:.0f} s; files written:")
-    for path in list(paths.values()) + [heldout_dir]:
-        printer(f"  {path}")
-    return paths

@@ -267,6 +267,45 @@ def _wcs_equivalent(wcs1, wcs2, shape):
     return bool(np.all(np.isfinite(offset)) and np.max(offset) < _GRID_TOLERANCE_PX)
 
 
+def _source_files(source):
+    """``(band or None, path)`` of each file of an image source (see `MultiBandImage.from_fits`)."""
+    if isinstance(source, Mapping):
+        items = [(normalize_band_name(b), Path(p)) for b, p in source.items()]
+    elif isinstance(source, (str, Path)):
+        if not Path(source).exists():
+            raise FileNotFoundError(
+                f"image source {source} does not exist; pass a directory "
+                "of PHANGS mosaics, a mapping band -> file or a list of files"
+            )
+        if not Path(source).is_dir():
+            # A single file is a list of one file.
+            items = [(None, Path(source))]
+        else:
+            items = list(phangs_band_files(source).items())
+    elif isinstance(source, (list, tuple)):
+        items = [(None, Path(p)) for p in source]
+    else:
+        raise TypeError(
+            "source must be a mapping band -> path, a directory or a list of "
+            f"paths, got {type(source).__name__}"
+        )
+    if not items:
+        raise ValueError("no image files given")
+    return items
+
+
+def _wanted_files(items, wanted):
+    """The files of the ``wanted`` bands, where every file's band is known before opening it."""
+    known = {b for b, _ in items if b is not None}
+    if len(known) != len(items):
+        return items  # some bands are read from the headers: filtered after reading
+    missing = [b for b in wanted if b not in known]
+    if missing:
+        raise KeyError(f"bands {missing} not in the images; available: {sorted(known)}")
+    # Do not open files of bands that are not wanted.
+    return [(b, p) for b, p in items if b in wanted]
+
+
 class MultiBandImage:
     """Band name -> 2-D image data and WCS, with a reference grid.
 
@@ -443,37 +482,10 @@ class MultiBandImage:
         KeyError
             A requested band is not in ``source``.
         """
-        if isinstance(source, Mapping):
-            items = [(normalize_band_name(b), Path(p)) for b, p in source.items()]
-        elif isinstance(source, (str, Path)):
-            if not Path(source).exists():
-                raise FileNotFoundError(
-                    f"image source {source} does not exist; pass a directory "
-                    "of PHANGS mosaics, a mapping band -> file or a list of files"
-                )
-            if not Path(source).is_dir():
-                # A single file is a list of one file.
-                items = [(None, Path(source))]
-            else:
-                items = list(phangs_band_files(source).items())
-        elif isinstance(source, (list, tuple)):
-            items = [(None, Path(p)) for p in source]
-        else:
-            raise TypeError(
-                "source must be a mapping band -> path, a directory or a list of "
-                f"paths, got {type(source).__name__}"
-            )
-        if not items:
-            raise ValueError("no image files given")
+        items = _source_files(source)
         if bands is not None:
             wanted = [normalize_band_name(b) for b in bands]
-            known = {b for b, _ in items if b is not None}
-            if len(known) == len(items):
-                missing = [b for b in wanted if b not in known]
-                if missing:
-                    raise KeyError(f"bands {missing} not in the images; available: {sorted(known)}")
-                # Do not open files of bands that are not wanted.
-                items = [(b, p) for b, p in items if b in wanted]
+            items = _wanted_files(items, wanted)
         data, wcs, sources, opened, mapped, handle = {}, {}, {}, [], {}, {}
         try:
             for band, path in items:

@@ -531,9 +531,21 @@ def plot_overlay(
     )
     ax = _new_axes(ax, (8, 8))
     ax.imshow(rgb, origin="lower", extent=extent, interpolation="nearest")
+    drawn = _draw_class_circles(ax, x[inside], y[inside], classes[inside], colors, radius)
+    ax.set_xlim(extent[0], extent[1])
+    ax.set_ylim(extent[2], extent[3])
+    ax.set_xlabel("x (pixel, 0-based)")
+    ax.set_ylabel("y (pixel, 0-based)")
+    if legend and drawn:
+        _class_legend(ax, drawn, colors, title=column)
+    return ax
+
+
+def _draw_class_circles(ax, x, y, classes, colors, radius):
+    """Draw a circle at each position, coloured by class; returns the classes drawn."""
     drawn = []
     for cls in CLASSES:
-        rows = np.flatnonzero(inside & (classes == cls))
+        rows = np.flatnonzero(classes == cls)
         if not rows.size:
             continue
         # One collection per class draws 10^4 circles in about a second;
@@ -548,25 +560,24 @@ def plot_overlay(
         circles.set_gid(f"class{cls}")
         ax.add_collection(circles, autolim=False)
         drawn.append(cls)
-    ax.set_xlim(extent[0], extent[1])
-    ax.set_ylim(extent[2], extent[3])
-    ax.set_xlabel("x (pixel, 0-based)")
-    ax.set_ylabel("y (pixel, 0-based)")
-    if legend and drawn:
-        handles = [
-            Line2D(
-                [],
-                [],
-                marker="o",
-                linestyle="",
-                markerfacecolor="none",
-                markeredgecolor=colors[c],
-                label=CLASS_LABELS[c],
-            )
-            for c in drawn
-        ]
-        ax.legend(handles=handles, loc="upper right", fontsize=8, title=column, framealpha=0.7)
-    return ax
+    return drawn
+
+
+def _class_legend(ax, classes, colors, *, title):
+    """A legend of open circles, one per class."""
+    handles = [
+        Line2D(
+            [],
+            [],
+            marker="o",
+            linestyle="",
+            markerfacecolor="none",
+            markeredgecolor=colors[c],
+            label=CLASS_LABELS[c],
+        )
+        for c in classes
+    ]
+    ax.legend(handles=handles, loc="upper right", fontsize=8, title=title, framealpha=0.7)
 
 
 def save_overlay(images, table, path, *, overwrite=False, dpi=150, **kwargs):
