@@ -93,3 +93,43 @@ def test_every_module_says_its_job():
         doc = ast.get_docstring(ast.parse(path.read_text()))
         assert doc, f"{name} has no module docstring"
         assert "DESIGN.md" not in path.read_text(), f"{name} cites DESIGN.md"
+
+
+#: The longest a function may be, in lines from its ``def`` to its end,
+#: its docstring not counted.
+MAX_FUNCTION_LINES = 60
+
+
+def _function_lengths(source):
+    """``(name, first line, length)`` of every function in ``source``, docstrings excluded."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        length = node.end_lineno - node.lineno + 1
+        doc = node.body[0]
+        if isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant):
+            if isinstance(doc.value.value, str):
+                length -= doc.end_lineno - doc.lineno + 1
+        found.append((node.name, node.lineno, length))
+    return found
+
+
+def test_function_length_counts_code_not_docstrings():
+    source = (
+        "def f(\n    a,\n):\n"
+        '    """Doc\n\n    more doc.\n    """\n'
+        "    x = a\n    return x\n"
+        "\n\nasync def g():\n    def inner():\n        pass\n    return 1\n"
+    )
+    assert _function_lengths(source) == [("f", 1, 5), ("g", 12, 4), ("inner", 13, 2)]
+
+
+def test_no_long_functions():
+    long = [
+        f"{path.relative_to(PACKAGE.parent)}:{line} {name} ({length} lines)"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for name, line, length in _function_lengths(path.read_text())
+        if length > MAX_FUNCTION_LINES
+    ]
+    assert not long, f"functions over {MAX_FUNCTION_LINES} lines: " + "; ".join(long)
