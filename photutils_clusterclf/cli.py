@@ -429,6 +429,15 @@ def _add_images_options(p, *, required=True):
     )
 
 
+def _add_band_header_option(p):
+    p.add_argument(
+        "--ignore-band-headers",
+        action="store_true",
+        help="trust the band names given even where a file's FILTER keyword "
+        "or PHANGS name says another band",
+    )
+
+
 def _common(p, *, device=True):
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     if device:
@@ -482,12 +491,7 @@ def _add_train(sub):
     _add_network_options(p, defaults)
     _add_recipe_options(p, defaults)
     p.add_argument("--origin", type=int, choices=(0, 1), default=None)
-    p.add_argument(
-        "--ignore-band-headers",
-        action="store_true",
-        help="trust the band names given even where a file's FILTER keyword "
-        "or PHANGS name says another band",
-    )
+    _add_band_header_option(p)
     p.add_argument("--checkpoint-dir", default=None, help="write a resumable state each epoch")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir")
     p.add_argument("--overwrite", action="store_true")
@@ -612,12 +616,7 @@ def _add_classify(sub):
         help="candidate catalogue (FITS, ECSV, CSV, LEGUS .tab) or DS9 .reg file",
     )
     _add_images_options(p)
-    p.add_argument(
-        "--ignore-band-headers",
-        action="store_true",
-        help="trust the band names given even where a file's FILTER keyword "
-        "or PHANGS name says another band",
-    )
+    _add_band_header_option(p)
     p.add_argument("--out", required=True, help="output catalogue (.fits or .ecsv)")
     p.add_argument("--regions", default=None, help="also write a DS9 region file")
     p.add_argument(
