@@ -457,7 +457,11 @@ def _add_demo(sub):
     p.add_argument(
         "--out", default="clusterclf-demo", help="output directory (default ./clusterclf-demo)"
     )
-    p.add_argument("--quick", action="store_true", help="smaller fields and model (< 3 min)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run: smaller fields, fewer epochs (<= 3 min on an idle 2-core CPU)",
+    )
     p.add_argument("--retrain", action="store_true", help="retrain even if a model exists")
     _common(p)
     p.set_defaults(func=_cmd_demo)
