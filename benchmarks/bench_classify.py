@@ -2,9 +2,11 @@
 
 Simulates (once, cached in ``benchmarks/_data/``) a square 5-band field
 with ``--n-candidates`` candidates written as PHANGS-named FITS files, and
-a randomly initialised classifier of the package's default configuration
-(resnet18, 32 px cutouts, 32 px input). Then it times, with the same model
-and batch size:
+a randomly initialised classifier of the configuration ``clusterclf train``
+produces by default (resnet18 with the variant of
+``models.RECOMMENDED_VARIANTS``, i.e. the no-max-pool stem; the training
+default normalisation; 32 px cutouts, 32 px input; ``--stem`` / ``--head``
+time another variant). Then it times, with the same model and batch size:
 
 (a) the network's forward pass alone on pre-made normalised batches
     (``InferenceEngine.member_probs``, what `classify` calls per batch);
@@ -77,24 +79,49 @@ def field_files(size, n_candidates, *, seed=1):
     return paths, {**info, "cached": False}
 
 
-def model_file(*, arch=ARCH, cutout_size=CUTOUT_SIZE, input_size=INPUT_SIZE, seed=0):
-    """Checkpoint of a randomly initialised classifier (timing only), cached."""
-    from photutils_clusterclf import ClusterClassifier, build_model
+def model_file(
+    *, arch=ARCH, stem="auto", head="auto", cutout_size=CUTOUT_SIZE, input_size=INPUT_SIZE, seed=0
+):
+    """Checkpoint of a randomly initialised classifier (timing only), cached.
 
-    path = DATA / f"model_{arch}_c{cutout_size}_i{input_size}_seed{seed}.pt"
+    ``stem`` / ``head`` ``"auto"`` resolve as `train_classifier` resolves them
+    (`~photutils_clusterclf.models.RECOMMENDED_VARIANTS`), and the
+    normalisation is the training default, so by default this is the network
+    that ``clusterclf train`` produces. The variant is recorded in the model
+    card (as training records it) and is part of the cache key.
+
+    Returns
+    -------
+    path : `~pathlib.Path`
+        The checkpoint.
+    variant : dict
+        ``{"stem": ..., "head": ...}`` actually built.
+    """
+    from photutils_clusterclf import ClusterClassifier, build_model
+    from photutils_clusterclf.training import TrainingOptions
+
+    options = TrainingOptions(arch=arch, stem=stem, head=head, weights=None)
+    stem, head = options.variant()
+    normalization = options.make_normalization()
+    path = DATA / (
+        f"model_{arch}_stem-{stem}_head-{head}_{normalization.name}"
+        f"_c{cutout_size}_i{input_size}_seed{seed}.pt"
+    )
     if not path.exists():
         DATA.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(seed)
-        model = build_model(arch, n_bands=len(BANDS), n_classes=4)
+        model = build_model(arch, n_bands=len(BANDS), n_classes=4, stem=stem, head=head)
         ClusterClassifier.from_model(
             model,
             arch=arch,
             bands=BANDS,
             cutout_size=cutout_size,
             input_size=input_size,
+            normalization=normalization,
             device="cpu",
+            model_options={"stem": stem, "head": head},
         ).save(path)
-    return path
+    return path, {"stem": stem, "head": head}
 
 
 def peak_rss_mb():
@@ -131,6 +158,18 @@ def main(argv=None):
     parser.add_argument(
         "--min-seconds", type=float, default=5.0, help="shortest network-alone measurement"
     )
+    parser.add_argument(
+        "--stem",
+        default="auto",
+        choices=("auto", "standard", "nopool", "stride1"),
+        help="network stem (default: what training picks, models.RECOMMENDED_VARIANTS)",
+    )
+    parser.add_argument(
+        "--head",
+        default="auto",
+        choices=("auto", "standard", "compact"),
+        help="network head (default: what training picks)",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
         "--num-threads",
@@ -158,12 +197,14 @@ def main(argv=None):
             else f"simulated in {info['simulate_s']:.0f} s, written in {info['write_s']:.0f} s"
         )
     )
-    model = model_file()
+    model, variant = model_file(stem=args.stem, head=args.head)
     clf = ClusterClassifier.load(model, device=args.device)
     batch_size = args.batch_size or default_batch_size(clf.device)
     n = args.n_candidates
     print(
-        f"model {ARCH} cutout {CUTOUT_SIZE} input {INPUT_SIZE}, device {clf.device}, "
+        f"model {ARCH} stem {variant['stem']} head {variant['head']} "
+        f"normalization {clf.normalization.name}, cutout {CUTOUT_SIZE} input {INPUT_SIZE}, "
+        f"device {clf.device}, "
         f"batch {batch_size}, torch threads {torch.get_num_threads()}"
     )
 

@@ -56,7 +56,7 @@ def run_case(args):
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     paths, _ = field_files(args.size, args.n_candidates)
-    model = model_file(arch=args.arch)
+    model, _ = model_file(arch=args.arch)
     peaks = {"RssAnon": 0.0, "RssFile": 0.0}
     done = threading.Event()
 

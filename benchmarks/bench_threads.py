@@ -86,7 +86,7 @@ def make_jobs(args, workdir):
     from photutils_clusterclf.training import TrainingSet, train_classifier
 
     paths, _ = field_files(2000, args.n_candidates)
-    model = model_file()
+    model, _ = model_file()
     images = {b: paths[b] for b in BANDS}
     cat = read_catalog(paths["catalog"])[: args.n_train]
     with MultiBandImage.from_fits(images) as opened:

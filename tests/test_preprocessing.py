@@ -60,6 +60,30 @@ def test_normalization_scale_is_astropy_mad_std_of_the_border():
     np.testing.assert_allclose(scale, mad_std(border, axis=-1, ignore_nan=True), rtol=1e-3)
 
 
+@pytest.mark.parametrize("values", ["normal", "ties"])
+def test_median_and_mad_equal_numpy_exactly(values):
+    # The one-sort median and the binary-search MAD select exactly the
+    # float32 values numpy's nanmedian finds (odd/even counts, ties, NaN
+    # runs, all-NaN rows), so normalised cutouts do not change by one bit.
+    from photutils_clusterclf.preprocessing import _nanmedian_and_mad_last
+
+    rng = np.random.default_rng(7)
+    for n in (1, 2, 5, 48):
+        data = rng.normal(3.0, 2.0, (40, 3, n))
+        if values == "ties":
+            data = np.round(data)
+        data = data.astype(np.float32)
+        data[rng.random(data.shape) < 0.3] = np.nan
+        data[0] = np.nan
+        med, mad = _nanmedian_and_mad_last(data)
+        with pytest.warns(RuntimeWarning, match="All-NaN"):
+            expected = np.nanmedian(data, axis=-1)
+            expected_mad = np.nanmedian(np.abs(data - expected[..., None]), axis=-1)
+        assert med.dtype == mad.dtype == np.float32
+        np.testing.assert_array_equal(med, expected)
+        np.testing.assert_array_equal(mad, expected_mad)
+
+
 def test_normalization_invariant_to_affine_flux_changes():
     data = _cutouts()
     norm = Normalization()
