@@ -460,7 +460,7 @@ def _add_demo(sub):
     p.add_argument(
         "--quick",
         action="store_true",
-        help="a smoke run: smaller fields, fewer epochs (<= 3 min on an idle 2-core CPU)",
+        help="a smoke run: smaller fields, the small network small_cnn (<= 3 min on an idle 2-core CPU)",
     )
     p.add_argument("--retrain", action="store_true", help="retrain even if a model exists")
     _common(p)

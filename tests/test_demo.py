@@ -48,15 +48,15 @@ def test_quick_demo_end_to_end(tmp_path, capsys):
     assert (table["class_ml"] > 0).sum() == len(Regions.read(out / "heldout_classes.reg"))
     report = json.loads((out / "report.json").read_text())
     assert report["true_classes"]["n"] > 0
-    # --quick is a smoke run (3 epochs): every member learns (its training
-    # loss falls), and the ensemble beats guessing with the class frequencies
+    # --quick is a smoke run (small_cnn): every member learns (its training
+    # loss falls), and the ensemble beats always answering the commonest class
     # on a galaxy it never saw; what the method reaches is the full demo's.
     assert "smoke run" in printed
     for member in load_checkpoint(out / "model.pt").card.training["members"]:
         losses = [epoch["train_loss"] for epoch in member["log"]]
         assert losses[-1] < losses[0]
     truth = np.asarray(report["true_classes"]["confusion_matrix"]).sum(axis=1)
-    assert report["true_classes"]["overall_accuracy"] > ((truth / truth.sum()) ** 2).sum() + 0.05
+    assert report["true_classes"]["overall_accuracy"] > truth.max() / truth.sum() + 0.05
 
     # The held-out galaxy goes straight onto the inspection page.
     page = tmp_path / "inspect.html"
@@ -115,7 +115,7 @@ def test_demo_prints_its_wall_time(tmp_path, monkeypatch):
     assert 60 * minutes + seconds == total
     assert 0.9 * elapsed - 1 <= total <= elapsed + 1
     # Training is the span between the progress lines around it, not the whole run.
-    began = next(_seconds(x) for x in lines if "training resnet18" in x)
+    began = next(_seconds(x) for x in lines if f"training {tiny.arch}" in x)
     ended = next(_seconds(x) for x in lines if "simulating demo-heldout" in x)
     assert training <= ended - began + 1 and training < total
 
