@@ -80,7 +80,7 @@ def make_jobs(args, workdir):
     )
 
     from photutils_clusterclf.catalogs import read_catalog
-    from photutils_clusterclf.cli import classify_files
+    from photutils_clusterclf.pipeline import classify_files
     from photutils_clusterclf.cutouts import extract_cutouts
     from photutils_clusterclf.images import MultiBandImage
     from photutils_clusterclf.training import TrainingSet, train_classifier
