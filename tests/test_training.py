@@ -1,5 +1,7 @@
 """Tests of `photutils_clusterclf.training`: training sets, the loop, checkpoints, resume."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -431,3 +433,10 @@ def test_missing_imagenet_weights_warn_or_raise():
     assert clf.card.training["options"]["weights"] is None
     with pytest.raises(FileNotFoundError, match="resnet18"):
         train_classifier(ts, require_pretrained=True, **opts)
+
+
+def test_training_progress_lines_round_the_recall(two_galaxies, capsys):
+    # The per-epoch lines of a log are read by people: 3 decimals, not 17.
+    train_classifier(two_galaxies, **{**FAST, "progress_bar": True})
+    recalls = re.findall(r"recall=([0-9.]+)", capsys.readouterr().err)
+    assert recalls and all(len(r.partition(".")[2]) == 3 for r in recalls)

@@ -566,7 +566,9 @@ def _train_member(trainer, path, resume, ctx, bar, log):
         bar.set_postfix(
             member=trainer.member + 1,
             loss=f"{record['train_loss']:.3f}",
-            recall=record["val_macro_recall"],
+            recall="-"
+            if record["val_macro_recall"] is None
+            else f"{record['val_macro_recall']:.3f}",
         )
         if log is not None and ctx.main:
             log(record)
