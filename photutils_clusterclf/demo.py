@@ -99,6 +99,8 @@ def _simulate(config, distance, seed, target, progress):
 
 
 def _train(config, model_path, *, device, progress_bar, progress):
+    import torch
+
     from .models import imagenet_weights_file
     from .training import TrainingSet, train_classifier
 
@@ -123,6 +125,8 @@ def _train(config, model_path, *, device, progress_bar, progress):
             f"training {config.arch} from random initialisation: no ImageNet weights "
             f"at {weights_file} (put them there to fine-tune as in Wei et al. 2020)"
         )
+    # The thread count decides the exact numbers (and the speed under load).
+    progress(f"{torch.get_num_threads()} torch thread(s), {config.n_models} network(s)")
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="ImageNet weights")  # said just above

@@ -5,6 +5,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 from astropy.table import Table
 from regions import Regions
 
@@ -114,6 +115,8 @@ def test_demo_prints_its_wall_time(tmp_path, monkeypatch):
     minutes, seconds, total, training = map(int, match.groups())
     assert 60 * minutes + seconds == total
     assert 0.9 * elapsed - 1 <= total <= elapsed + 1
+    # The thread count, which decides the exact numbers, is said.
+    assert any(f"] {torch.get_num_threads()} torch thread(s), 1 network(s)" in x for x in lines)
     # Training is the span between the progress lines around it, not the whole run.
     began = next(_seconds(x) for x in lines if f"training {tiny.arch}" in x)
     ended = next(_seconds(x) for x in lines if "simulating demo-heldout" in x)
