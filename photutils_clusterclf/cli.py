@@ -312,6 +312,7 @@ _TRAIN_OPTIONS = (
     "head",
     "schedule",
     "label_smoothing",
+    "lr",
     "freeze_backbone_epochs",
     "backbone_lr_factor",
 )
@@ -543,9 +544,16 @@ def _add_network_options(p, defaults):
 
 def _add_recipe_options(p, defaults):
     """``train``'s options of the recipe: epochs, ensemble, seed, variants, schedule."""
-    from .training.options import SCHEDULES
+    from .training.options import DEFAULT_LR, RECOMMENDED_LR, SCHEDULES
 
     p.add_argument("--epochs", type=int, help=f"at most this many (default {defaults['epochs']})")
+    p.add_argument(
+        "--lr",
+        type=float,
+        help="peak learning rate (default auto: "
+        + "".join(f"{lr:g} for {arch}, " for arch, lr in RECOMMENDED_LR.items())
+        + f"{DEFAULT_LR:g} otherwise)",
+    )
     p.add_argument(
         "--n-models", type=int, help=f"ensemble members (default {defaults['n_models']})"
     )

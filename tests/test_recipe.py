@@ -301,3 +301,23 @@ def test_cli_train_help_lists_the_variants_and_normalizations(capsys):
     assert "{" + ",".join(("auto",) + HEADS) + "}" in out
     listed = out.split("--normalization {")[1].split("}")[0].split(",")
     assert set(listed) == set(NORMALIZATIONS)
+
+
+def test_auto_learning_rate_follows_the_architecture(capsys):
+    from photutils_clusterclf.cli import main
+    from photutils_clusterclf.training.options import DEFAULT_LR, RECOMMENDED_LR, TrainingOptions
+
+    assert TrainingOptions(arch="vgg19_bn").lr == RECOMMENDED_LR["vgg19_bn"] != DEFAULT_LR
+    assert TrainingOptions(arch="resnet18").lr == DEFAULT_LR
+    assert TrainingOptions(arch="vgg19_bn", lr=5e-4).lr == 5e-4  # a number is kept
+    for bad in ("fast", 0, -1e-3, True):
+        with pytest.raises(ValueError, match="lr must be a positive number or 'auto'"):
+            TrainingOptions(lr=bad)
+    # The card records the number "auto" chose, and the optimiser used it.
+    clf = train_classifier(_tiny_set(), schedule="plateau", **FAST)
+    assert clf.card.training["options"]["lr"] == DEFAULT_LR
+    assert clf.card.training["members"][0]["log"][0]["lr"] == DEFAULT_LR
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--lr LR peak learning rate (default auto: 0.0003 for vgg19_bn, 0.001 otherwise)" in out
