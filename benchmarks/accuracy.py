@@ -18,6 +18,16 @@ labelling of it, and the training time. Models:
     `train_classifier` with its current defaults;
 ``vgg``
     the current defaults with ``arch="vgg19_bn"``;
+``new_fc``
+    the current defaults with forward correction for label noise
+    (``label_noise``), the matrix estimated without the true classes: the
+    validation galaxy is classified by two more simulated people, and
+    `~photutils_clusterclf.consensus.dawid_skene` on the three
+    classifications gives each person's confusion matrix (their mean is
+    used);
+``new_fc_known``
+    the same with the simulator's own matrix (``label_noise="human"``):
+    what forward correction gives with a perfect estimate;
 ``features_truth``, ``new_truth``
     the upper bounds: the same feature baseline and CNN recipe trained on
     the TRUE classes of the training galaxies (validated on the true classes
@@ -101,6 +111,8 @@ MODELS = {
     "old": ("cnn", "human", OLD_RECIPE),
     "new": ("cnn", "human", {}),
     "vgg": ("cnn", "human", {"arch": "vgg19_bn"}),
+    "new_fc": ("cnn", "human", {"label_noise": "estimated"}),
+    "new_fc_known": ("cnn", "human", {"label_noise": "human"}),
     "features_truth": ("features", "truth", {}),
     "new_truth": ("cnn", "truth", {}),
 }
@@ -149,6 +161,25 @@ def galaxy_data(config_name, *, log=print):
             )
     with np.load(path, allow_pickle=False) as npz:
         return {k: npz[k] for k in npz.files}
+
+
+def estimated_label_noise(data, *, n_labellers=3, seed=13):
+    """P(label | true class) estimated as a survey team could, without the truth.
+
+    The validation galaxy's human-like labels plus ``n_labellers - 1``
+    independent human-like classifications of it, combined by
+    `~photutils_clusterclf.consensus.dawid_skene`; the mean of the
+    labellers' confusion matrices.
+    """
+    from photutils_clusterclf.consensus import dawid_skene
+
+    val = _roles(data) == "validation"
+    rng = np.random.default_rng(seed)
+    votes = [data["human"][val]] + [
+        noisy_labels(data["truth"][val], "human", rng) for _ in range(n_labellers - 1)
+    ]
+    matrix = dawid_skene(np.column_stack(votes)).confusion.mean(axis=0)
+    return matrix / matrix.sum(axis=1, keepdims=True)
 
 
 def _roles(data):
@@ -202,6 +233,8 @@ def run_model(
             data["cutouts"][fit], data[labels][fit], galaxy=data["galaxy"][fit], bands=bands
         )
         options = {**recipe, **overrides}
+        if isinstance(options.get("label_noise"), str) and options["label_noise"] == "estimated":
+            options["label_noise"] = estimated_label_noise(data).tolist()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", AstropyUserWarning)  # no ImageNet weights: said below
             clf = train_classifier(

@@ -110,6 +110,22 @@ def _log_probs(z, temperature):
     return logsumexp(log_p, axis=0) - math.log(z.shape[0])
 
 
+def _through_noise(log_p, label_noise):
+    """``log(p @ label_noise)``: log P(label | x) from log P(true class | x)."""
+    if label_noise is None:
+        return log_p
+    noise = np.asarray(label_noise, dtype=np.float64)
+    k = log_p.shape[1]
+    if noise.shape != (k, k) or not np.isfinite(noise).all() or (noise < 0).any():
+        raise ValueError(
+            f"label_noise must be a ({k}, {k}) matrix of probabilities "
+            f"P(label | true class), got shape {noise.shape}"
+        )
+    with np.errstate(divide="ignore"):
+        log_noise = np.log(noise)
+    return logsumexp(log_p[:, :, np.newaxis] + log_noise, axis=1)
+
+
 def temperature_softmax(logits, temperature=1.0):
     """Probabilities ``softmax(logits / T)``, averaged over ensemble members.
 
@@ -148,7 +164,7 @@ def negative_log_likelihood(probs, labels):
         return float(-np.log(p[np.arange(y.size), y]).mean())
 
 
-def fit_temperature(logits, labels, *, bounds=TEMPERATURE_BOUNDS):
+def fit_temperature(logits, labels, *, bounds=TEMPERATURE_BOUNDS, label_noise=None):
     """The temperature that minimises the negative log-likelihood of labelled logits.
 
     A coarse grid in ``log T`` finds the basin of the minimum (the NLL of
@@ -165,6 +181,11 @@ def fit_temperature(logits, labels, *, bounds=TEMPERATURE_BOUNDS):
         ``(N,)`` classes ``1..K`` of the rows.
     bounds : tuple of float, optional
         Search interval ``(low, high)``, ``0 < low < high``.
+    label_noise : array-like (K, K), optional
+        For a network trained with forward correction (its probabilities
+        are of the true classes, the labels noisy): P(label = j | true
+        class = i). The likelihood is then that of the labels under
+        ``softmax(logits / T) @ label_noise``.
 
     Returns
     -------
@@ -188,7 +209,7 @@ def fit_temperature(logits, labels, *, bounds=TEMPERATURE_BOUNDS):
     rows = np.arange(y.size)
 
     def nll(log_t):
-        return -_log_probs(z, math.exp(log_t))[rows, y].mean()
+        return -_through_noise(_log_probs(z, math.exp(log_t)), label_noise)[rows, y].mean()
 
     grid = np.linspace(math.log(low), math.log(high), 41)
     values = [nll(g) for g in grid]
@@ -328,7 +349,7 @@ def brier_score(probs, labels):
     return float(((p - onehot) ** 2).sum(axis=1).mean())
 
 
-def calibration_summary(logits, labels, temperature, *, n_bins=15):
+def calibration_summary(logits, labels, temperature, *, n_bins=15, label_noise=None):
     """NLL, ECE and Brier score of labelled logits at ``T = 1`` and at ``temperature``.
 
     Parameters
@@ -341,6 +362,9 @@ def calibration_summary(logits, labels, temperature, *, n_bins=15):
         The fitted temperature.
     n_bins : int, optional
         Bins of the ECE.
+    label_noise : array-like (K, K), optional
+        As in `fit_temperature`: the metrics are then those of the label
+        probabilities ``softmax(logits / T) @ label_noise``.
 
     Returns
     -------
@@ -351,7 +375,7 @@ def calibration_summary(logits, labels, temperature, *, n_bins=15):
     z = _logits(logits)
     out = {"temperature": check_positive("temperature", temperature), "n_objects": int(z.shape[1])}
     for when, t in (("before", 1.0), ("after", out["temperature"])):
-        p = temperature_softmax(z, t)
+        p = np.exp(_through_noise(_log_probs(z, t), label_noise))
         out[f"nll_{when}"] = negative_log_likelihood(p, labels)
         out[f"ece_{when}"] = expected_calibration_error(p, labels, n_bins=n_bins)
         out[f"brier_{when}"] = brier_score(p, labels)

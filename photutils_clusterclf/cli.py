@@ -265,6 +265,8 @@ def _cmd_train(args):
     }
     if options.get("weights") == "none":
         options["weights"] = None
+    if "label_noise" in options:
+        options["label_noise"] = _read_label_noise(options["label_noise"])
     options = TrainingOptions(**options)
     specs = [_parse_galaxy(spec) for spec in args.galaxy]
     with contextlib.ExitStack() as stack:
@@ -312,6 +314,7 @@ _TRAIN_OPTIONS = (
     "head",
     "schedule",
     "label_smoothing",
+    "label_noise",
     "lr",
     "freeze_backbone_epochs",
     "backbone_lr_factor",
@@ -481,6 +484,24 @@ def _add_simulate(sub):
     p.set_defaults(func=_cmd_simulate)
 
 
+def _read_label_noise(value):
+    """``--label-noise``: a name (``human``, ``none``) or a text file of 4 rows of 4 numbers."""
+    import numpy as np
+
+    if value.lower() in ("human", "none"):
+        return value
+    path = Path(value)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"--label-noise {value}: no such file; give 'human', 'none' or a text "
+            "file of 4 rows of 4 probabilities P(label | true class)"
+        )
+    try:
+        return np.loadtxt(path, ndmin=2).tolist()
+    except ValueError as exc:
+        raise ValueError(f"--label-noise {value}: not a table of numbers ({exc})") from None
+
+
 def _add_train(sub):
     p = sub.add_parser("train", help="train a classifier on labelled galaxies")
     p.add_argument(
@@ -585,6 +606,13 @@ def _add_recipe_options(p, defaults):
         "--label-smoothing",
         type=float,
         help=f"label smoothing in [0, 1) (default {defaults['label_smoothing']})",
+    )
+    p.add_argument(
+        "--label-noise",
+        metavar="{human,none,FILE}",
+        help="how the labels were made from the true classes, for forward "
+        "correction: 'human' (the package's human-classifier matrix) or a text "
+        "file of 4 rows of 4 probabilities P(label | true class) (default none)",
     )
 
 

@@ -114,6 +114,26 @@ def _class_weights(labels, class_balance):
     )
 
 
+def _label_logits(logits, log_noise):
+    """Logits of the labels under forward correction: ``log(softmax(logits) @ noise)``.
+
+    The rows of the noise matrix sum to 1, so these are normalised log
+    probabilities, and ``cross_entropy`` of them (which applies
+    ``log_softmax``, an identity here) is the corrected loss, with label
+    smoothing and soft targets as usual. Without a matrix: the logits.
+    """
+    if log_noise is None:
+        return logits
+    return torch.logsumexp(F.log_softmax(logits, dim=1).unsqueeze(2) + log_noise, dim=1)
+
+
+def _log_noise(label_noise, device):
+    """log of the label-noise matrix as a tensor on ``device``, or None."""
+    if label_noise is None:
+        return None
+    return torch.log(torch.tensor(label_noise, dtype=torch.float32)).to(device)
+
+
 def _epoch_order(train_idx, labels, class_balance, generator):
     """Global order of the training rows for one epoch (identical on every rank)."""
     if class_balance == "sampler":
@@ -239,6 +259,7 @@ class _Trainer:
             _class_weights(ts.labels[self.train_idx], opts["class_balance"]), dtype=torch.float32
         )
         self.device_class_weights = self.class_weights.to(ctx.device)
+        self.log_noise = _log_noise(opts["label_noise"], ctx.device)
         self.epoch = 0
         self.best = {"epoch": 0, "score": None, "state": _cpu_state(self.model)}
         self.bad_epochs = 0
@@ -354,7 +375,7 @@ class _Trainer:
                 # object weighted by its expected class weight.
                 y = self.soft[batch[share]].to(ctx.device)
                 weight, denom = y @ w, (self.soft[batch] @ self.class_weights).sum()
-            logits = self.network(x)
+            logits = _label_logits(self.network(x), self.log_noise)
             # Sum over this rank's share / global weight sum, times the world
             # size because DDP averages gradients over ranks: the gradient is
             # that of the global weighted mean loss.
@@ -395,9 +416,12 @@ class _Trainer:
         self.module.eval()
         stats = torch.zeros(k * k + 1, dtype=torch.float64)  # confusion matrix, loss sum
         for x, y in self.val_batches:
-            logits = self.module(x.to(ctx.device)).float().cpu()
-            stats[: k * k] += _confusion(logits, y).flatten().double()
-            stats[-1] += F.cross_entropy(logits, y, reduction="sum").double()
+            logits = self.module(x.to(ctx.device)).float()
+            # Recall of the predicted (true) classes against the labels; the
+            # loss is that of the labels (forward-corrected with a matrix).
+            stats[: k * k] += _confusion(logits.cpu(), y).flatten().double()
+            label_logits = _label_logits(logits, self.log_noise).cpu()
+            stats[-1] += F.cross_entropy(label_logits, y, reduction="sum").double()
         stats = ctx.all_reduce(stats)
         recall, macro = _recalls(stats[: k * k].reshape(k, k))
         return float(stats[-1]) / max(self.val_idx.size, 1), recall, macro
@@ -441,7 +465,7 @@ class _Trainer:
 
 
 @torch.no_grad()
-def _fit_calibration(models, val_batches, n_val, ctx, labels):
+def _fit_calibration(models, val_batches, n_val, ctx, labels, label_noise):
     """Temperature of the trained ensemble on the validation set, and its record.
 
     One temperature for all members, fitted on the mean of their
@@ -466,13 +490,16 @@ def _fit_calibration(models, val_batches, n_val, ctx, labels):
             start += len(x)
     logits = ctx.all_reduce(logits).numpy()
     try:
-        temperature = fit_temperature(logits, labels)
+        temperature = fit_temperature(logits, labels, label_noise=label_noise)
     except ValueError as exc:
         warnings.warn(f"probabilities left uncalibrated (temperature 1): {exc}", AstropyUserWarning)
         return 1.0, {"method": "none", "reason": str(exc)}
+    method = "temperature scaling on the validation set"
+    if label_noise is not None:
+        method += " (likelihood of the labels through the label-noise matrix)"
     return temperature, {
-        "method": "temperature scaling on the validation set",
-        **calibration_summary(logits, labels, temperature),
+        "method": method,
+        **calibration_summary(logits, labels, temperature, label_noise=label_noise),
     }
 
 
@@ -548,6 +575,7 @@ def _state_options(options, weights, input_size, split, normalization):
         "head": head,
         "schedule": options.schedule,
         "label_smoothing": options.label_smoothing,
+        "label_noise": options.to_dict()["label_noise"],
     }
 
 
@@ -611,7 +639,7 @@ def _train_ensemble(
         if ctx.active:
             dist.barrier()
     temperature, calibration = _fit_calibration(
-        models, val_batches, val_idx.size, ctx, training_set.labels[val_idx]
+        models, val_batches, val_idx.size, ctx, training_set.labels[val_idx], opts["label_noise"]
     )
     return trainers, models, temperature, calibration
 

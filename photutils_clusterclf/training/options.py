@@ -3,6 +3,8 @@
 import dataclasses
 import os
 
+import numpy as np
+
 from ..utils.validation import check_choice, check_fraction, check_integer
 
 __all__ = ["RECOMMENDED_LR", "SCHEDULES", "TrainingOptions"]
@@ -109,6 +111,20 @@ class TrainingOptions:
     label_smoothing : float, optional
         Label smoothing of the cross entropy, in [0, 1) (robustness to noisy
         human labels).
+    label_noise : None, "human" or array-like (4, 4), optional
+        How the training labels were made from the true classes:
+        ``label_noise[i, j]`` = P(label = class j + 1 | true class i + 1),
+        rows summing to 1 (``"human"``:
+        `~photutils_clusterclf.datasets.HUMAN_LABEL_NOISE`). With a matrix
+        the network is trained with *forward correction* (Patrini et al.
+        2017): its softmax is read as P(true class | cutout), and the loss
+        compares ``softmax @ label_noise`` with the labels, so that it
+        predicts the true classes rather than the labellers' confusions.
+        The matrix must be invertible. One way to estimate it for a
+        catalogue classified by several people:
+        ``dawid_skene(votes).confusion.mean(axis=0)``
+        (`~photutils_clusterclf.consensus.dawid_skene`). None: plain cross
+        entropy against the labels.
     """
 
     arch: str = "resnet18"
@@ -133,6 +149,7 @@ class TrainingOptions:
     head: str = "auto"
     schedule: str = "cosine"
     label_smoothing: float = 0.1
+    label_noise: object = None
 
     def __post_init__(self):
         def put(name, value):
@@ -179,6 +196,8 @@ class TrainingOptions:
         ):
             raise ValueError(f"label_smoothing must be in [0, 1), got {smoothing!r}")
         put("label_smoothing", float(smoothing))
+        if self.label_noise is not None:
+            put("label_noise", _check_label_noise(self.label_noise))
         # torch (models, preprocessing): not needed for the defaults.
         if not isinstance(self.normalization, str) or self.normalization != "asinh_shared":
             self.make_normalization()  # ValueError for an unknown name or bad parameters
@@ -218,4 +237,27 @@ class TrainingOptions:
             out["val_galaxy"] = list(out["val_galaxy"])
         if not isinstance(self.normalization, str):
             out["normalization"] = self.make_normalization().to_dict()
+        if self.label_noise is not None:
+            out["label_noise"] = [list(row) for row in self.label_noise]
         return out
+
+    def label_noise_matrix(self):
+        """``label_noise`` as a (4, 4) `numpy.ndarray`, or None."""
+        return None if self.label_noise is None else np.array(self.label_noise)
+
+
+def _check_label_noise(label_noise):
+    """A validated, invertible label-noise matrix as a tuple of row tuples (hashable, frozen)."""
+    from ..datasets.labels import label_noise_matrix  # the simulator's validation
+
+    matrix = label_noise_matrix(label_noise)
+    if matrix is None:
+        return None
+    # Forward correction can only recover the true classes if no two of
+    # them produce the same label distribution.
+    if np.linalg.cond(matrix) > 1e6:
+        raise ValueError(
+            "label_noise matrix is singular: the true classes cannot be told apart "
+            "from labels made with it (rows must be linearly independent)"
+        )
+    return tuple(tuple(float(v) for v in row) for row in matrix)
