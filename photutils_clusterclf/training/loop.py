@@ -127,11 +127,14 @@ def _label_logits(logits, log_noise):
     return torch.logsumexp(F.log_softmax(logits, dim=1).unsqueeze(2) + log_noise, dim=1)
 
 
-def _log_noise(label_noise, device):
-    """log of the label-noise matrix as a tensor on ``device``, or None."""
-    if label_noise is None:
-        return None
-    return torch.log(torch.tensor(label_noise, dtype=torch.float32)).to(device)
+def _loss_tensors(train_labels, opts, device):
+    """Class weights (CPU and ``device``) and the log label-noise matrix (or None)."""
+    weights = torch.as_tensor(
+        _class_weights(train_labels, opts["class_balance"]), dtype=torch.float32
+    )
+    noise = opts["label_noise"]
+    log_noise = None if noise is None else torch.log(torch.tensor(noise, dtype=torch.float32))
+    return weights, weights.to(device), None if log_noise is None else log_noise.to(device)
 
 
 def _epoch_order(train_idx, labels, class_balance, generator):
@@ -255,11 +258,9 @@ class _Trainer:
         )
         self.scheduler = _scheduler(self.optimizer, opts)
         self.generator = torch.Generator().manual_seed(self.seed)
-        self.class_weights = torch.as_tensor(
-            _class_weights(ts.labels[self.train_idx], opts["class_balance"]), dtype=torch.float32
+        self.class_weights, self.device_class_weights, self.log_noise = _loss_tensors(
+            ts.labels[self.train_idx], opts, ctx.device
         )
-        self.device_class_weights = self.class_weights.to(ctx.device)
-        self.log_noise = _log_noise(opts["label_noise"], ctx.device)
         self.epoch = 0
         self.best = {"epoch": 0, "score": None, "state": _cpu_state(self.model)}
         self.bad_epochs = 0
