@@ -64,6 +64,7 @@ import numpy as np
 import torch
 from astropy.utils.exceptions import AstropyUserWarning
 
+from photutils_clusterclf.calibration import expected_calibration_error
 from photutils_clusterclf.classes import CLASSES
 from photutils_clusterclf.cutouts import extract_cutouts
 from photutils_clusterclf.datasets import (
@@ -246,13 +247,15 @@ def run_model(
                 **options,
             )
         seconds = time.perf_counter() - start
-        pred = clf.predict_proba(data["cutouts"][target]).argmax(axis=1) + 1
+        probs = clf.predict_proba(data["cutouts"][target])
+        pred = probs.argmax(axis=1) + 1
         member = clf.card.training["members"][0]
         extra = {
             "options": options,
             "weights": clf.card.training["options"]["weights"],
             "best_epoch": member["best_epoch"],
             "epochs_run": member["epochs_run"],
+            **_probability_scores(clf, probs, data, target),
         }
     if gallery is not None:
         save_confusion_galleries(
@@ -267,6 +270,38 @@ def run_model(
     row["recall_truth"], row["macro_truth"] = _recalls(data["truth"][target], pred)
     row["recall_human"], row["macro_human"] = _recalls(data["human"][target], pred)
     return row
+
+
+def _probability_scores(clf, probs, data, target):
+    """ECE of the calibrated probabilities, and macro recall with test-time augmentation."""
+    tta = clf.predict_proba(data["cutouts"][target], tta=True).argmax(axis=1) + 1
+    out = {}
+    for ref in ("truth", "human"):
+        out[f"ece_{ref}"] = expected_calibration_error(probs, data[ref][target])
+        out[f"macro_{ref}_tta"] = _recalls(data[ref][target], tta)[1]
+    return out
+
+
+def _probability_table(rows):
+    """Per CNN model: ECE against both references and macro recall with TTA (mean ± std)."""
+    names = [n for n in dict.fromkeys(r["model"] for r in rows) if "ece_truth" in _first(rows, n)]
+    if not names:
+        return ""
+    keys = ("ece_truth", "ece_human", "macro_truth_tta", "macro_human_tta")
+    lines = [
+        "calibrated probabilities (ECE, 15 bins) and test-time augmentation (8 dihedral views)",
+        f"{'model':15s} " + " ".join(f"{k:>15s}" for k in keys),
+    ]
+    for name in names:
+        sel = [r for r in rows if r["model"] == name]
+        lines.append(
+            f"{name:15s} " + " ".join(_mean_std([r[k] for r in sel]).rjust(15) for k in keys)
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _first(rows, name):
+    return next(r for r in rows if r["model"] == name)
 
 
 def _mean_std(values):
@@ -409,6 +444,7 @@ def main(argv=None):
         print("note: ImageNet weights were not cached; the CNNs started from random initialisation")
     target = _roles(data) == args.on
     print(format_table(rows, _recalls(data["human"][target], data["truth"][target])))
+    print(_probability_table(rows))
     if args.output:
         with atomic_output(args.output, overwrite=args.overwrite) as tmp:
             tmp.write_text(json.dumps({"config": config_name, "rows": rows}, indent=1))
