@@ -83,6 +83,12 @@ def _parse(argv):
     p.add_argument("--pretrain-candidates", type=int)
     p.add_argument("--pretrain-epochs", type=int)
     p.add_argument(
+        "--inits",
+        nargs="+",
+        choices=("random", "sim", "imagenet"),
+        help="only these initialisations (e.g. one per process; default all available)",
+    )
+    p.add_argument(
         "--variants",
         action="store_true",
         help="also discriminative lr and frozen warm-up at 300 labels",
@@ -326,6 +332,8 @@ def main(argv=None):
         inits["imagenet"] = "imagenet"
     else:
         print("ImageNet weights not cached: no ImageNet rows", flush=True)
+    if args.inits:
+        inits = {k: v for k, v in inits.items() if k in args.inits}
     pool = _pool(config)
     fields = _heldout(config)
     print(
