@@ -1,6 +1,8 @@
 """Tests of the small-input training recipe: stems, heads, colour-keeping
 normalisation, schedules, label smoothing, old checkpoints, classical features."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -303,20 +305,31 @@ def test_cli_train_help_lists_the_variants_and_normalizations(capsys):
     assert set(listed) == set(NORMALIZATIONS)
 
 
-def test_auto_learning_rate_follows_the_architecture(capsys):
+def test_auto_learning_rate_follows_the_architecture(capsys, monkeypatch):
     from photutils_clusterclf.cli import main
     from photutils_clusterclf.training.options import DEFAULT_LR, RECOMMENDED_LR, TrainingOptions
 
-    assert TrainingOptions(arch="vgg19_bn").lr == RECOMMENDED_LR["vgg19_bn"] != DEFAULT_LR
-    assert TrainingOptions(arch="resnet18").lr == DEFAULT_LR
-    assert TrainingOptions(arch="vgg19_bn", lr=5e-4).lr == 5e-4  # a number is kept
+    vgg = TrainingOptions(arch="vgg19_bn")
+    assert vgg.learning_rate() == RECOMMENDED_LR["vgg19_bn"] != DEFAULT_LR
+    assert vgg.to_dict()["lr"] == RECOMMENDED_LR["vgg19_bn"]
+    assert TrainingOptions(arch="resnet18").learning_rate() == DEFAULT_LR
+    assert TrainingOptions(arch="vgg19_bn", lr=5e-4).learning_rate() == 5e-4  # a number is kept
+    # Replacing the architecture of default options (what train_classifier's
+    # keywords do) follows the new architecture: "auto" is resolved late.
+    assert (
+        dataclasses.replace(TrainingOptions(), arch="vgg19_bn").learning_rate()
+        == (RECOMMENDED_LR["vgg19_bn"])
+    )
     for bad in ("fast", 0, -1e-3, True):
         with pytest.raises(ValueError, match="lr must be a positive number or 'auto'"):
             TrainingOptions(lr=bad)
-    # The card records the number "auto" chose, and the optimiser used it.
+    # The card records the number "auto" chose for the architecture given as
+    # a keyword, and the optimiser used it.
+    monkeypatch.setitem(RECOMMENDED_LR, "small_cnn", 4e-4)
     clf = train_classifier(_tiny_set(), schedule="plateau", **FAST)
-    assert clf.card.training["options"]["lr"] == DEFAULT_LR
-    assert clf.card.training["members"][0]["log"][0]["lr"] == DEFAULT_LR
+    assert clf.card.training["options"]["lr"] == 4e-4
+    assert clf.card.training["members"][0]["log"][0]["lr"] == 4e-4
+    monkeypatch.delitem(RECOMMENDED_LR, "small_cnn")
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     out = " ".join(capsys.readouterr().out.split())

@@ -562,7 +562,7 @@ def _state_options(options, weights, input_size, split, normalization):
         "input_size": input_size,
         "epochs": options.epochs,
         "batch_size": options.batch_size,
-        "lr": options.lr,
+        "lr": options.learning_rate(),
         "weight_decay": options.weight_decay,
         "seed": options.seed,
         "freeze_backbone_epochs": options.freeze_backbone_epochs,

@@ -177,13 +177,16 @@ class TrainingOptions:
             from ..models import check_input_size  # torch: not needed for the defaults
 
             check_input_size(self.arch, self.input_size)
+        # "auto" stays "auto" until used (`learning_rate`): resolved here, it
+        # would survive a dataclasses.replace(..., arch=...) as the old
+        # architecture's number.
         if isinstance(self.lr, str):
             if self.lr != "auto":
                 raise ValueError(f"lr must be a positive number or 'auto', got {self.lr!r}")
-            put("lr", RECOMMENDED_LR.get(self.arch, DEFAULT_LR))
         elif isinstance(self.lr, bool) or not float(self.lr) > 0:
             raise ValueError(f"lr must be a positive number or 'auto', got {self.lr!r}")
-        put("lr", float(self.lr))
+        else:
+            put("lr", float(self.lr))
         put("weight_decay", float(self.weight_decay))
         put("augment", bool(self.augment))
         put("require_pretrained", bool(self.require_pretrained))
@@ -230,9 +233,15 @@ class TrainingOptions:
             head = recommended.get("head", head) if head == "auto" else head
         return stem, head
 
+    def learning_rate(self):
+        """The peak learning rate: ``lr``, or for ``"auto"`` the architecture's `RECOMMENDED_LR`."""
+        if self.lr == "auto":
+            return RECOMMENDED_LR.get(self.arch, DEFAULT_LR)
+        return self.lr
+
     def to_dict(self):
-        """The options as plain JSON-able values (as recorded in the model card)."""
-        out = dataclasses.asdict(self)
+        """The options as plain JSON-able values (as recorded in the model card; ``lr`` resolved)."""
+        out = dataclasses.asdict(self) | {"lr": self.learning_rate()}
         if isinstance(out["val_galaxy"], tuple):
             out["val_galaxy"] = list(out["val_galaxy"])
         if not isinstance(self.normalization, str):
