@@ -234,7 +234,7 @@ def run_model(
             data["cutouts"][fit], data[labels][fit], galaxy=data["galaxy"][fit], bands=bands
         )
         options = {**recipe, **overrides}
-        if isinstance(options.get("label_noise"), str) and options["label_noise"] == "estimated":
+        if options.get("label_noise") == "estimated":
             options["label_noise"] = estimated_label_noise(data).tolist()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", AstropyUserWarning)  # no ImageNet weights: said below
@@ -284,7 +284,7 @@ def _probability_scores(clf, probs, data, target):
 
 def _probability_table(rows):
     """Per CNN model: ECE against both references and macro recall with TTA (mean ± std)."""
-    names = [n for n in dict.fromkeys(r["model"] for r in rows) if "ece_truth" in _first(rows, n)]
+    names = list(dict.fromkeys(r["model"] for r in rows if "ece_truth" in r))
     if not names:
         return ""
     keys = ("ece_truth", "ece_human", "macro_truth_tta", "macro_human_tta")
@@ -298,10 +298,6 @@ def _probability_table(rows):
             f"{name:15s} " + " ".join(_mean_std([r[k] for r in sel]).rjust(15) for k in keys)
         )
     return "\n".join(lines) + "\n"
-
-
-def _first(rows, name):
-    return next(r for r in rows if r["model"] == name)
 
 
 def _mean_std(values):

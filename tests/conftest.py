@@ -13,3 +13,14 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 def _isolated_torch_home(tmp_path_factory, monkeypatch):
     """Each test sees an empty torch cache unless it writes one itself."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("torch_home")))
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny networks run fastest on one thread (and do not fight parallel test runs)."""
+    import torch  # not for the tests that never import it
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -26,12 +26,8 @@ HIDING = np.array(
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny networks: one torch thread (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_label_logits_are_log_probabilities_of_the_labels():
@@ -144,35 +140,15 @@ def test_train_command_reads_a_label_noise_file(tmp_path, capsys):
     np.savetxt(path, HUMAN_LABEL_NOISE)
     assert np.allclose(_read_label_noise(str(path)), HUMAN_LABEL_NOISE)
     assert _read_label_noise("human") == "human"
-    status, _, err = run_cli(
-        [
-            "train",
-            "--galaxy",
-            f"{tmp_path / 'cat.fits'}={tmp_path}",
-            "--label-column",
-            "class",
-            "--out",
-            tmp_path / "m.pt",
-            "--label-noise",
-            tmp_path / "missing.txt",
-        ],
-        capsys,
-    )
+
+    def train_with(noise_file):
+        argv = ["train", "--galaxy", f"{tmp_path / 'cat.fits'}={tmp_path}"]
+        argv += ["--label-column", "class", "--out", tmp_path / "m.pt"]
+        return run_cli([*argv, "--label-noise", noise_file], capsys)
+
+    status, _, err = train_with(tmp_path / "missing.txt")
     assert status == EXIT_BAD_INPUT
     assert "--label-noise" in err and "no such file" in err and "P(label | true class)" in err
     np.savetxt(path, np.eye(3))
-    status, _, err = run_cli(
-        [
-            "train",
-            "--galaxy",
-            f"{tmp_path / 'cat.fits'}={tmp_path}",
-            "--label-column",
-            "class",
-            "--out",
-            tmp_path / "m.pt",
-            "--label-noise",
-            path,
-        ],
-        capsys,
-    )
+    status, _, err = train_with(path)
     assert status == EXIT_BAD_INPUT and "must have shape (4, 4), got (3, 3)" in err

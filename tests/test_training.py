@@ -52,13 +52,8 @@ def two_galaxies():
     return TrainingSet(cutouts, labels, galaxy=galaxy, bands=BANDS)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny networks run fastest on one thread (and do not fight parallel test runs)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny networks: one torch thread (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 FAST = dict(

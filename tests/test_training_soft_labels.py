@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 from astropy.table import Table
 from astropy.utils.exceptions import AstropyUserWarning
 
@@ -15,12 +14,8 @@ from test_training import FAST, SIZE, _galaxy, _max_diff, _states, make_arrays
 PROBS = [f"consensus_prob{k}" for k in (1, 2, 3, 4)]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny networks: one torch thread (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_one_hot_soft_labels_train_like_hard_labels():

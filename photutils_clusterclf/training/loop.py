@@ -133,8 +133,10 @@ def _loss_tensors(train_labels, opts, device):
         _class_weights(train_labels, opts["class_balance"]), dtype=torch.float32
     )
     noise = opts["label_noise"]
-    log_noise = None if noise is None else torch.log(torch.tensor(noise, dtype=torch.float32))
-    return weights, weights.to(device), None if log_noise is None else log_noise.to(device)
+    log_noise = (
+        None if noise is None else torch.log(torch.tensor(noise, dtype=torch.float32)).to(device)
+    )
+    return weights, weights.to(device), log_noise
 
 
 def _epoch_order(train_idx, labels, class_balance, generator):
@@ -576,7 +578,7 @@ def _state_options(options, weights, input_size, split, normalization):
         "head": head,
         "schedule": options.schedule,
         "label_smoothing": options.label_smoothing,
-        "label_noise": options.to_dict()["label_noise"],
+        "label_noise": options.label_noise,
     }
 
 
