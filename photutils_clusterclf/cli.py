@@ -34,6 +34,16 @@ def _num_threads(text):
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _number_or_auto(text):
+    """``--backbone-lr-factor`` value: ``auto`` or a number (its range is checked by TrainingOptions)."""
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
+
+
 def _band_files(pairs):
     """``["F275W=a.fits", ...]`` -> ``{"F275W": "a.fits", ...}``."""
     files = {}
@@ -528,6 +538,7 @@ def _add_train(sub):
 def _add_network_options(p, defaults):
     """``train``'s options of the network and its input: architecture, weights, sizes."""
     from .cutouts import DEFAULT_CUTOUT_SIZE
+    from .training.options import PRETRAINED_BACKBONE_LR_FACTOR
 
     p.add_argument(
         "--arch",
@@ -547,8 +558,9 @@ def _add_network_options(p, defaults):
     )
     p.add_argument(
         "--backbone-lr-factor",
-        type=float,
-        help=f"backbone learning rate relative to --lr (default {defaults['backbone_lr_factor']})",
+        type=_number_or_auto,
+        help="backbone learning rate relative to --lr, in [0, 1] (default auto: "
+        f"{PRETRAINED_BACKBONE_LR_FACTOR:g} when starting from pretrained weights, 1 from random ones)",
     )
     p.add_argument(
         "--cutout-size",

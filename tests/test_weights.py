@@ -243,6 +243,53 @@ def test_discriminative_lr_changes_the_backbone_less(tmp_path):
     assert 0 < moved[0.1] < 0.5 * moved[1.0]
 
 
+def test_auto_backbone_lr_factor_is_small_only_from_pretrained_weights(tmp_path):
+    from photutils_clusterclf.training import TrainingOptions
+    from photutils_clusterclf.training.options import PRETRAINED_BACKBONE_LR_FACTOR
+
+    options = TrainingOptions()
+    assert options.backbone_lr_factor == "auto"
+    assert options.backbone_lr_ratio(None) == 1.0
+    assert options.backbone_lr_ratio("sim-resnet18") == PRETRAINED_BACKBONE_LR_FACTOR < 1
+    assert TrainingOptions(backbone_lr_factor=0.5).backbone_lr_ratio("imagenet") == 0.5
+    with pytest.raises(ValueError, match="number in \\[0, 1\\] or 'auto', got 'fast'"):
+        TrainingOptions(backbone_lr_factor="fast")
+
+    _checkpoint(tmp_path / "made.pt")
+
+    def fine_tune(weights, **factor):
+        return train_classifier(
+            _tiny_set(),
+            arch="small_cnn",
+            weights=weights,
+            epochs=1,
+            batch_size=8,
+            progress_bar=False,
+            val_fraction=0,
+            **factor,
+        )
+
+    auto = fine_tune(tmp_path / "made.pt")
+    explicit = fine_tune(tmp_path / "made.pt", backbone_lr_factor=PRETRAINED_BACKBONE_LR_FACTOR)
+    assert auto.card.training["options"]["backbone_lr_factor"] == PRETRAINED_BACKBONE_LR_FACTOR
+    for a, b in zip(auto.models[0].parameters(), explicit.models[0].parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert fine_tune(None).card.training["options"]["backbone_lr_factor"] == 1.0
+
+
+def test_cli_backbone_lr_factor_accepts_auto_or_a_number(capsys):
+    from photutils_clusterclf.cli import _number_or_auto
+
+    assert _number_or_auto("auto") == "auto"
+    assert _number_or_auto("0.25") == 0.25
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--backbone-lr-factor", "fast"])
+    assert exc.value.code == 2
+    assert (
+        "--backbone-lr-factor: expected a number or 'auto', got 'fast'" in capsys.readouterr().err
+    )
+
+
 def test_cli_train_from_named_weights(tmp_path, capsys):
     from photutils_clusterclf.checkpoint import load_checkpoint
     from photutils_clusterclf.datasets import simulate_field

@@ -568,7 +568,7 @@ def _state_options(options, weights, input_size, split, normalization):
         "weight_decay": options.weight_decay,
         "seed": options.seed,
         "freeze_backbone_epochs": options.freeze_backbone_epochs,
-        "backbone_lr_factor": options.backbone_lr_factor,
+        "backbone_lr_factor": options.backbone_lr_ratio(weights),
         "val_split": split,
         "patience": options.patience,
         "class_balance": options.class_balance,
@@ -674,7 +674,17 @@ def _training_record(
         "validation": dict(split, n_train=int(train_idx.size), n_val=int(val_idx.size)),
         "seeds": [options.seed + k for k in range(options.n_models)],
         "options": options.to_dict()
-        | {key: opts[key] for key in ("weights", "input_size", "normalization", "stem", "head")},
+        | {
+            key: opts[key]
+            for key in (
+                "weights",
+                "input_size",
+                "normalization",
+                "stem",
+                "head",
+                "backbone_lr_factor",
+            )
+        },
         "world_size": ctx.world,
         "device": str(ctx.device),
         "calibration": calibration,

@@ -20,6 +20,10 @@ SCHEDULES = ("plateau", "cosine")
 #: the validation galaxy (benchmarks/RESULTS.md, "VGG19-BN on the benchmark").
 RECOMMENDED_LR = {"vgg19_bn": 3e-4}
 DEFAULT_LR = 1e-3
+#: ``backbone_lr_factor="auto"`` when the network starts from pretrained
+#: weights (1 from random ones): chosen on the learning curves' own validation
+#: splits, see ``benchmarks/RESULTS.md``.
+PRETRAINED_BACKBONE_LR_FACTOR = 0.1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,10 +73,14 @@ class TrainingOptions:
     freeze_backbone_epochs : int, optional
         Train only the first convolution (the new ``n_bands``-channel stem)
         and the classification head for this many epochs.
-    backbone_lr_factor : float, optional
+    backbone_lr_factor : float or "auto", optional
         Learning rate of every layer but the stem and the head, relative to
         ``lr``, in [0, 1] (discriminative fine-tuning: e.g. 0.1 keeps
-        pretrained features close to where they were).
+        pretrained features close to where they were). ``"auto"``:
+        ``PRETRAINED_BACKBONE_LR_FACTOR`` (0.1) when the network starts from
+        pretrained weights (ImageNet found in the cache, named or simulated-
+        field weights, a checkpoint, a state dict), 1 from random weights;
+        the number is what the model card records.
     val_galaxy : str or list of str, optional
         Galaxies held out for validation. Default: with several galaxies, the
         galaxy whose share of the objects is closest to ``val_fraction``
@@ -138,7 +146,7 @@ class TrainingOptions:
     n_models: int = 1
     seed: int = 0
     freeze_backbone_epochs: int = 0
-    backbone_lr_factor: float = 1.0
+    backbone_lr_factor: object = "auto"
     val_galaxy: object = None
     val_fraction: float = 0.2
     patience: object = 8
@@ -162,10 +170,7 @@ class TrainingOptions:
             "freeze_backbone_epochs",
             check_integer("freeze_backbone_epochs", self.freeze_backbone_epochs, minimum=0),
         )
-        put(
-            "backbone_lr_factor",
-            check_fraction("backbone_lr_factor", self.backbone_lr_factor, closed=True),
-        )
+        put("backbone_lr_factor", _check_backbone_lr_factor(self.backbone_lr_factor))
         put("patience", check_integer("patience", self.patience, allow_none=True))
         put("input_size", check_integer("input_size", self.input_size, allow_none=True))
         put("seed", check_integer("seed", self.seed, minimum=0))
@@ -239,6 +244,17 @@ class TrainingOptions:
             return RECOMMENDED_LR.get(self.arch, DEFAULT_LR)
         return self.lr
 
+    def backbone_lr_ratio(self, weights):
+        """``backbone_lr_factor`` as a number, for a network built with ``weights``.
+
+        ``weights`` is what the network is built from after resolution (None:
+        random initialisation); ``"auto"`` gives 1 for None, else
+        ``PRETRAINED_BACKBONE_LR_FACTOR``.
+        """
+        if self.backbone_lr_factor == "auto":
+            return 1.0 if weights is None else PRETRAINED_BACKBONE_LR_FACTOR
+        return self.backbone_lr_factor
+
     def to_dict(self):
         """The options as plain JSON-able values (as recorded in the model card; ``lr`` resolved)."""
         out = dataclasses.asdict(self) | {"lr": self.learning_rate()}
@@ -253,6 +269,18 @@ class TrainingOptions:
     def label_noise_matrix(self):
         """``label_noise`` as a (4, 4) `numpy.ndarray`, or None."""
         return None if self.label_noise is None else np.array(self.label_noise)
+
+
+def _check_backbone_lr_factor(value):
+    """``"auto"``, or the factor as a float in [0, 1]."""
+    if value == "auto":
+        return value
+    try:
+        return check_fraction("backbone_lr_factor", value, closed=True)
+    except ValueError:
+        raise ValueError(
+            f"backbone_lr_factor must be a number in [0, 1] or 'auto', got {value!r}"
+        ) from None
 
 
 def _check_label_noise(label_noise):
