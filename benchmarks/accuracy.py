@@ -269,6 +269,8 @@ def run_model(
     row = {"model": name, "seed": seed, "on": on, "seconds": seconds, **extra}
     row["recall_truth"], row["macro_truth"] = _recalls(data["truth"][target], pred)
     row["recall_human"], row["macro_human"] = _recalls(data["human"][target], pred)
+    # Rows: true class 1-4, columns: predicted class (where each class's losses go).
+    row["confusion_truth"] = EvaluationReport(data["truth"][target], pred).confusion_matrix.tolist()
     return row
 
 
