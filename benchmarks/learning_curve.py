@@ -15,8 +15,9 @@ held-out galaxies simulated *outside* the pretraining ranges: a PSF 20 %
 wider, and twice the crowding (twice the candidate density and twice the
 largest field-star density of the corpus). With ``--variants`` the 300-label
 point (or those of ``--variant-labels``) is repeated from the simulated-field
-weights with discriminative learning rates (backbone 0.1 x lr) and with a
-3-epoch frozen-backbone warm-up. Each run also records its best recall on its
+weights with every layer at the full learning rate (``backbone_lr_factor=1``;
+the default from pretrained weights is 0.1) and with a 3-epoch
+frozen-backbone warm-up. Each run also records its best recall on its
 own 20 % validation split, the number a user could choose a variant by.
 
 Fine-tuning uses `train_classifier`'s defaults (epochs, patience, lr,
@@ -227,7 +228,7 @@ def _runs(config, inits, variant_labels):
                 yield n, init, "default", {}, seed
     for n in variant_labels if "sim" in inits else ():
         for name, options in (
-            ("backbone_lr_0.1", {"backbone_lr_factor": 0.1}),
+            ("backbone_lr_1", {"backbone_lr_factor": 1.0}),
             ("frozen_warmup_3", {"freeze_backbone_epochs": 3}),
         ):
             for seed in config["seeds"]:
@@ -255,7 +256,7 @@ def _plot(results, config, path):
                 capsize=3,
                 label={"sim": "simulated-field weights"}.get(init, init),
             )
-        for variant, style in (("backbone_lr_0.1", "D"), ("frozen_warmup_3", "v")):
+        for variant, style in (("backbone_lr_1", "D"), ("frozen_warmup_3", "v")):
             rows = [r for r in results if r["variant"] == variant]
             if rows:
                 ns = sorted({r["n_labels"] for r in rows})
@@ -385,6 +386,7 @@ def main(argv=None):
             "seconds": seconds,
             "epochs_run": member["epochs_run"],
             "val_macro_recall": member["best_val_macro_recall"],
+            "backbone_lr_factor": clf.card.training["options"]["backbone_lr_factor"],
             "eval": _evaluate(clf, fields),
         }
         results.append(row)
