@@ -72,6 +72,10 @@ REDUCED = FULL | {
 POOL_DISTANCES = (5.5, 9.5, 13.5, 19.5)  # Mpc, labelled galaxies
 HELDOUT_DISTANCE = 11.0
 CORPUS_MAX_STAR_DENSITY = 6e-4
+VARIANT_LABELS = {
+    "backbone_lr_1": "every layer at the full lr",
+    "frozen_warmup_3": "3 frozen epochs",
+}
 
 
 def _parse(argv):
@@ -269,9 +273,12 @@ def _plot(results, config, path):
                     yerr=[np.std(v) for v in vals],
                     fmt=style,
                     capsize=3,
-                    label=f"simulated-field weights, {variant}",
+                    label=f"simulated-field weights, {VARIANT_LABELS[variant]}",
                 )
         ax.set_xscale("log")
+        ticks = sorted({r["n_labels"] for r in results})
+        ax.set_xticks(ticks, [str(n) for n in ticks])
+        ax.minorticks_off()
         ax.set_xlabel("human-like labels used for fine-tuning")
         ax.set_title(
             f"held-out galaxy, against {'true classes' if truth == 'true' else 'human-like labels'}"
@@ -297,7 +304,8 @@ def _table(results):
     ]
 
     def ms(values):
-        return f"{np.mean(values):.3f} ± {np.std(values):.3f}"
+        # Runs of older results files have no validation number.
+        return f"{np.mean(values):.3f} ± {np.std(values):.3f}" if values else "—"
 
     for (n, init, variant), rows in sorted(groups.items()):
         lines.append(
@@ -305,7 +313,7 @@ def _table(results):
             f"| {ms([r['eval']['nominal']['human'] for r in rows])} "
             f"| {ms([r['eval']['psf_1.2x']['true'] for r in rows])} "
             f"| {ms([r['eval']['crowding_2x']['true'] for r in rows])} "
-            f"| {ms([r.get('val_macro_recall', np.nan) for r in rows])} "
+            f"| {ms([r['val_macro_recall'] for r in rows if 'val_macro_recall' in r])} "
             f"| {np.mean([r['seconds'] for r in rows]):.0f} |"
         )
     return "\n".join(lines)
