@@ -98,7 +98,8 @@ def _parse(argv):
     p.add_argument(
         "--variants",
         action="store_true",
-        help="also discriminative lr and frozen warm-up (at --variant-labels)",
+        help="also every layer at the full lr and a frozen warm-up from the simulated-field "
+        "weights (at --variant-labels)",
     )
     p.add_argument(
         "--variant-labels",
@@ -239,6 +240,22 @@ def _runs(config, inits, variant_labels):
                 yield n, "sim", name, options, seed
 
 
+def _errorbar(ax, rows, truth, style, label):
+    """Mean and std over seeds of the nominal macro recall, one point per label count."""
+    if not rows:
+        return
+    ns = sorted({r["n_labels"] for r in rows})
+    vals = [[r["eval"]["nominal"][truth] for r in rows if r["n_labels"] == n] for n in ns]
+    ax.errorbar(
+        ns,
+        [np.mean(v) for v in vals],
+        yerr=[np.std(v) for v in vals],
+        fmt=style,
+        capsize=3,
+        label=label,
+    )
+
+
 def _plot(results, config, path):
     from matplotlib.figure import Figure
 
@@ -248,33 +265,11 @@ def _plot(results, config, path):
     for ax, truth in zip(fig.subplots(1, 2, sharey=True), ("true", "human")):
         for init, style in (("random", "o-"), ("sim", "s-"), ("imagenet", "^-")):
             rows = [r for r in results if r["init"] == init and r["variant"] == "default"]
-            if not rows:
-                continue
-            ns = sorted({r["n_labels"] for r in rows})
-            vals = [[r["eval"]["nominal"][truth] for r in rows if r["n_labels"] == n] for n in ns]
-            ax.errorbar(
-                ns,
-                [np.mean(v) for v in vals],
-                yerr=[np.std(v) for v in vals],
-                fmt=style,
-                capsize=3,
-                label={"sim": "simulated-field weights"}.get(init, init),
-            )
+            label = {"sim": "simulated-field weights"}.get(init, init)
+            _errorbar(ax, rows, truth, style, label)
         for variant, style in (("backbone_lr_1", "D"), ("frozen_warmup_3", "v")):
             rows = [r for r in results if r["variant"] == variant]
-            if rows:
-                ns = sorted({r["n_labels"] for r in rows})
-                vals = [
-                    [r["eval"]["nominal"][truth] for r in rows if r["n_labels"] == n] for n in ns
-                ]
-                ax.errorbar(
-                    ns,
-                    [np.mean(v) for v in vals],
-                    yerr=[np.std(v) for v in vals],
-                    fmt=style,
-                    capsize=3,
-                    label=f"simulated-field weights, {VARIANT_LABELS[variant]}",
-                )
+            _errorbar(ax, rows, truth, style, f"simulated-field weights, {VARIANT_LABELS[variant]}")
         ax.set_xscale("log")
         ticks = sorted({r["n_labels"] for r in results})
         ax.set_xticks(ticks, [str(n) for n in ticks])
