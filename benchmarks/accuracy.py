@@ -237,7 +237,7 @@ def run_model(
         if options.get("label_noise") == "estimated":
             options["label_noise"] = estimated_label_noise(data).tolist()
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", AstropyUserWarning)  # no ImageNet weights: said below
+            warnings.simplefilter("ignore", AstropyUserWarning)  # no pretrained weights: said below
             clf = train_classifier(
                 ts,
                 val_galaxy=GALAXIES[1][0],
@@ -439,7 +439,10 @@ def main(argv=None):
                 flush=True,
             )
     if any(r.get("weights", "") is None for r in rows):
-        print("note: ImageNet weights were not cached; the CNNs started from random initialisation")
+        print(
+            "note: no pretrained weights were found (sim-<arch> installed by clusterclf "
+            "pretrain, or cached ImageNet); those CNNs started from random initialisation"
+        )
     target = _roles(data) == args.on
     print(format_table(rows, _recalls(data["human"][target], data["truth"][target])))
     print(_probability_table(rows))

@@ -4,9 +4,9 @@ Several training galaxies at different distances are simulated, a network
 is trained on their (noisy, human-like) labels, and a galaxy held out of
 training is classified. The experiment varies
 
-* the architecture (``resnet18``, ``vgg19_bn``; ImageNet initialisation when
-  the torchvision weights are cached, random initialisation otherwise, with
-  a warning);
+* the architecture (``resnet18``, ``vgg19_bn``; ``train_classifier``'s
+  ``weights="auto"``: the installed simulated-field weights, else ImageNet
+  when cached, else random initialisation, with a note);
 * the training labels: one noisy labeller, or the consensus (majority vote)
   of three independent noisy labellers (``noisy_labels(..., "human")``;
   when all three disagree the first labeller's class is kept, as a lead
@@ -138,7 +138,7 @@ def run(config, *, archs, device, progress_bar, log):
         for arch, seed in itertools.product(archs, range(config["n_seeds"])):
             start = time.perf_counter()
             with warnings.catch_warnings():
-                # Missing ImageNet weights: said once below, not per run.
+                # No pretrained weights found: said once below, not per run.
                 warnings.simplefilter("ignore", AstropyUserWarning)
                 clf = train_classifier(
                     training_set,
@@ -264,7 +264,10 @@ def main(argv=None):
         log=log,
     )
     if any(r["weights"] is None for r in results):
-        log("note: ImageNet weights were not cached; those runs started from random initialisation")
+        log(
+            "note: no pretrained weights were found (sim-<arch> installed by clusterclf "
+            "pretrain, or cached ImageNet); those runs started from random initialisation"
+        )
     summary = summarize(results)
     log(format_summary(summary))
     if args.output and main_rank:

@@ -308,7 +308,8 @@ def _cmd_train(args):
     # Under torchrun every rank ends with the same weights; one writes them.
     if int(os.environ.get("RANK", "0")) == 0:
         sha = clf.save(args.out, overwrite=args.overwrite)
-        print(f"wrote {args.out} (sha256 {sha})")
+        start = clf.card.training["options"]["weights"] or "random weights"
+        print(f"wrote {args.out} (sha256 {sha}; started from {start})")
 
 
 #: clusterclf train options passed to train_classifier when given.
@@ -546,8 +547,9 @@ def _add_network_options(p, defaults):
     )
     p.add_argument(
         "--weights",
-        help="imagenet, none, a pretrained name (e.g. sim-resnet18, "
-        "see 'clusterclf pretrain'), a clusterclf checkpoint to continue from, "
+        help="auto (the installed sim-<arch> weights of 'clusterclf pretrain', else "
+        "cached ImageNet, else random), imagenet, none, a pretrained name (e.g. "
+        "sim-resnet18), a clusterclf checkpoint to continue from, "
         f"or a .pth state dict (default {defaults['weights']})",
     )
     p.add_argument(

@@ -1,8 +1,10 @@
 """``clusterclf demo``: the whole method on simulated galaxies, in minutes, offline.
 
 Three labelled training galaxies at different distances and one held-out
-galaxy are simulated; a model is trained on the first three (ImageNet
-initialised when the weights are in the torch cache) and the held-out
+galaxy are simulated; a model is trained on the first three (from the
+simulated-field weights when ``clusterclf pretrain --name sim-<arch>`` has
+installed them, else ImageNet when cached, as ``weights="auto"`` in
+`~photutils_clusterclf.training.train_classifier`) and the held-out
 galaxy's catalogue is classified through the same code path as
 ``clusterclf classify``. The per-class recall against the human-like labels
 and against the true classes is printed next to Wei et al. (2020), with
@@ -98,10 +100,25 @@ def _simulate(config, distance, seed, target, progress):
     )
 
 
-def _train(config, model_path, *, device, progress_bar, progress):
+def _starting_weights(arch, progress):
+    """``weights="auto"`` for ``arch``, said once (why, when it falls back to random)."""
+    from astropy.utils.exceptions import AstropyUserWarning
+
+    from .training import resolve_weights
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", AstropyUserWarning)
+        weights = resolve_weights(arch, "auto")
+    if weights is None:
+        progress("; ".join(str(w.message) for w in caught))
+    else:
+        progress(f"{arch} starts from the {weights} weights")
+    return weights
+
+
+def _train(config, weights, model_path, *, device, progress_bar, progress):
     import torch
 
-    from .models import imagenet_weights_file
     from .training import TrainingSet, train_classifier
 
     galaxies = []
@@ -114,47 +131,50 @@ def _train(config, model_path, *, device, progress_bar, progress):
         cutout_size=config.cutout_size,
         progress_bar=progress_bar,
     )
-    # small_cnn (the quick demo's network) has no ImageNet weights to look for.
-    weights_file = None if config.arch == "small_cnn" else imagenet_weights_file(config.arch)
-    if weights_file is None:
-        progress(f"training {config.arch} from random initialisation (it has no ImageNet weights)")
-    elif weights_file.exists():
-        progress(f"training {config.arch} from ImageNet weights ({weights_file})")
-    else:
-        progress(
-            f"training {config.arch} from random initialisation: no ImageNet weights "
-            f"at {weights_file} (put them there to fine-tune as in Wei et al. 2020)"
-        )
+    progress(f"training {config.arch} from {weights or 'random initialisation'}")
     # The thread count decides the exact numbers (and the speed under load).
     progress(f"{torch.get_num_threads()} torch thread(s), {config.n_models} network(s)")
     start = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="ImageNet weights")  # said just above
-        clf = train_classifier(
-            training_set,
-            arch=config.arch,
-            weights=None if weights_file is None else "imagenet",
-            input_size=config.input_size,
-            epochs=config.epochs,
-            n_models=config.n_models,
-            seed=config.seed,
-            device=device,
-            progress_bar=progress_bar,
-        )
+    clf = train_classifier(
+        training_set,
+        arch=config.arch,
+        weights=weights,
+        input_size=config.input_size,
+        epochs=config.epochs,
+        n_models=config.n_models,
+        seed=config.seed,
+        device=device,
+        progress_bar=progress_bar,
+    )
     seconds = time.perf_counter() - start
     clf.card.training["demo_config"] = config.name
     clf.save(model_path, overwrite=True)
     return seconds
 
 
-def _model_matches(model_path, config):
+def _trained_model(config, model_path, retrain, device, progress_bar, progress):
+    """Train the demo's model into ``model_path``, or reuse a matching one (None seconds)."""
+    weights = _starting_weights(config.arch, progress)
+    if model_path.exists() and not retrain and _model_matches(model_path, config, weights):
+        progress(f"reusing the trained model {model_path} (pass --retrain to train again)")
+        return None
+    return _train(
+        config, weights, model_path, device=device, progress_bar=progress_bar, progress=progress
+    )
+
+
+def _model_matches(model_path, config, weights):
+    """Whether ``model_path`` is this configuration's model, trained from ``weights``."""
     from .checkpoint import CheckpointError, load_checkpoint
 
     try:
         card = load_checkpoint(model_path).card
     except CheckpointError:
         return False
-    return card.training.get("demo_config") == config.name
+    training = card.training
+    return training.get("demo_config") == config.name and training.get("options", {}).get(
+        "weights"
+    ) == (None if weights is None else str(weights))
 
 
 def _pct(value):
@@ -364,10 +384,10 @@ def run_demo(
     paths : dict
         Name -> path of every file written.
     """
-    from .pipeline import classify_files
+    start = time.perf_counter()  # before the imports, which the wall time includes
     from .fileio import write_table
+    from .pipeline import classify_files
 
-    start = time.perf_counter()
     config = DEMO_CONFIGS["quick" if quick else "full"]
     out_dir = _prepare_out_dir(out_dir)
 
@@ -375,13 +395,7 @@ def run_demo(
         printer(f"[{time.perf_counter() - start:6.1f} s] {message}")
 
     model_path = out_dir / "model.pt"
-    train_seconds = None
-    if model_path.exists() and not retrain and _model_matches(model_path, config):
-        progress(f"reusing the trained model {model_path} (pass --retrain to train again)")
-    else:
-        train_seconds = _train(
-            config, model_path, device=device, progress_bar=progress_bar, progress=progress
-        )
+    train_seconds = _trained_model(config, model_path, retrain, device, progress_bar, progress)
 
     heldout = _simulate(config, config.heldout_distance_mpc, config.seed, "demo-heldout", progress)
     heldout_dir = out_dir / "heldout"

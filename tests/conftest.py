@@ -15,6 +15,18 @@ def _isolated_torch_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("torch_home")))
 
 
+@pytest.fixture(autouse=True)
+def _isolated_astropy_cache(tmp_path_factory, monkeypatch):
+    """Astropy's cache (the second place weights are looked for) is empty too.
+
+    ``weights="auto"`` would otherwise train from whatever ``clusterclf
+    pretrain`` installed on the developer's machine.
+    """
+    root = tmp_path_factory.mktemp("xdg_cache")
+    (root / "photutils_clusterclf").mkdir()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(root))
+
+
 @pytest.fixture
 def one_torch_thread():
     """Tiny networks run fastest on one thread (and do not fight parallel test runs)."""

@@ -126,3 +126,27 @@ def test_demo_prints_its_wall_time(tmp_path, monkeypatch):
     lines.clear()
     run_demo(tmp_path / "demo", quick=True, device="cpu", printer=lines.append)
     assert lines[-1].endswith("in total; no training (the model of an earlier run was reused)")
+
+    # Once simulated-field weights are installed, the demo trains from them
+    # ("auto") instead of reusing the model trained from random weights.
+    from photutils_clusterclf import build_model
+    from photutils_clusterclf.checkpoint import ModelCard, save_checkpoint
+    from photutils_clusterclf.preprocessing import Normalization
+    from photutils_clusterclf.weights import install_weights
+
+    card = ModelCard(
+        arch="small_cnn",
+        bands=("F275W", "F336W", "F438W", "F555W", "F814W"),
+        cutout_size=32,
+        input_size=32,
+        normalization=Normalization().to_dict(),
+    )
+    save_checkpoint(tmp_path / "sim.pt", card, build_model("small_cnn", n_bands=5).state_dict())
+    install_weights(tmp_path / "sim.pt", "sim-small_cnn")
+    lines.clear()
+    run_demo(tmp_path / "demo", quick=True, device="cpu", printer=lines.append)
+    assert any("small_cnn starts from the sim-small_cnn weights" in x for x in lines)
+    assert "training 1 network" in lines[-1]
+    assert load_checkpoint(tmp_path / "demo" / "model.pt").card.training["options"]["weights"] == (
+        "sim-small_cnn"
+    )

@@ -5,14 +5,15 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from astropy.utils.exceptions import AstropyUserWarning
 
 from photutils_clusterclf import ClusterClassifier, build_model
 from photutils_clusterclf.checkpoint import ModelCard, save_checkpoint
 from photutils_clusterclf.cli import main
 from photutils_clusterclf.fileio import sha256_file
 from photutils_clusterclf.preprocessing import Normalization
-from photutils_clusterclf.training import TrainingSet, train_classifier
-from photutils_clusterclf.models import import_state_dict
+from photutils_clusterclf.training import TrainingSet, resolve_weights, train_classifier
+from photutils_clusterclf.models import imagenet_weights_file, import_state_dict
 from photutils_clusterclf.weights import (
     WEIGHTS,
     WeightsEntry,
@@ -24,14 +25,6 @@ from photutils_clusterclf.weights import (
 )
 
 from helpers import BANDS
-
-
-@pytest.fixture(autouse=True)
-def _isolated_astropy_cache(tmp_path_factory, monkeypatch):
-    """Astropy's cache (the second place searched) is an empty temporary directory."""
-    root = tmp_path_factory.mktemp("xdg_cache")
-    (root / "photutils_clusterclf").mkdir()
-    monkeypatch.setenv("XDG_CACHE_HOME", str(root))
 
 
 def _checkpoint(path, arch="small_cnn", bands=BANDS, seed=0):
@@ -321,3 +314,31 @@ def test_cli_train_from_named_weights(tmp_path, capsys):
     options = load_checkpoint(tmp_path / "m.pt").card.training["options"]
     assert options["weights"] == "sim-small_cnn"
     assert options["freeze_backbone_epochs"] == 1
+    # Without --weights ("auto") the installed simulated-field weights are the start.
+    capsys.readouterr()
+    auto = [a for a in args if a not in ("--weights", "sim-small_cnn")]
+    assert main(auto + ["--out", str(tmp_path / "auto.pt")]) == 0
+    assert "started from sim-small_cnn" in capsys.readouterr().out
+    options = load_checkpoint(tmp_path / "auto.pt").card.training["options"]
+    assert options["weights"] == "sim-small_cnn" and options["backbone_lr_factor"] == 0.1
+
+
+def test_auto_weights_prefer_simulated_fields_then_imagenet_then_random(tmp_path):
+    with pytest.warns(
+        AstropyUserWarning,
+        match="no sim-resnet18 weights .*clusterclf pretrain "
+        "--name sim-resnet18.* and no ImageNet weights at .*random initialisation",
+    ):
+        assert resolve_weights("resnet18") is None
+    with pytest.raises(FileNotFoundError, match="no pretrained weights for small_cnn"):
+        resolve_weights("small_cnn", require_pretrained=True)
+    imagenet = imagenet_weights_file("resnet18")
+    imagenet.parent.mkdir(parents=True)
+    imagenet.write_bytes(b"only its presence is looked at here")
+    assert resolve_weights("resnet18") == "imagenet"
+    _checkpoint(tmp_path / "sim.pt", arch="resnet18")
+    install_weights(tmp_path / "sim.pt", "sim-resnet18")
+    assert resolve_weights("resnet18") == "sim-resnet18"
+    # Explicit choices are kept.
+    assert resolve_weights("resnet18", "imagenet") == "imagenet"
+    assert resolve_weights("resnet18", None) is None

@@ -20,6 +20,7 @@ _LAZY = {
     "train_classifier": "loop",
     "corpus_plan": "pretraining",
     "pretrain": "pretraining",
+    "resolve_weights": "loop",
 }
 
 
@@ -35,4 +36,11 @@ def __dir__():
     return sorted(set(globals()) | set(_LAZY))
 
 
-__all__ = ["TrainingOptions", "TrainingSet", "corpus_plan", "pretrain", "train_classifier"]
+__all__ = [
+    "TrainingOptions",
+    "TrainingSet",
+    "corpus_plan",
+    "pretrain",
+    "resolve_weights",
+    "train_classifier",
+]

@@ -47,7 +47,7 @@ from ._ddp import DDPContext
 from .dataset import TrainingSet
 from .options import TrainingOptions
 
-__all__ = ["train_classifier"]
+__all__ = ["resolve_weights", "train_classifier"]
 
 #: Version of the training-state checkpoints.
 TRAINING_STATE_VERSION = 1
@@ -523,14 +523,41 @@ def _reproducible(device):
             torch.backends.cudnn.benchmark = was_benchmark
 
 
-def _resolve_weights(arch, weights, require_pretrained):
-    """The ``weights`` to build with: ImageNet if available, else random init with a warning.
+def resolve_weights(arch, weights="auto", *, require_pretrained=False):
+    """What `train_classifier` builds ``arch`` from, given its ``weights`` option.
 
-    Named pretrained weights whose file is missing fail here, before any work.
+    Parameters
+    ----------
+    arch : str
+        Architecture.
+    weights : {"auto", "imagenet", None}, pretrained name or path, optional
+        The option (see `TrainingOptions`). ``"auto"``: the installed
+        ``sim-<arch>`` weights, else ImageNet when cached, else None.
+    require_pretrained : bool, optional
+        Raise instead of warning when ``"auto"`` or ``"imagenet"`` find no file.
+
+    Returns
+    -------
+    str, path or None
+        ``weights`` itself, or its resolution (a registered name,
+        ``"imagenet"`` or None for random initialisation).
+
+    Raises
+    ------
+    FileNotFoundError
+        A named entry whose file is not installed, or nothing found with
+        ``require_pretrained``.
+
+    Warns
+    -----
+    `~astropy.utils.exceptions.AstropyUserWarning`
+        When it falls back to random initialisation.
     """
     if isinstance(weights, str) and weights in WEIGHTS:
         find_weights_file(weights)
         return weights
+    if weights == "auto":
+        return _auto_weights(arch, require_pretrained)
     if weights != "imagenet" or require_pretrained:
         return weights
     path = imagenet_weights_file(arch)
@@ -541,6 +568,30 @@ def _resolve_weights(arch, weights, require_pretrained):
         "(put the file there, or pass require_pretrained=True to make this an error)",
         AstropyUserWarning,
     )
+    return None
+
+
+def _auto_weights(arch, require_pretrained):
+    """``weights="auto"``: simulated-field weights, else ImageNet, else None (warned)."""
+    sim = f"sim-{arch}"
+    if sim in WEIGHTS:
+        try:
+            find_weights_file(sim)
+            return sim
+        except FileNotFoundError:
+            pass
+    imagenet = None if arch == "small_cnn" else imagenet_weights_file(arch)
+    if imagenet is not None and imagenet.is_file():
+        return "imagenet"
+    missing = []
+    if sim in WEIGHTS:
+        missing.append(f"no {sim} weights (make them with `clusterclf pretrain --name {sim}`)")
+    if imagenet is not None:
+        missing.append(f"no ImageNet weights at {imagenet}")
+    message = f"no pretrained weights for {arch}: {' and '.join(missing) or 'none exist'}"
+    if require_pretrained:
+        raise FileNotFoundError(message)
+    warnings.warn(f"{message}; training from random initialisation", AstropyUserWarning)
     return None
 
 
@@ -765,7 +816,9 @@ def train_classifier(
     _check_run(training_set, checkpoint_dir, resume)
     input_size = int(options.input_size or training_set.size)
     check_input_size(options.arch, input_size)
-    weights = _resolve_weights(options.arch, options.weights, options.require_pretrained)
+    weights = resolve_weights(
+        options.arch, options.weights, require_pretrained=options.require_pretrained
+    )
     train_idx, val_idx, split = _validation_split(
         training_set, options.val_galaxy, options.val_fraction, options.seed
     )

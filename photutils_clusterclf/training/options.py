@@ -40,17 +40,21 @@ class TrainingOptions:
     arch : str, optional
         Architecture for `~photutils_clusterclf.models.build_model`
         (``"resnet18"``, ``"vgg19_bn"``, ...).
-    weights : {"imagenet", None}, pretrained name or path, optional
-        Initialisation (see `~photutils_clusterclf.models.build_model`): a
-        registered name such as ``"sim-resnet18"``
-        (`~photutils_clusterclf.weights`), a previous clusterclf checkpoint
-        (continue training on a new galaxy), or a ``.pth`` state dict. With
-        ``"imagenet"`` and no cached ImageNet file, an
-        `~astropy.utils.exceptions.AstropyUserWarning` says so and training
-        starts from random initialisation, unless ``require_pretrained``.
+    weights : {"auto", "imagenet", None}, pretrained name or path, optional
+        Initialisation (see `~photutils_clusterclf.models.build_model`).
+        ``"auto"`` (default): the simulated-field weights ``sim-<arch>``
+        when ``clusterclf pretrain --name sim-<arch>`` has installed them
+        (they measure best, see :ref:`pretrained`), else torchvision's
+        ImageNet weights when cached, else random initialisation with an
+        `~astropy.utils.exceptions.AstropyUserWarning` naming both. The
+        model card records what was used. Otherwise: a registered name such
+        as ``"sim-resnet18"`` (`~photutils_clusterclf.weights`),
+        ``"imagenet"`` (a warning and random initialisation when not
+        cached), a previous clusterclf checkpoint (continue training on a
+        new galaxy), a ``.pth`` state dict, or None (random).
     require_pretrained : bool, optional
-        Make missing ImageNet weights an error (the
-        `FileNotFoundError` of `~photutils_clusterclf.models.build_model`).
+        Make missing pretrained weights (``"auto"`` finding none, or no
+        cached ImageNet file) a `FileNotFoundError` instead of a warning.
     input_size : int, optional
         Side of the network input; cutouts are resized to it. Defaults to
         the cutout size.
@@ -136,7 +140,7 @@ class TrainingOptions:
     """
 
     arch: str = "resnet18"
-    weights: object = "imagenet"
+    weights: object = "auto"
     require_pretrained: bool = False
     input_size: object = None
     epochs: int = 15
