@@ -55,19 +55,17 @@ FULL = {
     "seeds": [0, 1, 2],
     "epochs": None,
     "patience": None,
-    "pretrain_fields": 32,
-    "pretrain_candidates": 800,
-    "pretrain_epochs": 12,
+    # None: the registry's recipe of sim-<arch> (photutils_clusterclf.weights)
+    "pretrain_fields": None,
+    "pretrain_candidates": None,
+    "pretrain_epochs": None,
     "pool_galaxies": 4,
     "pool_candidates": 1000,
     "heldout_candidates": 800,
 }
 REDUCED = FULL | {
-    "seeds": [0, 1],
     "epochs": 15,
     "patience": 5,
-    "pretrain_fields": 10,
-    "pretrain_epochs": 8,
 }
 POOL_DISTANCES = (5.5, 9.5, 13.5, 19.5)  # Mpc, labelled galaxies
 HELDOUT_DISTANCE = 11.0
@@ -124,7 +122,27 @@ def _parse(argv):
     for key in config:
         if getattr(args, key, None) is not None:
             config[key] = getattr(args, key)
+    recipe_keys = {"pretrain_fields": "n_fields", "pretrain_candidates": "n_candidates"}
+    recipe_keys["pretrain_epochs"] = "epochs"
+    if any(config[key] is None for key in recipe_keys):
+        recipe = _registered_recipe(config["arch"])
+        for key, recipe_key in recipe_keys.items():
+            if config[key] is None:
+                config[key] = recipe[recipe_key]
     return args, config
+
+
+def _registered_recipe(arch):
+    """The pretraining recipe of the registry's ``sim-<arch>`` entry."""
+    from photutils_clusterclf.weights import WEIGHTS
+
+    entry = WEIGHTS.get(f"sim-{arch}")
+    if entry is None:
+        raise SystemExit(
+            f"no registered sim-{arch} weights: give --pretrain-fields, "
+            "--pretrain-candidates and --pretrain-epochs"
+        )
+    return entry.recipe
 
 
 def _pretrained(config, data_dir, device):

@@ -296,7 +296,15 @@ _SIM_DESCRIPTION = (
     "structure). No real galaxy was seen."
 )
 
-for _arch in ("resnet18", "small_cnn"):
+# The recipes are the pretrainings the learning curves measured
+# (benchmarks/learning_curve.py, benchmarks/RESULTS.md), spelled out here so
+# that a later change of pretrain's defaults cannot change what a name means.
+_SIM_RECIPES = {
+    "resnet18": {"n_fields": 8, "n_candidates": 800, "epochs": 4, "seed": 0},
+    "small_cnn": {"n_fields": 12, "n_candidates": 800, "epochs": 10, "seed": 0},
+}
+
+for _arch, _recipe in _SIM_RECIPES.items():
     register_weights(
         WeightsEntry(
             name=f"sim-{_arch}",
@@ -305,7 +313,7 @@ for _arch in ("resnet18", "small_cnn"):
             cutout_size=32,
             input_size=32,
             description=_SIM_DESCRIPTION.format(arch=_arch),
-            recipe={"arch": _arch, "n_fields": 32, "n_candidates": 800, "epochs": 12, "seed": 0},
+            recipe={"arch": _arch} | _recipe,
         )
     )
-del _arch
+del _arch, _recipe

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from photutils_clusterclf import build_model
 from photutils_clusterclf.checkpoint import load_checkpoint
@@ -79,6 +80,8 @@ def test_pretrain_is_bit_for_bit_reproducible_and_resumable(tmp_path):
     assert info["simulator"].startswith("photutils_clusterclf.datasets")
     assert info["options"]["seed"] == 3 and info["label"].startswith("true class")
     assert tuple(card.bands) == BANDS
+    # The thread count decides the last bits on the CPU, so the card says it.
+    assert info["torch_threads"] == torch.get_num_threads()
     # Interrupted after one epoch, then the same call again: same bytes.
     with pytest.raises(_Stop):
         pretrain(

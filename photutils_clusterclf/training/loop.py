@@ -738,6 +738,8 @@ def _training_record(
         },
         "world_size": ctx.world,
         "device": str(ctx.device),
+        # On the CPU the exact bits of the weights depend on it.
+        "torch_threads": torch.get_num_threads(),
         "calibration": calibration,
         "members": [
             {
