@@ -67,6 +67,12 @@ REDUCED = FULL | {
     "epochs": 15,
     "patience": 5,
 }
+#: Configuration keys of the pretraining -> keys of a registry recipe.
+RECIPE_KEYS = {
+    "pretrain_fields": "n_fields",
+    "pretrain_candidates": "n_candidates",
+    "pretrain_epochs": "epochs",
+}
 POOL_DISTANCES = (5.5, 9.5, 13.5, 19.5)  # Mpc, labelled galaxies
 HELDOUT_DISTANCE = 11.0
 CORPUS_MAX_STAR_DENSITY = 6e-4
@@ -122,11 +128,9 @@ def _parse(argv):
     for key in config:
         if getattr(args, key, None) is not None:
             config[key] = getattr(args, key)
-    recipe_keys = {"pretrain_fields": "n_fields", "pretrain_candidates": "n_candidates"}
-    recipe_keys["pretrain_epochs"] = "epochs"
-    if any(config[key] is None for key in recipe_keys):
+    if any(config[key] is None for key in RECIPE_KEYS):
         recipe = _registered_recipe(config["arch"])
-        for key, recipe_key in recipe_keys.items():
+        for key, recipe_key in RECIPE_KEYS.items():
             if config[key] is None:
                 config[key] = recipe[recipe_key]
     return args, config

@@ -160,6 +160,28 @@ def make_classifier(bands=BANDS, seed=0):
     )
 
 
+def write_weights_file(path, arch="small_cnn", bands=BANDS, seed=0):
+    """A clusterclf checkpoint of a random ``arch`` (32 px); returns its state dict."""
+    import torch
+
+    from photutils_clusterclf import build_model
+    from photutils_clusterclf.checkpoint import ModelCard, save_checkpoint
+    from photutils_clusterclf.preprocessing import Normalization
+
+    torch.manual_seed(seed)
+    model = build_model(arch, n_bands=len(bands))
+    card = ModelCard(
+        arch=arch,
+        bands=bands,
+        cutout_size=32,
+        input_size=32,
+        normalization=Normalization().to_dict(),
+        training={"made": "test"},
+    )
+    save_checkpoint(path, card, model.state_dict())
+    return model.state_dict()
+
+
 def write_band_files(directory, shape=SHAPE, seed=0, bands=BANDS):
     """One big-endian FITS file per band (with WCS and FILTER); returns band -> path."""
     from astropy.io import fits

@@ -13,6 +13,8 @@ from photutils_clusterclf.checkpoint import load_checkpoint
 from photutils_clusterclf.cli import main
 from photutils_clusterclf.demo import DEMO_CONFIGS, MARKER, run_demo
 
+from helpers import write_weights_file
+
 OUTPUTS = [
     "model.pt",
     "heldout_classified.fits",
@@ -129,19 +131,9 @@ def test_demo_prints_its_wall_time(tmp_path, monkeypatch):
 
     # Once simulated-field weights are installed, the demo trains from them
     # ("auto") instead of reusing the model trained from random weights.
-    from photutils_clusterclf import build_model
-    from photutils_clusterclf.checkpoint import ModelCard, save_checkpoint
-    from photutils_clusterclf.preprocessing import Normalization
     from photutils_clusterclf.weights import install_weights
 
-    card = ModelCard(
-        arch="small_cnn",
-        bands=("F275W", "F336W", "F438W", "F555W", "F814W"),
-        cutout_size=32,
-        input_size=32,
-        normalization=Normalization().to_dict(),
-    )
-    save_checkpoint(tmp_path / "sim.pt", card, build_model("small_cnn", n_bands=5).state_dict())
+    write_weights_file(tmp_path / "sim.pt")
     install_weights(tmp_path / "sim.pt", "sim-small_cnn")
     lines.clear()
     run_demo(tmp_path / "demo", quick=True, device="cpu", printer=lines.append)

@@ -8,10 +8,8 @@ import torch
 from astropy.utils.exceptions import AstropyUserWarning
 
 from photutils_clusterclf import ClusterClassifier, build_model
-from photutils_clusterclf.checkpoint import ModelCard, save_checkpoint
 from photutils_clusterclf.cli import main
 from photutils_clusterclf.fileio import sha256_file
-from photutils_clusterclf.preprocessing import Normalization
 from photutils_clusterclf.training import TrainingSet, resolve_weights, train_classifier
 from photutils_clusterclf.models import imagenet_weights_file, import_state_dict
 from photutils_clusterclf.weights import (
@@ -24,22 +22,7 @@ from photutils_clusterclf.weights import (
     weights_dirs,
 )
 
-from helpers import BANDS
-
-
-def _checkpoint(path, arch="small_cnn", bands=BANDS, seed=0):
-    torch.manual_seed(seed)
-    model = build_model(arch, n_bands=len(bands))
-    card = ModelCard(
-        arch=arch,
-        bands=bands,
-        cutout_size=32,
-        input_size=32,
-        normalization=Normalization().to_dict(),
-        training={"made": "test"},
-    )
-    save_checkpoint(path, card, model.state_dict())
-    return model.state_dict()
+from helpers import BANDS, write_weights_file
 
 
 def _state_equal(model, state):
@@ -75,14 +58,14 @@ def test_missing_file_is_one_line_naming_file_place_and_command(tmp_path):
 
 
 def test_install_load_and_a_modified_file_is_caught(tmp_path):
-    state = _checkpoint(tmp_path / "made.pt")
+    state = write_weights_file(tmp_path / "made.pt")
     installed = install_weights(tmp_path / "made.pt", "sim-small_cnn")
     digest = sha256_file(installed)
     assert installed == weights_dirs()[0] / f"sim-small_cnn-{digest[:8]}.pt"
     assert find_weights_file("sim-small_cnn") == installed
     assert _state_equal(build_model("small_cnn", weights="sim-small_cnn"), state)
     # A second, different file for the same name is refused without overwrite.
-    _checkpoint(tmp_path / "other.pt", seed=1)
+    write_weights_file(tmp_path / "other.pt", seed=1)
     with pytest.raises(FileExistsError, match="already installed"):
         install_weights(tmp_path / "other.pt", "sim-small_cnn")
     # Change one byte inside the file: the name's hash prefix no longer matches.
@@ -94,7 +77,7 @@ def test_install_load_and_a_modified_file_is_caught(tmp_path):
 
 
 def test_found_in_astropy_cache_and_pinned_sha256(tmp_path, monkeypatch):
-    _checkpoint(tmp_path / "made.pt")
+    write_weights_file(tmp_path / "made.pt")
     digest = sha256_file(tmp_path / "made.pt")
     entry = WeightsEntry(
         name="test-pinned",
@@ -115,7 +98,7 @@ def test_found_in_astropy_cache_and_pinned_sha256(tmp_path, monkeypatch):
     target.write_bytes((tmp_path / "made.pt").read_bytes())
     assert load_weights("test-pinned").sha256 == digest
     # A pinned entry refuses any other file, even one whose name carries its hash.
-    _checkpoint(tmp_path / "other.pt", seed=1)
+    write_weights_file(tmp_path / "other.pt", seed=1)
     with pytest.raises(ValueError, match="pinned"):
         install_weights(tmp_path / "other.pt", "test-pinned")
     monkeypatch.setitem(WEIGHTS, entry.name, dataclasses.replace(entry, sha256="0" * 64))
@@ -124,17 +107,17 @@ def test_found_in_astropy_cache_and_pinned_sha256(tmp_path, monkeypatch):
 
 
 def test_card_must_match_the_entry(tmp_path):
-    _checkpoint(tmp_path / "four.pt", bands=BANDS[:4])
+    write_weights_file(tmp_path / "four.pt", bands=BANDS[:4])
     with pytest.raises(ValueError, match="entry 'sim-small_cnn' is"):
         install_weights(tmp_path / "four.pt", "sim-small_cnn")
-    _checkpoint(tmp_path / "made.pt")
+    write_weights_file(tmp_path / "made.pt")
     install_weights(tmp_path / "made.pt", "sim-small_cnn")
     with pytest.raises(ValueError, match="are a small_cnn for 5 bands.*asked for resnet18"):
         build_model("resnet18", weights="sim-small_cnn")
 
 
 def test_continue_from_a_clusterclf_checkpoint(tmp_path):
-    state = _checkpoint(tmp_path / "galaxy1.pt")
+    state = write_weights_file(tmp_path / "galaxy1.pt")
     assert _state_equal(build_model("small_cnn", weights=tmp_path / "galaxy1.pt"), state)
     with pytest.raises(ValueError, match="asked for small_cnn with 4 bands"):
         build_model("small_cnn", n_bands=4, weights=tmp_path / "galaxy1.pt")
@@ -189,7 +172,7 @@ def _stem_head_ids(model):
 
 
 def test_fine_tune_from_named_weights_with_a_frozen_backbone(tmp_path):
-    state = _checkpoint(tmp_path / "made.pt")
+    state = write_weights_file(tmp_path / "made.pt")
     install_weights(tmp_path / "made.pt", "sim-small_cnn")
     clf = train_classifier(
         _tiny_set(),
@@ -212,7 +195,7 @@ def test_fine_tune_from_named_weights_with_a_frozen_backbone(tmp_path):
 
 
 def test_discriminative_lr_changes_the_backbone_less(tmp_path):
-    state = _checkpoint(tmp_path / "made.pt")
+    state = write_weights_file(tmp_path / "made.pt")
     moved = {}
     for factor in (1.0, 0.1):
         clf = train_classifier(
@@ -248,7 +231,7 @@ def test_auto_backbone_lr_factor_is_small_only_from_pretrained_weights(tmp_path)
     with pytest.raises(ValueError, match="number in \\[0, 1\\] or 'auto', got 'fast'"):
         TrainingOptions(backbone_lr_factor="fast")
 
-    _checkpoint(tmp_path / "made.pt")
+    write_weights_file(tmp_path / "made.pt")
 
     def fine_tune(weights, **factor):
         return train_classifier(
@@ -308,7 +291,7 @@ def test_cli_train_from_named_weights(tmp_path, capsys):
     assert main(args + ["--out", str(tmp_path / "m.pt")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "clusterclf pretrain --name sim-small_cnn" in err
-    _checkpoint(tmp_path / "made.pt")
+    write_weights_file(tmp_path / "made.pt")
     install_weights(tmp_path / "made.pt", "sim-small_cnn")
     assert main(args + ["--out", str(tmp_path / "m.pt")]) == 0
     options = load_checkpoint(tmp_path / "m.pt").card.training["options"]
@@ -336,7 +319,7 @@ def test_auto_weights_prefer_simulated_fields_then_imagenet_then_random(tmp_path
     imagenet.parent.mkdir(parents=True)
     imagenet.write_bytes(b"only its presence is looked at here")
     assert resolve_weights("resnet18") == "imagenet"
-    _checkpoint(tmp_path / "sim.pt", arch="resnet18")
+    write_weights_file(tmp_path / "sim.pt", arch="resnet18")
     install_weights(tmp_path / "sim.pt", "sim-resnet18")
     assert resolve_weights("resnet18") == "sim-resnet18"
     # Explicit choices are kept.

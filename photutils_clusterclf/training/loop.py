@@ -39,7 +39,7 @@ from ..classes import CLASSES
 from ..classifier import ClusterClassifier
 from ..evaluation import EvaluationReport
 from ..fileio import atomic_output
-from ..models import build_model, check_input_size, imagenet_weights_file
+from ..models import _imagenet_weights, build_model, check_input_size, imagenet_weights_file
 from ..preprocessing import prepare_batch, random_augment
 from ..utils.progress import progress_bar as _progress_bar
 from ..weights import WEIGHTS, find_weights_file
@@ -573,21 +573,19 @@ def resolve_weights(arch, weights="auto", *, require_pretrained=False):
 
 def _auto_weights(arch, require_pretrained):
     """``weights="auto"``: simulated-field weights, else ImageNet, else None (warned)."""
+    missing = []
     sim = f"sim-{arch}"
     if sim in WEIGHTS:
         try:
             find_weights_file(sim)
             return sim
         except FileNotFoundError:
-            pass
-    imagenet = None if arch == "small_cnn" else imagenet_weights_file(arch)
-    if imagenet is not None and imagenet.is_file():
-        return "imagenet"
-    missing = []
-    if sim in WEIGHTS:
-        missing.append(f"no {sim} weights (make them with `clusterclf pretrain --name {sim}`)")
-    if imagenet is not None:
-        missing.append(f"no ImageNet weights at {imagenet}")
+            missing.append(f"no {sim} weights (make them with `clusterclf pretrain --name {sim}`)")
+    if _imagenet_weights(arch) is not None:
+        path = imagenet_weights_file(arch)
+        if path.is_file():
+            return "imagenet"
+        missing.append(f"no ImageNet weights at {path}")
     message = f"no pretrained weights for {arch}: {' and '.join(missing) or 'none exist'}"
     if require_pretrained:
         raise FileNotFoundError(message)
