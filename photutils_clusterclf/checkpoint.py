@@ -106,7 +106,7 @@ class ModelCard:
         ISO 8601 UTC time; filled in by `save_checkpoint` when empty.
     model_options : dict, optional
         Keyword options of `photutils_clusterclf.models.build_model` beyond
-        the architecture (``stem``, ``head``, ``morphology``); empty for the standard
+        the architecture (``stem``, ``head``); empty for the standard
         network (and in checkpoints written before they existed).
     temperature : float, optional
         Temperature ``T > 0`` dividing the logits before the softmax at
@@ -160,10 +160,9 @@ class ModelCard:
         if not isinstance(self.model_options, Mapping) or not set(self.model_options) <= {
             "stem",
             "head",
-            "morphology",
         }:
             raise CheckpointError(
-                f"model card model_options must be a dict with keys stem/head/morphology, got "
+                f"model card model_options must be a dict with keys stem/head, got "
                 f"{self.model_options!r}"
             )
         for name in ("training", "versions"):

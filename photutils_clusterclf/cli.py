@@ -323,7 +323,6 @@ _TRAIN_OPTIONS = (
     "normalization",
     "stem",
     "head",
-    "morphology",
     "schedule",
     "label_smoothing",
     "label_noise",
@@ -611,12 +610,6 @@ def _add_recipe_options(p, defaults):
         "--head",
         metavar="{auto,standard,compact}",
         help=f"network head (default {defaults['head']})",
-    )
-    p.add_argument(
-        "--morphology",
-        action=argparse.BooleanOptionalAction,
-        help="add the morphology branch: a perceptron on measured shape and colour "
-        f"(default {'on' if defaults['morphology'] else 'off'})",
     )
     p.add_argument(
         "--schedule",

@@ -42,7 +42,6 @@ from torch import nn
 from .checkpoint import ARCHITECTURES, ModelCard, is_checkpoint, load_checkpoint, save_checkpoint
 from .classes import CLASSES
 from .config import offline
-from .morphology import MorphologyFusion
 from .preprocessing import Normalization
 from .utils.validation import check_integer
 from .weights import WEIGHTS, list_weights, load_weights
@@ -109,8 +108,6 @@ def _imagenet_weights(arch):
 
 
 _IMAGENET_CLASSES = 1000
-# State-dict prefixes of a MorphologyFusion's two parts.
-_FUSED_NETWORK, _FUSED_BRANCH = "network.", "morphology."
 _RGB = 3
 # Seconds allowed for the reachability probe before a download attempt.
 _PROBE_TIMEOUT = 3.0
@@ -394,16 +391,7 @@ def _checkpoint_state_dict(checkpoint, source, arch, n_bands):
     return checkpoint.state_dicts[0], source
 
 
-def build_model(
-    arch,
-    *,
-    n_bands=5,
-    n_classes=4,
-    weights=None,
-    stem="standard",
-    head="standard",
-    morphology=False,
-):
+def build_model(arch, *, n_bands=5, n_classes=4, weights=None, stem="standard", head="standard"):
     """Build a classification network for ``n_bands``-band cutouts.
 
     Parameters
@@ -436,12 +424,6 @@ def build_model(
         ``"compact"``: VGG ends on a global average pool and one linear
         layer instead of torchvision's 7 x 7 pool and 4096-wide layers
         (ResNets have that head in both cases).
-    morphology : bool, optional
-        Add a morphology branch
-        (`~photutils_clusterclf.morphology.MorphologyFusion`): the logits
-        of a small perceptron on shape and colour measured from the input
-        are added to the network's. ``weights`` initialise the network
-        (and the branch too when they come from a model that has one).
 
     Returns
     -------
@@ -463,9 +445,8 @@ def build_model(
     n_classes = check_integer("n_classes", n_classes)
     check_variant(arch, stem, head)
     model = _architecture(arch, n_bands, n_classes, stem, head)
-    branch = MorphologyFusion(model, n_bands, n_classes) if morphology else None
     if weights is None:
-        return model if branch is None else branch
+        return model
     if isinstance(weights, str) and weights == "imagenet":
         state, source = _imagenet_state_dict(arch), f"ImageNet {arch}"
     elif isinstance(weights, str) and weights in WEIGHTS:
@@ -487,24 +468,8 @@ def build_model(
             "weights must be None, 'imagenet', a pretrained name or a path, got "
             f"{type(weights).__name__}"
         )
-    network_state, branch_state = _split_fused(state)
-    _load_weights(model, network_state, arch, n_bands, n_classes, source, head)
-    if branch is None:
-        return model
-    if branch_state:
-        branch.morphology.load_state_dict(branch_state)
-    return branch
-
-
-def _split_fused(state):
-    """``(network, morphology branch)`` state dicts of a plain or `MorphologyFusion` state dict."""
-    if not any(k.startswith(_FUSED_NETWORK) for k in state):
-        return state, {}
-    parts = {_FUSED_NETWORK: {}, _FUSED_BRANCH: {}}
-    for key, value in state.items():
-        prefix = _FUSED_NETWORK if key.startswith(_FUSED_NETWORK) else _FUSED_BRANCH
-        parts[prefix][key.removeprefix(prefix)] = value
-    return parts[_FUSED_NETWORK], parts[_FUSED_BRANCH]
+    _load_weights(model, state, arch, n_bands, n_classes, source, head)
+    return model
 
 
 def import_state_dict(

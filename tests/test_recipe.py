@@ -160,7 +160,7 @@ def test_recipe_options_recorded_and_applied(tmp_path):
         ts, normalization="asinh_shared", schedule="cosine", label_smoothing=0.1, lr=2e-3, **FAST
     )
     assert clf.card.normalization["name"] == "asinh_shared"
-    assert clf.card.model_options == {"stem": "standard", "head": "standard", "morphology": False}
+    assert clf.card.model_options == {"stem": "standard", "head": "standard"}
     options = clf.card.training["options"]
     assert options["schedule"] == "cosine" and options["label_smoothing"] == 0.1
     # Warm-up over the first epoch, then cosine decay: the lr rises then falls.
@@ -179,7 +179,7 @@ def test_auto_variant_follows_the_architecture():
     clf = train_classifier(
         ts, arch="resnet18", weights=None, epochs=1, batch_size=8, progress_bar=False, device="cpu"
     )
-    assert clf.card.model_options == RECOMMENDED_VARIANTS["resnet18"] | {"morphology": False}
+    assert clf.card.model_options == RECOMMENDED_VARIANTS["resnet18"]
     assert clf.card.training["options"]["stem"] == RECOMMENDED_VARIANTS["resnet18"]["stem"]
     expected = (
         32

@@ -40,7 +40,6 @@ from ..classifier import ClusterClassifier
 from ..evaluation import EvaluationReport
 from ..fileio import atomic_output
 from ..models import _imagenet_weights, build_model, check_input_size, imagenet_weights_file
-from ..morphology import MorphologyFusion
 from ..preprocessing import prepare_batch, random_augment
 from ..utils.progress import progress_bar as _progress_bar
 from ..weights import WEIGHTS, find_weights_file
@@ -162,16 +161,10 @@ def _batches(order, batch_size):
 
 
 def _stem_and_head(model):
-    """Parameters that train while the backbone is frozen.
-
-    The first conv and the last linear layer, and all of a morphology branch.
-    """
-    branch = model.morphology if isinstance(model, MorphologyFusion) else None
-    network = model.network if branch is not None else model
-    convs = [m for m in network.modules() if isinstance(m, torch.nn.Conv2d)]
-    linears = [m for m in network.modules() if isinstance(m, torch.nn.Linear)]
-    head = convs[:1] + linears[-1:] + ([] if branch is None else [branch])
-    ids = {id(p) for m in head for p in m.parameters()}
+    """Parameters that train while the backbone is frozen: the first conv and the last linear layer."""
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    ids = {id(p) for m in convs[:1] + linears[-1:] for p in m.parameters()}
     trainable = [p for p in model.parameters() if id(p) in ids]
     backbone = [p for p in model.parameters() if id(p) not in ids]
     return backbone, trainable
@@ -257,7 +250,6 @@ class _Trainer:
             weights=weights,
             stem=opts["stem"],
             head=opts["head"],
-            morphology=opts["morphology"],
         )
         self.model = model.to(ctx.device)
         backbone, trainable = _stem_and_head(self.model)
@@ -633,7 +625,6 @@ def _state_options(options, weights, input_size, split, normalization):
         "normalization": normalization.to_dict(),
         "stem": stem,
         "head": head,
-        "morphology": options.morphology,
         "schedule": options.schedule,
         "label_smoothing": options.label_smoothing,
         "label_noise": options.label_noise,
@@ -715,7 +706,6 @@ def _best_model(trainer, *, n_bands):
         weights=None,
         stem=opts["stem"],
         head=opts["head"],
-        morphology=opts["morphology"],
     )
     model.load_state_dict(trainer.best["state"])
     return model
@@ -880,6 +870,6 @@ def _model_card(training_set, options, opts, normalization, *, training, tempera
         input_size=opts["input_size"],
         normalization=normalization.to_dict(),
         training=training,
-        model_options={key: opts[key] for key in ("stem", "head", "morphology")},
+        model_options={"stem": opts["stem"], "head": opts["head"]},
         temperature=temperature,
     )

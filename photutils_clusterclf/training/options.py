@@ -115,12 +115,6 @@ class TrainingOptions:
         ``head``: ``"standard"``, ``"compact"``). ``"auto"``: the
         architecture's entry in
         `~photutils_clusterclf.models.RECOMMENDED_VARIANTS`.
-    morphology : bool, optional
-        Add the morphology branch
-        (`~photutils_clusterclf.morphology.MorphologyFusion`): a small
-        perceptron on aperture sums, colours, second moments and asymmetry
-        measured from each input, whose logits are added to the network's;
-        recorded in the model card. Not for ``small_cnn``.
     schedule : {"plateau", "cosine"}, optional
         ``"plateau"``: the learning rate is halved when the validation macro
         recall stops improving for ``max(1, patience // 2)`` epochs.
@@ -165,7 +159,6 @@ class TrainingOptions:
     normalization: object = "asinh_shared"
     stem: str = "auto"
     head: str = "auto"
-    morphology: bool = False
     schedule: str = "cosine"
     label_smoothing: float = 0.1
     label_noise: object = None
@@ -205,11 +198,6 @@ class TrainingOptions:
             put("lr", float(self.lr))
         put("weight_decay", float(self.weight_decay))
         put("augment", bool(self.augment))
-        put("morphology", bool(self.morphology))
-        if self.morphology and self.arch == "small_cnn":
-            raise ValueError(
-                "morphology=True needs a torchvision architecture (resnet*, vgg*), not small_cnn"
-            )
         put("require_pretrained", bool(self.require_pretrained))
         check_choice("schedule", self.schedule, SCHEDULES)
         smoothing = self.label_smoothing
