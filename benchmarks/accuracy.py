@@ -28,6 +28,10 @@ labelling of it, and the training time. Models:
 ``new_fc_known``
     the same with the simulator's own matrix (``label_noise="human"``):
     what forward correction gives with a perfect estimate;
+``sim_only``
+    the installed ``sim-resnet18`` weights (``clusterclf pretrain``) as
+    they are, without fine-tuning on these galaxies: what pretraining on
+    the true classes of other simulated fields gives by itself;
 ``features_truth``, ``new_truth``
     the upper bounds: the same feature baseline and CNN recipe trained on
     the TRUE classes of the training galaxies (validated on the true classes
@@ -66,6 +70,7 @@ from astropy.utils.exceptions import AstropyUserWarning
 
 from photutils_clusterclf.calibration import expected_calibration_error
 from photutils_clusterclf.classes import CLASSES
+from photutils_clusterclf.classifier import ClusterClassifier
 from photutils_clusterclf.cutouts import extract_cutouts
 from photutils_clusterclf.datasets import (
     HUMAN_LABEL_NOISE,
@@ -75,6 +80,7 @@ from photutils_clusterclf.datasets import (
 from photutils_clusterclf.evaluation import EvaluationReport
 from photutils_clusterclf.fileio import atomic_output, check_writable
 from photutils_clusterclf.training import TrainingSet, train_classifier
+from photutils_clusterclf.weights import load_weights
 
 sys.path.insert(0, str(Path(__file__).parent))
 from features import fit_baseline, predict_baseline
@@ -114,6 +120,7 @@ MODELS = {
     "vgg": ("cnn", "human", {"arch": "vgg19_bn"}),
     "new_fc": ("cnn", "human", {"label_noise": "estimated"}),
     "new_fc_known": ("cnn", "human", {"label_noise": "human"}),
+    "sim_only": ("pretrained", None, {}),
     "features_truth": ("features", "truth", {}),
     "new_truth": ("cnn", "truth", {}),
 }
@@ -229,34 +236,21 @@ def run_model(
         pred = predict_baseline(model, data["cutouts"][target], bands=bands)
         extra = {}
     else:
-        fit = role != "heldout"
-        ts = TrainingSet(
-            data["cutouts"][fit], data[labels][fit], galaxy=data["galaxy"][fit], bands=bands
-        )
         options = {**recipe, **overrides}
-        if options.get("label_noise") == "estimated":
-            options["label_noise"] = estimated_label_noise(data).tolist()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", AstropyUserWarning)  # no pretrained weights: said below
-            clf = train_classifier(
-                ts,
-                val_galaxy=GALAXIES[1][0],
-                seed=seed,
-                device=device,
-                progress_bar=progress_bar,
-                **options,
+        if kind == "pretrained":
+            weights_name = f"sim-{options.get('arch', 'resnet18')}"
+            clf, summary = (
+                _pretrained_classifier(weights_name, device),
+                {"weights": f"{weights_name} as is"},
             )
+        else:
+            clf = _trained_classifier(data, role, labels, options, seed, device, progress_bar)
+            summary = _training_summary(clf)
         seconds = time.perf_counter() - start
         probs = clf.predict_proba(data["cutouts"][target])
         pred = probs.argmax(axis=1) + 1
-        member = clf.card.training["members"][0]
-        extra = {
-            "options": options,
-            "weights": clf.card.training["options"]["weights"],
-            "best_epoch": member["best_epoch"],
-            "epochs_run": member["epochs_run"],
-            **_probability_scores(clf, probs, data, target),
-        }
+        extra = {"options": options, **summary}
+        extra |= _probability_scores(clf, probs, data, target)
     if gallery is not None:
         save_confusion_galleries(
             f"{gallery}-{name}-seed{seed}",
@@ -272,6 +266,48 @@ def run_model(
     # Rows: true class 1-4, columns: predicted class (where each class's losses go).
     row["confusion_truth"] = EvaluationReport(data["truth"][target], pred).confusion_matrix.tolist()
     return row
+
+
+def _trained_classifier(data, role, labels, options, seed, device, progress_bar):
+    """`train_classifier` on the training and validation galaxies' ``labels``."""
+    fit = role != "heldout"
+    bands = data["bands"].tolist()
+    ts = TrainingSet(
+        data["cutouts"][fit], data[labels][fit], galaxy=data["galaxy"][fit], bands=bands
+    )
+    if options.get("label_noise") == "estimated":
+        options["label_noise"] = estimated_label_noise(data).tolist()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AstropyUserWarning)  # no pretrained weights: said below
+        return train_classifier(
+            ts,
+            val_galaxy=GALAXIES[1][0],
+            seed=seed,
+            device=device,
+            progress_bar=progress_bar,
+            **options,
+        )
+
+
+def _pretrained_classifier(name, device):
+    """Installed pretrained weights as they are: no fine-tuning on these galaxies."""
+    try:
+        return ClusterClassifier.from_checkpoint(load_weights(name), device=device)
+    except FileNotFoundError:
+        raise SystemExit(
+            f"model sim_only needs the {name} weights: run 'clusterclf pretrain --name {name}'"
+        ) from None
+
+
+def _training_summary(clf):
+    """The start and the best and last epochs of a classifier trained here."""
+    training = clf.card.training
+    member = training["members"][0]
+    return {
+        "weights": training["options"]["weights"],
+        "best_epoch": member["best_epoch"],
+        "epochs_run": member["epochs_run"],
+    }
 
 
 def _probability_scores(clf, probs, data, target):
