@@ -238,11 +238,8 @@ def run_model(
     else:
         options = {**recipe, **overrides}
         if kind == "pretrained":
-            weights_name = f"sim-{options.get('arch', 'resnet18')}"
-            clf, summary = (
-                _pretrained_classifier(weights_name, device),
-                {"weights": f"{weights_name} as is"},
-            )
+            weights = f"sim-{options.get('arch', 'resnet18')}"
+            clf, summary = _pretrained_classifier(weights, device), {"weights": f"{weights} as is"}
         else:
             clf = _trained_classifier(data, role, labels, options, seed, device, progress_bar)
             summary = _training_summary(clf)
@@ -293,10 +290,8 @@ def _pretrained_classifier(name, device):
     """Installed pretrained weights as they are: no fine-tuning on these galaxies."""
     try:
         return ClusterClassifier.from_checkpoint(load_weights(name), device=device)
-    except FileNotFoundError:
-        raise SystemExit(
-            f"model sim_only needs the {name} weights: run 'clusterclf pretrain --name {name}'"
-        ) from None
+    except FileNotFoundError as exc:  # it names the `clusterclf pretrain` command
+        raise SystemExit(f"model sim_only: {exc}") from None
 
 
 def _training_summary(clf):
